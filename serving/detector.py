@@ -1,0 +1,135 @@
+"""The ONNX detector: letterbox -> ONNX Runtime -> decode -> boxes on the upright original."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from serving.detections import Detections
+from serving.geometry import classwise_nms
+from serving.model_card import load_card
+from serving.postprocess import decode_output, infer_layout
+from serving.preprocess import Letterbox, letterbox, to_blob
+from serving.result import DetectionResult
+from serving.tiling import should_tile, tile_windows
+
+# Best first; whatever this ONNX Runtime build offers, CPU last as the fallback.
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
+TILE_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    conf: float | None = None  # None: the card's default
+    iou: float | None = None
+    classes: tuple[int, ...] | None = None
+    max_det: int = 300
+    tile: str = "auto"
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    tile_scale: float = 2.0  # tile side = tile_scale x model input, in original pixels
+    overlap: float = 0.2
+    auto_factor: float = 4.0  # `auto` tiles when the longer side > auto_factor x model input
+    max_batch: int = 16
+
+
+def available_providers() -> list[str]:
+    offered = set(ort.get_available_providers())
+    return [p for p in PREFERRED_PROVIDERS if p in offered] or ["CPUExecutionProvider"]
+
+
+class Detector:
+    def __init__(self, model_path: str | Path, threads: int | None = None,
+                 tiling: TilingConfig | None = None, verify: bool = True) -> None:
+        self.model_path = Path(model_path)
+        self.card: dict[str, Any] = load_card(self.model_path, verify=verify)
+        self.class_names: list[str] = list(self.card["classes"])
+        self.tiling = tiling or TilingConfig()
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(self.model_path), options,
+                                            providers=available_providers())
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.input_size = int(self.card.get("input_size") or model_input.shape[2])
+        self.dynamic_batch = not isinstance(model_input.shape[0], int)
+        output_shape = self.session.get_outputs()[0].shape
+        self.layout = self.card.get("output_layout") or infer_layout(output_shape, len(self.class_names))
+        thresholds = self.card.get("thresholds", {})
+        self.default_conf = float(thresholds.get("conf", 0.25))
+        self.default_iou = float(thresholds.get("iou", 0.7))
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        return {"name": str(self.card["name"]), "version": str(self.card.get("version", "")),
+                "sha256": str(self.card["sha256"])}
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def class_ids_for(self, names: Sequence[str]) -> tuple[int, ...]:
+        """Class names -> ids; ValueError names the unknown ones."""
+        unknown = [n for n in names if n not in self.class_names]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown)}; "
+                             f"this model knows {', '.join(self.class_names)}")
+        return tuple(self.class_names.index(n) for n in names)
+
+    def warmup(self, runs: int = 2) -> None:
+        blank = np.full((self.input_size, self.input_size, 3), 114, np.uint8)
+        for _ in range(runs):
+            self._run([blank])
+
+    def _run(self, images: list[np.ndarray]) -> np.ndarray:
+        if self.dynamic_batch or len(images) == 1:
+            return self.session.run(None, {self.input_name: to_blob(images)})[0]
+        return np.concatenate([self.session.run(None, {self.input_name: to_blob([im])})[0]
+                               for im in images])
+
+    def detect(self, image: np.ndarray, options: DetectOptions | None = None) -> DetectionResult:
+        """Detect on one upright BGR image; boxes come back in its pixels."""
+        options = options or DetectOptions()
+        conf = self.default_conf if options.conf is None else options.conf
+        iou = self.default_iou if options.iou is None else options.iou
+        height, width = image.shape[:2]
+        start = time.perf_counter()
+
+        windows = [(0, 0, width, height)]
+        if should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor):
+            side = round(self.input_size * self.tiling.tile_scale)
+            windows += [w for w in tile_windows(width, height, side, self.tiling.overlap)
+                        if w != (0, 0, width, height)]
+        inputs: list[np.ndarray] = []
+        boxes_back: list[tuple[Letterbox, int, int]] = []
+        for x0, y0, x1, y1 in windows:
+            padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size)
+            inputs.append(padded)
+            boxes_back.append((lb, x0, y0))
+
+        parts: list[Detections] = []
+        step = self.tiling.max_batch if self.dynamic_batch else 1
+        for first in range(0, len(inputs), step):
+            outputs = self._run(inputs[first:first + step])
+            for output, (lb, x0, y0) in zip(outputs, boxes_back[first:first + step]):
+                dets = decode_output(output, self.layout, conf, iou, options.max_det, options.classes)
+                parts.append(Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids)
+                             .shifted(x0, y0))
+        detections = parts[0] if len(parts) == 1 else classwise_nms(
+            Detections.concat(parts), iou, options.max_det)
+
+        inference_ms = (time.perf_counter() - start) * 1000
+        return DetectionResult(detections, width, height, self.class_names, self.model_info,
+                               {"inference": inference_ms})

@@ -1,0 +1,38 @@
+"""Errors a client can cause, each with the HTTP status and code of the API contract."""
+
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """A problem with what the client sent; never a server fault."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UndecodableImage(ClientError):
+    status, code = 400, "undecodable_image"
+
+
+class PayloadTooLarge(ClientError):
+    status, code = 413, "payload_too_large"
+
+
+class TooManyPixels(ClientError):
+    status, code = 413, "too_many_pixels"
+
+
+class UnsupportedMediaType(ClientError):
+    status, code = 415, "unsupported_media_type"
+
+
+class InvalidParameter(ClientError):
+    status, code = 422, "invalid_parameter"
+
+
+class ModelCardError(Exception):
+    """The model file and its card do not belong together (or the card is unreadable)."""

@@ -1,0 +1,76 @@
+"""Bytes to an upright BGR image: type and pixel count checked from the header first."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from serving.errors import TooManyPixels, UndecodableImage, UnsupportedMediaType
+
+# Media types the API accepts, and the Pillow format names that may hide behind them.
+SUPPORTED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
+_SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png",
+                      "WEBP": "image/webp", "BMP": "image/bmp", "TIFF": "image/tiff"}
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    media_type: str
+    width: int  # upright, after EXIF orientation
+    height: int
+    orientation: int
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """Identify the image and its upright size without decoding the pixels."""
+    if not data:
+        raise UndecodableImage("the body is empty: send the image bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                fmt, (width, height) = im.format, im.size
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Image.DecompressionBombError as exc:  # Pillow refuses > 2x its own limit outright
+        raise TooManyPixels(f"the image header declares too many pixels ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UndecodableImage("the data is not a decodable image") from exc
+    if fmt not in _SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(
+            f"{fmt} images are not supported; send one of {', '.join(SUPPORTED_MEDIA_TYPES)}")
+    if orientation in _SWAPS_AXES:
+        width, height = height, width
+    return ImageHeader(_SUPPORTED_FORMATS[fmt], width, height, orientation)
+
+
+def check_pixels(header: ImageHeader, max_pixels: int) -> None:
+    pixels = header.width * header.height
+    if pixels > max_pixels:
+        raise TooManyPixels(
+            f"the image has {header.width}x{header.height} = {pixels} pixels; the limit is {max_pixels}")
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode to an upright 8-bit BGR array (EXIF orientation applied by OpenCV)."""
+    header = read_header(data)
+    check_pixels(header, max_pixels)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise UndecodableImage("the image could not be decoded (truncated or corrupt)")
+    if (image.shape[1], image.shape[0]) != (header.width, header.height):
+        raise UndecodableImage("the decoded image does not match its header (corrupt file)")
+    if header.media_type == "image/jpeg" and not _jpeg_is_complete(data):
+        raise UndecodableImage("the JPEG data is truncated")
+    return image
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    # libjpeg pads a truncated stream with grey instead of failing; a whole JPEG ends in EOI.
+    return b"\xff\xd9" in data[-4096:]

@@ -1,0 +1,66 @@
+"""The answer for one image: detections plus the summaries agronomists and sprayers need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.detections import Detections
+from serving.geometry import lanes_hit, union_area
+
+WEED_CLASS_NAMES = ("weed",)
+
+
+@dataclass
+class DetectionResult:
+    detections: Detections
+    width: int
+    height: int
+    class_names: list[str]
+    model: dict[str, str]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def weed_class_ids(self) -> list[int]:
+        return [i for i, name in enumerate(self.class_names) if name in WEED_CLASS_NAMES]
+
+    def _weed_boxes(self) -> np.ndarray:
+        mask = np.isin(self.detections.class_ids, self.weed_class_ids)
+        return self.detections.boxes[mask]
+
+    def counts(self) -> dict[str, int]:
+        ids = self.detections.class_ids
+        return {name: int((ids == i).sum()) for i, name in enumerate(self.class_names)}
+
+    def weed_cover(self) -> float:
+        area = float(self.width * self.height)
+        return union_area(self._weed_boxes()) / area if area else 0.0
+
+    def lanes(self, count: int) -> list[bool]:
+        return lanes_hit(self._weed_boxes(), self.width, count)
+
+    def detection_dicts(self) -> list[dict[str, Any]]:
+        dets = self.detections
+        return [
+            {"class_id": int(c), "class_name": self.class_names[int(c)],
+             "confidence": round(float(s), 4),
+             "box": {"x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1),
+                     "x2": round(float(b[2]), 1), "y2": round(float(b[3]), 1)}}
+            for b, s, c in zip(dets.boxes, dets.scores, dets.class_ids)
+        ]
+
+    def to_dict(self, lanes: int | None = None) -> dict[str, Any]:
+        """The API v1 detect answer."""
+        answer: dict[str, Any] = {
+            "model": self.model,
+            "image": {"width": self.width, "height": self.height},
+            "detections": self.detection_dicts(),
+            "counts": self.counts(),
+            "weed_cover": round(self.weed_cover(), 6),
+        }
+        if lanes is not None:
+            answer["lanes"] = self.lanes(lanes)
+        answer["timing_ms"] = {k: round(v, 2) for k, v in self.timing_ms.items()}
+        return answer

@@ -1,0 +1,103 @@
+"""The `weedscan` command line: serving commands (serve, detect) and the trainer's (data, train,
+export, eval).
+
+The root CLI lives on the trainer side because `training` may import `serving` but never the
+other way round; the trainer commands import Ultralytics only when they run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from serving.cli import register_serving_commands
+from training.data_cli import data_app
+
+app = typer.Typer(
+    name="weedscan",
+    help="Find weeds in field images: serve the detector, run it on files, and train, export and "
+         "evaluate the model. Runs fully offline.\n\nExample: weedscan serve --port 8000",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+register_serving_commands(app)
+app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _root() -> None:
+    """Find weeds in field images; every command has --help with an example."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _parse_repeats(items: list[str]) -> dict[str, int]:
+    repeats = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            fail(f"--repeat takes NAME=COUNT with COUNT >= 1, got '{item}'")
+        repeats[name] = int(count)
+    return repeats
+
+
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML (or its folder); repeat for several datasets")] = [],
+    model: Annotated[str, typer.Option(help="architecture YAML to train from scratch")] = "yolo26n.yaml",
+    weights: Annotated[Optional[Path], typer.Option(help="local .pt to fine-tune from")] = None,
+    imgsz: Annotated[int, typer.Option(min=32, help="training image size")] = 416,
+    epochs: Annotated[int, typer.Option(min=1, help="epochs (ignored when --time is set)")] = 100,
+    time: Annotated[Optional[float], typer.Option(min=0.001, help="time budget in hours")] = None,
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
+    seed: Annotated[int, typer.Option()] = 0,
+    repeat: Annotated[list[str], typer.Option(help="oversample a small dataset: NAME=COUNT (e.g. cwfid=8)")] = [],
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast on CPU (default: only with native bf16)")] = None,
+    project: Annotated[Path, typer.Option(help="folder for runs")] = Path("runs/train"),
+    name: Annotated[str, typer.Option(help="run name (a folder under --project)")] = "weedscan",
+    resume: Annotated[Optional[Path], typer.Option(help="carry on an interrupted run from its last.pt")] = None,
+) -> None:
+    """Train a detector with Ultralytics, offline, with field-photo augmentations.
+
+    Example: weedscan train --data ../shared/data/sesame --data ../shared/data/cwfid
+    --repeat cwfid=8 --model yolov8n.yaml --imgsz 320 --time 2
+    """
+    from training.train import TrainConfig
+    from training.train import resume as resume_run
+    from training.train import train as run_training
+    from training.trainset import DatasetError
+
+    if resume is not None:
+        if not resume.is_file():
+            fail(f"checkpoint not found: {resume}")
+        best = resume_run(resume, bool(bf16), threads)
+    else:
+        if not data:
+            fail("give at least one --data YAML (or --resume LAST.pt)")
+        if weights is not None and not weights.is_file():
+            fail(f"weights not found: {weights}")
+        config = TrainConfig(data=[str(d) for d in data], model=model,
+                             weights=str(weights) if weights else None, imgsz=imgsz, epochs=epochs,
+                             time=time, batch=batch, device=device, seed=seed,
+                             repeats=_parse_repeats(repeat), threads=threads, bf16=bf16,
+                             project=str(project), name=name)
+        try:
+            best = run_training(config)
+        except DatasetError as exc:
+            fail(str(exc))
+    typer.echo(f"best weights: {best}")
+
+
+def main() -> None:
+    app(prog_name="weedscan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

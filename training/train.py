@@ -1,0 +1,111 @@
+"""`weedscan train`: Ultralytics training, offline, with field-photo augmentations and bf16 on CPU."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training import augment
+from training.bf16 import cpu_has_native_bf16
+from training.offline import import_ultralytics
+from training.trainset import build_training_set
+
+RUN_RECORD = "weedscan_train.json"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    model: str = "yolo26n.yaml"  # architecture YAML: training from scratch
+    weights: str | None = None  # a local .pt to fine-tune from
+    imgsz: int = 416
+    epochs: int = 100
+    time: float | None = None  # hours; overrides epochs when set
+    batch: int = 16
+    device: str = "cpu"
+    seed: int = 0
+    workers: int = 2
+    patience: int = 100
+    bf16: bool | None = None  # bf16 autocast on CPU; None: only where the CPU has native bf16
+    threads: int | None = None  # torch threads on CPU; None: Ultralytics' choice (cores - 1)
+    repeats: dict[str, int] = field(default_factory=dict)
+    project: str = "runs/train"
+    name: str = "weedscan"
+    plots: bool = True
+
+
+def run_dir_of(config: TrainConfig) -> Path:
+    return Path(config.project).absolute() / config.name
+
+
+def _library_versions() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    versions = {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
+                "python": platform.python_version()}
+    try:
+        import albumentations
+
+        versions["albumentations"] = albumentations.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def ultralytics_args(config: TrainConfig, data_yaml: Path) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "data": str(data_yaml), "imgsz": config.imgsz, "epochs": config.epochs,
+        "batch": config.batch, "device": config.device, "seed": config.seed,
+        "deterministic": False, "workers": config.workers, "patience": config.patience,
+        "project": str(Path(config.project).absolute()), "name": config.name, "exist_ok": True,
+        "plots": config.plots, "amp": config.device != "cpu", "val": True,
+        "augmentations": augment.field_transforms(), **augment.ULTRALYTICS_AUGMENT,
+    }
+    if config.time:
+        args["time"] = config.time
+    return args
+
+
+def train(config: TrainConfig) -> Path:
+    """Train; returns the path of best.pt. The run's settings go to RUN_DIR/weedscan_train.json."""
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    from training.bf16 import make_trainer_class
+
+    run_dir = run_dir_of(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_yaml = build_training_set(config.data, run_dir / "data", config.repeats)
+    model = YOLO(config.weights or config.model, task="detect")
+    bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
+    trainer = make_trainer_class(bf16, config.threads)
+    args = ultralytics_args(config, data_yaml)
+    record = {"config": asdict(config), "ultralytics_args": {k: v for k, v in args.items()
+                                                            if k != "augmentations"},
+              "augmentation": augment.describe(), "versions": _library_versions(),
+              "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "device": config.device}, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2))
+    start = time.time()
+    model.train(trainer=trainer, **args)
+    record["wall_seconds"] = round(time.time() - start, 1)
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2))
+    return run_dir / "weights" / "best.pt"
+
+
+def resume(last_pt: Path, bf16: bool = False, threads: int | None = None) -> Path:
+    """Carry on an interrupted run from its last.pt, with the settings it was started with."""
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    from training.bf16 import make_trainer_class
+
+    model = YOLO(str(last_pt), task="detect")
+    model.train(resume=True, trainer=make_trainer_class(bf16, threads))
+    return last_pt.parent / "best.pt"
