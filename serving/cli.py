@@ -2,8 +2,107 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from serving.config import Settings
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def serve(
+    model: Annotated[Optional[Path], typer.Option(help="ONNX model (its card NAME.json beside it)")] = None,
+    host: Annotated[Optional[str], typer.Option(help="address to bind; 0.0.0.0 opens it to the network")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535)] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="server processes, for bigger machines")] = None,
+) -> None:
+    """Start the HTTP service (API v1, web page, metrics) with the shipped model.
+
+    Settings come from WEEDSCAN_* environment variables; options here override them.
+
+    Example: weedscan serve --host 0.0.0.0 --port 8000
+    """
+    import os
+
+    import uvicorn
+
+    from serving.errors import ModelCardError
+    from serving.model_card import load_card
+
+    overrides = {k: v for k, v in {"model": model, "host": host, "port": port,
+                                   "workers": workers}.items() if v is not None}
+    settings = Settings(**overrides)
+    try:
+        load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
+    except ModelCardError as exc:
+        _fail(str(exc))
+    # Worker processes build their app from the environment: hand the overrides down.
+    for key, value in overrides.items():
+        os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
+    typer.echo(f"weedscan: serving {settings.model.name} on http://{settings.host}:{settings.port}/ "
+               f"({settings.workers} worker(s), {settings.inference_threads()} inference threads each)")
+    uvicorn.run("serving.api.app:create_app_from_env", factory=True, host=settings.host,
+                port=settings.port, workers=settings.workers, log_level="info",
+                proxy_headers=False, server_header=False)
+
+
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    model: Annotated[Optional[Path], typer.Option(help="ONNX model (default: the shipped one)")] = None,
+    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="minimum confidence")] = None,
+    iou: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
+    tile: Annotated[str, typer.Option(help="auto, on or off")] = "auto",
+    lanes: Annotated[Optional[int], typer.Option(min=1, max=64, help="sprayer lanes")] = None,
+    save_dir: Annotated[Optional[Path], typer.Option(help="also write annotated images here")] = None,
+) -> None:
+    """Detect crops and weeds in image files: one JSON line per image on stdout.
+
+    Example: weedscan detect field1.jpg field2.png --save-dir out/
+    """
+    from serving import annotate
+    from serving.detector import TILE_MODES, DetectOptions, Detector
+    from serving.errors import ClientError, ModelCardError
+    from serving.imaging import decode_image
+
+    if tile not in TILE_MODES:
+        _fail(f"--tile must be one of {', '.join(TILE_MODES)}")
+    settings = Settings(**({"model": model} if model else {}))
+    try:
+        detector = Detector(settings.model, threads=settings.threads)
+    except ModelCardError as exc:
+        _fail(str(exc))
+    if save_dir:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    options = DetectOptions(conf=conf, iou=iou, tile=tile)
+    failures = 0
+    for path in images:
+        line: dict = {"path": str(path)}
+        try:
+            image = decode_image(path.read_bytes(), settings.max_pixels)
+            result = detector.detect(image, options)
+            line.update(result.to_dict(lanes=lanes))
+            if save_dir:
+                out = save_dir / f"{path.stem}.jpg"
+                out.write_bytes(annotate.encode(annotate.draw(image, result)))
+                line["annotated"] = str(out)
+        except (OSError, ClientError) as exc:
+            failures += 1
+            message = exc.message if isinstance(exc, ClientError) else str(exc)
+            line["error"] = {"code": getattr(exc, "code", "unreadable_file"), "message": message}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+    if failures:
+        raise typer.Exit(1)
 
 
 def register_serving_commands(app: typer.Typer) -> None:
     """Add the serving commands to the root `weedscan` app."""
+    app.command()(serve)
+    app.command()(detect)

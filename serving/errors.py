@@ -36,3 +36,17 @@ class InvalidParameter(ClientError):
 
 class ModelCardError(Exception):
     """The model file and its card do not belong together (or the card is unreadable)."""
+
+
+class ServiceUnavailable(ClientError):
+    """503: the server is full or not ready yet; the client should retry (Retry-After)."""
+
+    status, code = 503, "unavailable"
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+
+
+class NotReady(ServiceUnavailable):
+    code = "not_ready"

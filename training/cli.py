@@ -95,6 +95,65 @@ def train(
     typer.echo(f"best weights: {best}")
 
 
+@app.command("export")
+def export_command(
+    weights: Annotated[Path, typer.Argument(help="trained weights (.pt)")],
+    name: Annotated[str, typer.Option(help="model name: writes models/NAME.onnx and NAME.json")] = "weedscan",
+    data: Annotated[list[Path], typer.Option("--data", help="datasets to evaluate on (default: those it was trained on)")] = [],
+    models_dir: Annotated[Optional[Path], typer.Option(help="where to write (default: the repo's models/)")] = None,
+    version: Annotated[Optional[str], typer.Option(help="model version (default: today's date)")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="input size (default: the training size)")] = None,
+    compute: Annotated[Optional[str], typer.Option(help="what the training ran on, for the card")] = None,
+    nms_free: Annotated[bool, typer.Option(help="YOLO26/v10: export the NMS-free end-to-end head")] = False,
+) -> None:
+    """Export weights to ONNX with its model card, after checking ONNX and .pt agree and
+    evaluating the ONNX model on the val splits.
+
+    Example: weedscan export runs/train/weedscan/weights/best.pt --name weedscan
+    """
+    from serving.config import MODELS_DIR
+    from training.export import ParityError, export
+    from training.trainset import DatasetError
+
+    if not weights.is_file():
+        fail(f"weights not found: {weights}")
+    try:
+        onnx_path = export(weights, name, [*data] or None, models_dir or MODELS_DIR, version,
+                           imgsz, compute, nms_free=nms_free)
+    except (ParityError, DatasetError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {onnx_path} and {onnx_path.with_suffix('.json')}")
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[Path, typer.Argument(help="ONNX model with its card beside it")],
+    data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML; repeat for several")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "val",
+    report: Annotated[Optional[Path], typer.Option(help="JSON report path")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="write PR curve and confusion matrix PNGs here")] = None,
+) -> None:
+    """Score the ONNX model exactly as it is served: mAP50, mAP50-95, per-class AP, and
+    precision/recall at the card's default threshold, per dataset.
+
+    Example: weedscan eval models/weedscan.onnx --data ../shared/data/sesame --data ../shared/data/cwfid
+    """
+    from serving.errors import ModelCardError
+    from training.evaluate import evaluate, format_table, write_report
+    from training.trainset import DatasetError
+
+    if not model.is_file():
+        fail(f"model not found: {model}")
+    try:
+        result = evaluate(model, data, split, plots)
+    except (ModelCardError, DatasetError, ValueError) as exc:
+        fail(str(exc))
+    report = report or Path(f"eval-{model.stem}-{split}.json")
+    write_report(result, report)
+    typer.echo(format_table(result))
+    typer.echo(f"report: {report}")
+
+
 def main() -> None:
     app(prog_name="weedscan")
 

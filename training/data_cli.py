@@ -2,7 +2,165 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
 import typer
+
+if TYPE_CHECKING:
+    from training.data.convert import ImportResult
 
 data_app = typer.Typer(help="Public weed datasets: list the cards, fetch or import, check, merge.",
                        no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho("error: " + " ".join(message.split()), fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Bad input becomes one `error: ...` line and exit code 2, never a traceback."""
+    from training.trainset import DatasetError
+
+    try:
+        yield
+    except DatasetError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
+
+
+def _pairs(items: list[str], option: str, numeric: bool) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key or not value or numeric and (not value.isdigit() or int(value) < 1):
+            _fail(f"{option} takes NAME={'COUNT with COUNT >= 1' if numeric else 'VALUE'}, "
+                  f"got '{item}'")
+        pairs[key] = value
+    return pairs
+
+
+@data_app.command("list")
+def list_() -> None:
+    """List the dataset cards: images, native format, licence, where fetch gets it.
+
+    Example: weedscan data list
+    """
+    from training.data.cards import cards_dir, list_cards
+    from training.data.fetch import default_cache_dir
+
+    with _errors():
+        cards = list_cards()
+        cache = default_cache_dir()
+    use = {True: "commercial use ok", False: "no commercial use", None: "licence unverified"}
+    for card in cards:
+        fetched = cache / card.name / "data.yaml"
+        typer.echo(f"{card.name:<8} {card.title}")
+        typer.echo(f"{'':<8} {card.image_count} images {card.image_size[0]}x{card.image_size[1]}, "
+                   f"{card.native_format}; {card.licence.name} ({use[card.licence.commercial_use]})")
+        typer.echo(f"{'':<8} fetch: {card.download.url}"
+                   + (f"\n{'':<8} fetched: {fetched}" if fetched.is_file() else ""))
+    typer.echo(f"cards: {cards_dir()}")
+
+
+@data_app.command()
+def fetch(
+    name: Annotated[str, typer.Argument(help="dataset name, as in `weedscan data list`")],
+    cache_dir: Annotated[Optional[Path], typer.Option(help="cache folder (default ~/.cache/weedscan/datasets)")] = None,
+    url: Annotated[Optional[str], typer.Option(help="download from here instead of the card's url (http(s), file:// or a local path)")] = None,
+    sha256: Annotated[Optional[str], typer.Option(help="expected sha256 of the archive (overrides the card's)")] = None,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check the archive's sha256")] = True,
+) -> None:
+    """Download a dataset, verify its checksum, extract it and convert it to YOLO (crop, weed).
+
+    Example: weedscan data fetch cwfid --no-verify
+    """
+    from training.data.cards import load_card
+    from training.data.fetch import fetch_dataset
+
+    with _errors():
+        card = load_card(name)
+        result = fetch_dataset(card, cache_dir, url, sha256, verify)
+    state = "verified" if result.verified else "NOT verified"
+    typer.echo(f"sha256 {result.sha256} ({state}): {result.archive}")
+    _print_import(result.imported)
+    if card.licence.commercial_use is not True:
+        typer.echo(f"licence: {card.licence.name}")
+
+
+@data_app.command("import")
+def import_(
+    name: Annotated[str, typer.Argument(help="dataset name, as in `weedscan data list`")],
+    source: Annotated[Path, typer.Option("--from", help="native release folder, or a YOLO folder with data.yaml")],
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default: the cache, ~/.cache/weedscan/datasets/NAME)")] = None,
+) -> None:
+    """Convert a dataset you already have (native release or YOLO folder) into a YOLO folder on
+    the canonical classes crop, weed.
+
+    Example: weedscan data import cwfid --from ~/Downloads/dataset-master --out data/cwfid
+    """
+    from training.data.cards import load_card
+    from training.data.convert import import_dataset
+    from training.data.fetch import default_cache_dir
+
+    with _errors():
+        card = load_card(name)
+        result = import_dataset(card, source, out or default_cache_dir() / card.name)
+    _print_import(result)
+
+
+@data_app.command()
+def check(
+    folder: Annotated[Path, typer.Argument(help="YOLO dataset folder (with data.yaml) or its data YAML")],
+    strict: Annotated[bool, typer.Option(help="also fail on images without labels and labels without images")] = False,
+) -> None:
+    """Validate a YOLO dataset: images decode, label lines are well formed, no duplicate images;
+    print the counts per split and class. Exit 1 if there is a problem.
+
+    Example: weedscan data check ../shared/data/cwfid
+    """
+    from training.data.check import check_dataset, format_report
+
+    with _errors():
+        report = check_dataset(folder, strict=strict, progress=True)
+    typer.echo(format_report(report))
+    for warning in report.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    for problem in report.problems:
+        typer.secho(f"problem: {problem}", err=True)
+    if report.problems:
+        _fail(f"{len(report.problems)} problem(s) in {folder}; the first: {report.problems[0]}", 1)
+    typer.echo(f"ok: no problems ({len(report.warnings)} warning(s))")
+
+
+@data_app.command()
+def merge(
+    folders: Annotated[list[Path], typer.Argument(help="YOLO dataset folders (or data YAMLs)")],
+    out: Annotated[Path, typer.Option(help="output folder")],
+    repeat: Annotated[list[str], typer.Option(help="oversample a dataset's train split: NAME=COUNT")] = [],
+    remap: Annotated[list[str], typer.Option(help="map a class name: OLD=crop|weed|drop")] = [],
+    copy: Annotated[bool, typer.Option("--copy/--link", help="copy images, or symlink them")] = False,
+) -> None:
+    """Merge YOLO datasets into one on the canonical classes crop, weed.
+
+    Example: weedscan data merge ../shared/data/sesame ../shared/data/cwfid --out data/merged --repeat cwfid=8
+    """
+    from training.data.merge import merge_datasets
+
+    repeats = {k: int(v) for k, v in _pairs(repeat, "--repeat", numeric=True).items()}
+    with _errors():
+        data_yaml = merge_datasets(folders, out, repeats, _pairs(remap, "--remap", numeric=False),
+                                   "copy" if copy else "link")
+    typer.echo(f"merged: {data_yaml}")
+
+
+def _print_import(result: ImportResult) -> None:
+    counts = ", ".join(f"{split} {n}" for split, n in sorted(result.images.items()))
+    typer.echo(f"{result.layout} layout -> {result.data_yaml} ({counts} images, "
+               f"{result.boxes} boxes)")

@@ -1,0 +1,44 @@
+"""Drawing detections on the image, for /v1/annotate and `weedscan detect --save-dir`."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from serving.result import DetectionResult
+
+# BGR; crop green, weed magenta (tells apart for the colour-blind), others from a fixed palette.
+CLASS_COLOURS = {"crop": (60, 200, 40), "weed": (200, 30, 230)}
+_PALETTE = [(0, 165, 255), (255, 144, 30), (0, 215, 255), (180, 105, 255)]
+
+
+def colour_for(name: str, class_id: int) -> tuple[int, int, int]:
+    return CLASS_COLOURS.get(name, _PALETTE[class_id % len(_PALETTE)])
+
+
+def draw(image: np.ndarray, result: DetectionResult) -> np.ndarray:
+    canvas = image.copy()
+    scale = max(canvas.shape[:2]) / 1000
+    thickness = max(1, round(2 * scale))
+    font_scale = max(0.4, 0.5 * scale)
+    dets = result.detections
+    for box, score, class_id in zip(dets.boxes, dets.scores, dets.class_ids):
+        name = result.class_names[int(class_id)]
+        colour = colour_for(name, int(class_id))
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        label = f"{name} {score:.2f}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        top = max(y1 - th - base, 0)
+        cv2.rectangle(canvas, (x1, top), (x1 + tw, top + th + base), colour, -1)
+        cv2.putText(canvas, label, (x1, top + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (255, 255, 255), max(1, thickness // 2), cv2.LINE_AA)
+    return canvas
+
+
+def encode(image: np.ndarray, fmt: str = "jpeg") -> bytes:
+    ext, params = (".png", []) if fmt == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, buffer = cv2.imencode(ext, image, params)
+    if not ok:
+        raise RuntimeError(f"could not encode the annotated image as {fmt}")
+    return buffer.tobytes()

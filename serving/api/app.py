@@ -1,0 +1,64 @@
+"""The FastAPI application: wiring only; the work is in service.py and the route modules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+from serving.api.errors import install_error_handlers
+from serving.api.metrics import Metrics
+from serving.api.routes import detect, page, system
+from serving.api.routes.page import STATIC_DIR
+from serving.api.service import InferenceService
+from serving.config import Settings
+from serving.detector import Detector
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
+    """Build the app. The model loads in the background after start-up; /readyz tells when."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    service = InferenceService(settings, metrics, detector)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start_loading()
+        yield
+        service.close()
+
+    app = FastAPI(title="weedscan", version=API_VERSION, lifespan=lifespan,
+                  description="Finds crops and weeds in field images. Runs offline; images are "
+                              "neither stored nor logged.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(detect.router)
+    app.include_router(page.router)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.middleware("http")
+    async def record_metrics(request: Request, call_next) -> Response:  # noqa: ANN001
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        label = getattr(route, "path", None) or "unmatched"
+        metrics.requests.labels(route=label, method=request.method,
+                                status=str(response.status_code)).inc()
+        metrics.latency.labels(route=label).observe(time.perf_counter() - start)
+        return response
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and `weedscan serve --workers N`."""
+    return create_app(Settings())

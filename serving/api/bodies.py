@@ -1,0 +1,123 @@
+"""Reading request bodies with a size limit, and multipart parsing kept in memory.
+
+Starlette's own form parser spools uploads over 1 MB to temporary files; uploaded images must
+never touch the disk, so multipart is parsed here with python-multipart's streaming parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from serving.errors import ClientError, PayloadTooLarge, UnsupportedMediaType
+from serving.imaging import SUPPORTED_MEDIA_TYPES
+
+
+class MalformedBody(ClientError):
+    status, code = 400, "malformed_body"
+
+
+class MissingField(ClientError):
+    status, code = 422, "missing_field"
+
+
+@dataclass
+class Part:
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytearray = field(default_factory=bytearray)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {int(declared)} bytes; the limit is {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[Part]:
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise MalformedBody("multipart body without a boundary")
+    parts: list[Part] = []
+    header_field, header_value = bytearray(), bytearray()
+    headers: dict[str, str] = {}
+
+    def on_part_begin() -> None:
+        headers.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        headers[header_field.decode("latin-1").lower()] = header_value.decode("latin-1")
+        header_field.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(headers.get("content-disposition", ""))
+        name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        filename = disposition.get(b"filename")
+        parts.append(Part(name, filename.decode("utf-8", "replace") if filename is not None else None,
+                          headers.get("content-type")))
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        parts[-1].data.extend(data[start:end])
+
+    parser = MultipartParser(boundary, {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+        "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+    })
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as exc:  # python-multipart raises its own error types for bad framing
+        raise MalformedBody(f"the multipart body is malformed: {exc}") from exc
+    return parts
+
+
+def media_type_of(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_image_upload(request: Request, limit: int) -> bytes:
+    """The image of a detect/annotate request: raw image body or multipart field `image`."""
+    media_type = media_type_of(request)
+    if media_type == "multipart/form-data":
+        body = await read_limited(request, limit)
+        for part in parse_multipart(body, request.headers["content-type"]):
+            if part.name == "image":
+                return bytes(part.data)
+        raise MissingField("the multipart body has no 'image' field")
+    if media_type in SUPPORTED_MEDIA_TYPES:
+        return await read_limited(request, limit)
+    raise UnsupportedMediaType(
+        f"Content-Type '{media_type or '(none)'}' is not supported; send multipart/form-data with "
+        f"the file in field 'image', or the raw bytes as one of {', '.join(SUPPORTED_MEDIA_TYPES)}")
+
+
+async def read_batch_uploads(request: Request, limit: int, max_files: int) -> list[Part]:
+    if media_type_of(request) != "multipart/form-data":
+        raise UnsupportedMediaType("the batch endpoint takes multipart/form-data with files in "
+                                   "field 'images'")
+    body = await read_limited(request, limit)
+    images = [p for p in parse_multipart(body, request.headers["content-type"]) if p.name == "images"]
+    if not images:
+        raise MissingField("the multipart body has no 'images' field")
+    if len(images) > max_files:
+        raise PayloadTooLarge(f"{len(images)} files in one batch; the limit is {max_files}")
+    return images

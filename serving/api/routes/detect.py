@@ -1,0 +1,91 @@
+"""POST /v1/detect, /v1/detect/batch and /v1/annotate."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from serving import annotate
+from serving.api.auth import require_api_key
+from serving.api.bodies import read_batch_uploads, read_image_upload
+from serving.api.errors import error_item
+from serving.api.params import DetectQuery, detect_query
+from serving.api.schemas import BatchAnswer, DetectAnswer, ErrorAnswer
+from serving.api.service import InferenceService
+from serving.errors import ClientError, PayloadTooLarge
+from serving.imaging import SUPPORTED_MEDIA_TYPES
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorAnswer, "description": text} for status, text in {
+        400: "undecodable image or malformed body", 401: "missing or wrong API key",
+        413: "body or pixel count over the limit", 415: "not a supported image type",
+        422: "bad parameter or missing field", 503: "overloaded (see Retry-After) or not ready",
+    }.items()}
+
+_IMAGE_SCHEMA = {"type": "string", "format": "binary"}
+_IMAGE_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                       "properties": {"image": _IMAGE_SCHEMA}}},
+    **{media: {"schema": _IMAGE_SCHEMA} for media in SUPPORTED_MEDIA_TYPES},
+}}}
+_BATCH_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "items": _IMAGE_SCHEMA}}}}}}}
+
+
+def _service(request: Request) -> InferenceService:
+    return request.app.state.service
+
+
+@router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
+             summary="Detect crops and weeds in one image")
+async def detect(request: Request, query: Annotated[DetectQuery, Depends(detect_query)]) -> JSONResponse:
+    """The image as multipart field `image`, or as the raw body with an image Content-Type."""
+    service = _service(request)
+    with service.admit():
+        data = await read_image_upload(request, service.settings.max_upload_bytes)
+        result, _ = await service.detect_bytes(data, query.options)
+    return JSONResponse(result.to_dict(lanes=query.lanes))
+
+
+@router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
+             openapi_extra=_BATCH_BODY, summary="Detect in several images, answers in input order")
+async def detect_batch(request: Request,
+                       query: Annotated[DetectQuery, Depends(detect_query)]) -> JSONResponse:
+    service = _service(request)
+    results: list[dict[str, Any]] = []
+    with service.admit():
+        parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
+                                         service.settings.max_batch_files)
+        for part in parts:
+            try:
+                if len(part.data) > service.settings.max_upload_bytes:
+                    raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
+                                          f"limit of {service.settings.max_upload_bytes} bytes")
+                result, _ = await service.detect_bytes(bytes(part.data), query.options)
+                results.append(result.to_dict(lanes=query.lanes))
+            except ClientError as exc:
+                results.append(error_item(exc))
+    return JSONResponse({"results": results})
+
+
+@router.post("/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
+                                           "description": "the image with boxes drawn"}, **_ERRORS},
+             response_class=Response, openapi_extra=_IMAGE_BODY,
+             summary="The image with the detected boxes drawn on it")
+async def annotate_image(
+    request: Request, query: Annotated[DetectQuery, Depends(detect_query)],
+    format: Annotated[Literal["jpeg", "png"], Query(description="output format")] = "jpeg",
+) -> Response:
+    service = _service(request)
+    with service.admit():
+        data = await read_image_upload(request, service.settings.max_upload_bytes)
+        result, image = await service.detect_bytes(data, query.options)
+        drawn = await asyncio.to_thread(
+            lambda: annotate.encode(annotate.draw(image, result), format))
+    return Response(drawn, media_type=f"image/{format}")

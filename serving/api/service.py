@@ -1,0 +1,107 @@
+"""What the routes call: admission control, decoding off the event loop, one inference lane."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from serving.api.metrics import Metrics
+from serving.config import Settings
+from serving.detector import DetectOptions, Detector
+from serving.errors import NotReady, Overloaded
+from serving.imaging import decode_image
+from serving.result import DetectionResult
+
+log = logging.getLogger("weedscan")
+
+
+class InferenceService:
+    """Owns the detector. Decoding runs in the default thread pool; inference runs in a single
+    dedicated thread so one ONNX Runtime call at a time gets all of this process's cores."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, detector: Detector | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.detector = detector
+        self.ready = False
+        self.load_error: str | None = None
+        self._inflight = 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weedscan-infer")
+
+    # --- life cycle -------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load (unless injected) and warm the model; readiness turns on only after this."""
+        try:
+            if self.detector is None:
+                self.detector = Detector(self.settings.model, threads=self.settings.inference_threads())
+            self.detector.warmup()
+            self.metrics.model.info({**self.detector.model_info,
+                                     "providers": ",".join(self.detector.providers)})
+            self.ready = True
+            log.info("model %s ready on %s", self.detector.model_info["name"], self.detector.providers)
+        except Exception as exc:  # reported by /readyz; the CLI validates the model before start
+            self.load_error = str(exc)
+            log.error("could not load the model: %s", exc)
+
+    def start_loading(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load, name="weedscan-load", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- per request ------------------------------------------------------------------------
+    def require_ready(self) -> Detector:
+        if not self.ready or self.detector is None:
+            raise NotReady(f"the model is not loaded: {self.load_error}" if self.load_error
+                           else "the model is still loading; retry shortly")
+        return self.detector
+
+    def admit(self) -> _Admission:
+        self.require_ready()
+        if self._inflight >= self.settings.max_inflight:
+            self.metrics.rejected.inc()
+            raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
+                             f"retry after {self.settings.retry_after_s} s")
+        return _Admission(self)
+
+    async def detect_bytes(self, data: bytes, options: DetectOptions) -> tuple[DetectionResult, np.ndarray]:
+        """Decode and detect one image; the caller holds an admission."""
+        detector = self.require_ready()
+        start = time.perf_counter()
+        image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
+        decoded = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, detector.detect, image, options)
+        done = time.perf_counter()
+        decode_s, inference_s = decoded - start, result.timing_ms["inference"] / 1000
+        self.metrics.decode.observe(decode_s)
+        self.metrics.inference.observe(inference_s)
+        for name, count in result.counts().items():
+            if count:
+                self.metrics.detections.labels(class_name=name).inc(count)
+        result.timing_ms = {"decode": decode_s * 1000, "inference": inference_s * 1000,
+                            "total": (done - start) * 1000}
+        return result, image
+
+
+class _Admission:
+    """Counts an in-flight request for as long as the `with` block runs."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+
+    def __enter__(self) -> _Admission:
+        self.service._inflight += 1
+        self.service.metrics.inflight.inc()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.service._inflight -= 1
+        self.service.metrics.inflight.dec()

@@ -1,0 +1,51 @@
+"""All server settings in one place, from WEEDSCAN_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = MODELS_DIR / "weedscan.onnx"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEEDSCAN_", extra="ignore")
+
+    model: Path = DEFAULT_MODEL
+    host: str = "127.0.0.1"  # loopback unless the operator opens it (WEEDSCAN_HOST=0.0.0.0)
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)  # server processes
+    api_keys: Annotated[list[str], NoDecode] = []  # comma-separated; empty: no auth
+    max_upload_mb: float = Field(20.0, gt=0)
+    max_batch_mb: float = Field(100.0, gt=0)
+    max_batch_files: int = Field(32, ge=1)
+    max_pixels: int = Field(64_000_000, ge=1)
+    max_inflight: int = Field(8, ge=1)  # requests decoding or inferring at once; beyond: 503
+    threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
+    retry_after_s: int = Field(1, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_batch_bytes(self) -> int:
+        return int(self.max_batch_mb * 1024 * 1024)
+
+    def inference_threads(self) -> int:
+        """Cores shared fairly between worker processes, so they do not oversubscribe the CPU."""
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // self.workers)

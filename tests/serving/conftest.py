@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api.app import create_app
+from serving.config import Settings
+
+
+def wait_ready(get, timeout: float = 60.0) -> None:  # noqa: ANN001 - a client's .get
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("the service did not become ready")
+
+
+def make_client(model: Path, **settings: object) -> TestClient:
+    app = create_app(Settings(model=model, threads=2, **settings))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def client(shipped_model: Path) -> Iterator[TestClient]:
+    with make_client(shipped_model) as c:
+        wait_ready(c.get)
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real `weedscan serve` process on loopback."""
+
+    def __init__(self, model: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "WEEDSCAN_THREADS": "2", **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "training.cli", "serve", "--model", str(model),
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        try:
+            wait_ready(self.http.get)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> str:
+        self.http.close()
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        return out or ""
+
+
+@pytest.fixture(scope="module")
+def live_server(shipped_model: Path) -> Iterator[LiveServer]:
+    server = LiveServer(shipped_model)
+    yield server
+    server.stop()

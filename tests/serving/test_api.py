@@ -1,0 +1,224 @@
+"""API v1 through the in-process client: every route, every error code, auth on and off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests import images
+from tests.serving.conftest import make_client, wait_ready
+
+JPEG = images.encode(images.field_like(640, 480), ".jpg")
+PNG = images.encode(images.field_like(640, 480), ".png")
+
+
+def detect_raw(client: TestClient, data: bytes = JPEG, media: str = "image/jpeg", **params: object):  # noqa: ANN201
+    return client.post("/v1/detect", content=data, headers={"Content-Type": media}, params=params)
+
+
+def assert_error(response, status: int, code: str) -> None:  # noqa: ANN001
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+
+
+def test_detect_raw_answer_follows_the_contract(client: TestClient, shipped_model: Path) -> None:
+    response = detect_raw(client, conf=0.01)
+    assert response.status_code == 200
+    body = response.json()
+    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    assert body["model"] == {"name": card["name"], "version": card["version"], "sha256": card["sha256"]}
+    assert body["image"] == {"width": 640, "height": 480}
+    assert set(body["counts"]) == set(card["classes"])
+    assert sum(body["counts"].values()) == len(body["detections"])
+    assert 0.0 <= body["weed_cover"] <= 1.0
+    assert "lanes" not in body
+    assert set(body["timing_ms"]) == {"decode", "inference", "total"}
+    for det in body["detections"]:
+        assert det["class_name"] == card["classes"][det["class_id"]]
+        box = det["box"]
+        assert 0 <= box["x1"] <= box["x2"] <= 640 and 0 <= box["y1"] <= box["y2"] <= 480
+        assert 0.01 <= det["confidence"] <= 1
+
+
+def test_multipart_and_raw_give_the_same_boxes(client: TestClient) -> None:
+    raw = detect_raw(client, PNG, "image/png", conf=0.01).json()
+    multi = client.post("/v1/detect", files={"image": ("f.png", PNG, "image/png")},
+                        params={"conf": 0.01}).json()
+    assert raw["detections"] == multi["detections"]
+
+
+def test_query_parameters(client: TestClient) -> None:
+    everything = detect_raw(client, conf=0.001).json()["detections"]
+    assert len(detect_raw(client, conf=0.001, max_det=1).json()["detections"]) == min(1, len(everything))
+    weeds = detect_raw(client, conf=0.001, classes="weed").json()["detections"]
+    assert all(d["class_name"] == "weed" for d in weeds)
+    assert len(detect_raw(client, conf=0.99).json()["detections"]) <= len(everything)
+    lanes = detect_raw(client, conf=0.001, lanes=8).json()["lanes"]
+    assert len(lanes) == 8 and all(isinstance(v, bool) for v in lanes)
+
+
+@pytest.mark.parametrize(("data", "media", "params", "status", "code"), [
+    (b"", "image/jpeg", {}, 400, "undecodable_image"),
+    (b"just some text", "image/jpeg", {}, 400, "undecodable_image"),
+    (JPEG[: len(JPEG) // 2], "image/jpeg", {}, 400, "undecodable_image"),
+    (PNG[: len(PNG) // 2], "image/png", {}, 400, "undecodable_image"),
+    (images.gif(), "image/jpeg", {}, 415, "unsupported_media_type"),
+    (JPEG, "text/plain", {}, 415, "unsupported_media_type"),
+    (JPEG, "application/octet-stream", {}, 415, "unsupported_media_type"),
+    (images.png_header_bomb(), "image/png", {}, 413, "too_many_pixels"),
+    (JPEG, "image/jpeg", {"conf": 2}, 422, "invalid_parameter"),
+    (JPEG, "image/jpeg", {"iou": -0.1}, 422, "invalid_parameter"),
+    (JPEG, "image/jpeg", {"classes": "cat"}, 422, "invalid_parameter"),
+    (JPEG, "image/jpeg", {"lanes": 0}, 422, "invalid_parameter"),
+    (JPEG, "image/jpeg", {"lanes": 65}, 422, "invalid_parameter"),
+    (JPEG, "image/jpeg", {"max_det": 0}, 422, "invalid_parameter"),
+    (JPEG, "image/jpeg", {"tile": "sometimes"}, 422, "invalid_parameter"),
+], ids=["empty", "text", "truncated-jpeg", "truncated-png", "gif", "text-plain", "octet-stream",
+        "pixel-bomb", "conf", "iou", "classes", "lanes-0", "lanes-65", "max_det", "tile"])
+def test_bad_input_gets_its_error_and_the_next_request_works(
+        client: TestClient, data: bytes, media: str, params: dict, status: int, code: str) -> None:
+    assert_error(detect_raw(client, data, media, **params), status, code)
+    assert detect_raw(client).status_code == 200
+
+
+def test_upload_over_the_limit_is_413(shipped_model: Path) -> None:
+    with make_client(shipped_model, max_upload_mb=1) as small:
+        wait_ready(small.get)
+        assert_error(detect_raw(small, JPEG + b"\0" * (2 * 1024 * 1024)), 413, "payload_too_large")
+        assert detect_raw(small).status_code == 200
+
+
+def test_multipart_without_the_image_field(client: TestClient) -> None:
+    response = client.post("/v1/detect", files={"picture": ("f.jpg", JPEG, "image/jpeg")})
+    assert_error(response, 422, "missing_field")
+    response = client.post("/v1/detect", data={"image": "not a file"},
+                           headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert response.status_code in (400, 422)
+
+
+def test_batch_keeps_order_and_isolates_a_broken_image(client: TestClient) -> None:
+    files = [("images", ("a.jpg", JPEG, "image/jpeg")), ("images", ("b.jpg", b"broken", "image/jpeg")),
+             ("images", ("c.png", PNG, "image/png"))]
+    response = client.post("/v1/detect/batch", files=files, params={"lanes": 2})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == 3
+    assert results[0]["image"]["width"] == 640 and len(results[0]["lanes"]) == 2
+    assert results[1]["error"]["code"] == "undecodable_image"
+    assert results[2]["image"]["width"] == 640
+    assert_error(client.post("/v1/detect/batch", content=JPEG,
+                             headers={"Content-Type": "image/jpeg"}), 415, "unsupported_media_type")
+    assert_error(client.post("/v1/detect/batch", files={"image": ("a.jpg", JPEG, "image/jpeg")}),
+                 422, "missing_field")
+
+
+@pytest.mark.parametrize(("fmt", "media"), [("jpeg", "image/jpeg"), ("png", "image/png")])
+def test_annotate_returns_the_drawn_image(client: TestClient, fmt: str, media: str) -> None:
+    response = client.post("/v1/annotate", content=JPEG, headers={"Content-Type": "image/jpeg"},
+                           params={"format": fmt, "conf": 0.01})
+    assert response.status_code == 200 and response.headers["content-type"] == media
+    drawn = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape == (480, 640, 3)
+    assert_error(client.post("/v1/annotate", content=b"x", headers={"Content-Type": "image/jpeg"}),
+                 400, "undecodable_image")
+
+
+def test_models_health_ready_docs(client: TestClient, shipped_model: Path) -> None:
+    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    models = client.get("/v1/models").json()["models"]
+    assert models[0]["sha256"] == card["sha256"] and models[0]["classes"] == card["classes"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/detect", "/v1/detect/batch", "/v1/annotate", "/v1/models"} <= set(spec["paths"])
+    assert "image/jpeg" in spec["paths"]["/v1/detect"]["post"]["requestBody"]["content"]
+    assert client.get("/").status_code == 200
+    assert_error(client.get("/nowhere"), 404, "not_found")
+    assert_error(client.get("/v1/detect"), 405, "method_not_allowed")
+
+
+def test_metrics_count_requests_and_inference(client: TestClient) -> None:
+    detect_raw(client)
+    detect_raw(client, b"", "image/jpeg")
+    text = client.get("/metrics").text
+    assert 'weedscan_requests_total{method="POST",route="/v1/detect",status="200"}' in text
+    assert 'weedscan_requests_total{method="POST",route="/v1/detect",status="400"}' in text
+    assert "weedscan_inference_seconds_count" in text
+    assert "weedscan_request_seconds_bucket" in text
+    assert "weedscan_inflight_requests 0.0" in text
+    assert "weedscan_model_info{" in text
+
+
+def test_api_keys(shipped_model: Path) -> None:
+    with make_client(shipped_model, api_keys=["first-key", "second-key"]) as secured:
+        wait_ready(secured.get)
+        assert_error(detect_raw(secured), 401, "unauthorized")
+        assert_error(secured.post("/v1/detect", content=JPEG, headers={
+            "Content-Type": "image/jpeg", "Authorization": "Bearer wrong"}), 401, "unauthorized")
+        assert_error(secured.get("/v1/models"), 401, "unauthorized")
+        ok = secured.post("/v1/detect", content=JPEG, headers={
+            "Content-Type": "image/jpeg", "Authorization": "Bearer second-key"})
+        assert ok.status_code == 200
+        ok = secured.post("/v1/detect", content=JPEG, headers={
+            "Content-Type": "image/jpeg", "X-API-Key": "first-key"})
+        assert ok.status_code == 200
+        for open_path in ("/healthz", "/readyz", "/metrics", "/"):
+            assert secured.get(open_path).status_code == 200
+
+
+def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.config import Settings
+
+    monkeypatch.setenv("WEEDSCAN_API_KEYS", "a, b ,,c")
+    assert Settings().api_keys == ["a", "b", "c"]
+
+
+def test_overload_gets_503_with_retry_after(client: TestClient) -> None:
+    service = client.app.state.service
+    held = [service.admit() for _ in range(service.settings.max_inflight)]
+    for admission in held:
+        admission.__enter__()
+    try:
+        response = detect_raw(client)
+        assert_error(response, 503, "overloaded")
+        assert response.headers["retry-after"] == "1"
+    finally:
+        for admission in held:
+            admission.__exit__(None, None, None)
+    assert detect_raw(client).status_code == 200
+
+
+def test_not_ready_until_the_model_loads(tmp_path: Path) -> None:
+    with make_client(tmp_path / "missing.onnx") as broken:
+        for _ in range(50):
+            if broken.app.state.service.load_error:
+                break
+            import time
+
+            time.sleep(0.05)
+        response = broken.get("/readyz")
+        assert_error(response, 503, "not_ready")
+        assert "Retry-After" in response.headers
+        assert_error(detect_raw(broken), 503, "not_ready")
+        assert broken.get("/healthz").status_code == 200
+
+
+def test_uploads_are_never_spooled_to_disk(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an upload was about to be written to a temporary file")
+
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    big = images.encode(images.field_like(2000, 1500, seed=3), ".png")  # > 1 MB: Starlette would spool
+    assert len(big) > 1024 * 1024
+    response = client.post("/v1/detect", files={"image": ("big.png", big, "image/png")})
+    assert response.status_code == 200

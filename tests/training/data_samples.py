@@ -1,0 +1,114 @@
+"""Tiny datasets for the `weedscan data` tests, written into tmp folders: a CWFID-style native
+release, a sesame-style one (YOLO txt pairs), a YOLO dataset folder, and zips of them."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+CWFID_SIZE = (130, 97)  # width, height: small, and not square
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def picture(seed: int, width: int = 64, height: int = 48) -> np.ndarray:
+    """A distinct BGR image per seed: soil noise and a few green blobs."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width, 3), (40, 70, 110), np.uint8)
+    image = cv2.add(image, rng.integers(0, 40, image.shape, dtype=np.uint8))
+    for _ in range(4):
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        cv2.circle(image, centre, int(rng.integers(3, max(4, width // 4))), (40, 170, 60), -1)
+    return image
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def write_cwfid_release(root: Path, ids: tuple[int, ...] = tuple(range(1, 11)),
+                        split: dict[str, list[int]] | None = None, masks: bool = False) -> Path:
+    """images/NNN_image.png, annotations/NNN_annotation.yaml (+ .png masks), train_test_split.yaml.
+
+    Each image has a crop square (10..30, 20..40), a weed polygon running off the right edge, and a
+    single-point weed that the converter must drop."""
+    width, height = CWFID_SIZE
+    for i in ids:
+        write_image(root / "images" / f"{i:03d}_image.png", picture(i, width, height))
+        plants = [
+            {"type": "crop", "points": {"x": [10.0, 30.0, 30.0, 10.0], "y": [20.0, 20.0, 40.0, 40.0]}},
+            {"type": "weed", "points": {"x": [100.0, 140.0, 120.0], "y": [50.0, 60.0, 90.0]}},
+            {"type": "weed", "points": {"x": 5.0, "y": 5.0}},
+        ]
+        ann = root / "annotations" / f"{i:03d}_annotation.yaml"
+        ann.parent.mkdir(parents=True, exist_ok=True)
+        ann.write_text(yaml.safe_dump({"filename": f"{i:03d}_image.png", "annotation": plants}))
+        if masks:  # crop painted green on 15..25 x 25..35 only: the tight box is smaller
+            mask = np.zeros((height, width, 3), np.uint8)
+            mask[25:35, 15:25] = (0, 255, 0)
+            mask[50:90, 100:130] = (0, 0, 255)
+            write_image(ann.with_suffix(".png"), mask)
+    if split is None:
+        split = {"train": [i for i in ids if i % 3], "test": [i for i in ids if i % 3 == 0]}
+    if split:
+        (root / "train_test_split.yaml").write_text(yaml.safe_dump(split))
+    return root
+
+
+def write_sesame_release(root: Path, bases: int = 3) -> Path:
+    """dataset/classes.txt + dataset/agri_data/data/agri_0_N.jpeg|.txt, three variants per base
+    photo (as is, flipped, turned), like the real augmented copies."""
+    data = root / "dataset" / "agri_data" / "data"
+    data.mkdir(parents=True)
+    (root / "dataset" / "classes.txt").write_text("crop\nweed\n")
+    n = 0
+    for b in range(bases):
+        base = picture(100 + b, 64, 64)
+        for variant in (base, base[:, ::-1], np.rot90(base)):
+            write_image(data / f"agri_0_{n}.jpeg", np.ascontiguousarray(variant))
+            (data / f"agri_0_{n}.txt").write_text(f"{b % 2} 0.5 0.5 0.25 0.3\n")
+            n += 1
+    return root
+
+
+def write_yolo_dataset(root: Path, counts: dict[str, int] | None = None,
+                       names: list[str] | None = None, seed: int = 0) -> Path:
+    """images/{split}/img_N.png + labels/{split}/img_N.txt + data.yaml; distinct images."""
+    counts = counts or {"train": 3, "val": 1}
+    names = names or ["crop", "weed"]
+    n = seed * 1000
+    for split, count in counts.items():
+        for _ in range(count):
+            write_image(root / "images" / split / f"img_{n}.png", picture(n))
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split / f"img_{n}.txt").write_text(
+                f"{n % len(names)} 0.5 0.5 0.2 0.2\n{(n + 1) % len(names)} 0.25 0.3 0.1 0.2\n")
+            n += 1
+    body = {split: f"images/{split}" for split in counts} | {"nc": len(names), "names": names}
+    (root / "data.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    return root
+
+
+def zip_folder(folder: Path, archive: Path, prefix: str) -> Path:
+    """Zip `folder` with every member under `prefix/`, like a GitHub archive."""
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return archive
+
+
+def shared_dataset(name: str) -> Path:
+    """A dataset under ../shared/data, or skip the test with the reason."""
+    import pytest
+
+    folder = SHARED_DATA / name
+    if not (folder / "data.yaml").is_file():
+        pytest.skip(f"public dataset {name} not found at {folder} (../shared/data is absent)")
+    return folder

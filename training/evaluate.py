@@ -1,0 +1,218 @@
+"""`weedscan eval`: score the exported ONNX model through the serving detector, per dataset.
+
+Matching follows Ultralytics' validator (greedy by confidence at IoU 0.50:0.95); AP, P and R at
+max-F1 come from Ultralytics' own DetMetrics, so the numbers agree with `yolo val`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from serving.detector import DetectOptions, Detector
+from training.trainset import YoloDataset, labels_folder
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # Ultralytics' val settings
+
+
+@dataclass
+class ImageStats:
+    tp: np.ndarray  # (N, 10) bool
+    conf: np.ndarray
+    pred_cls: np.ndarray
+    target_cls: np.ndarray
+    pred_boxes: np.ndarray
+    target_boxes: np.ndarray
+    name: str
+
+
+def read_labels(label_file: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """YOLO label file -> (classes, xyxy pixel boxes)."""
+    if not label_file.is_file() or not label_file.read_text().strip():
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    rows = np.array([line.split()[:5] for line in label_file.read_text().splitlines() if line.strip()],
+                    np.float32)
+    cls = rows[:, 0].astype(np.int64)
+    cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+    return cls, np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+
+
+def match(pred_boxes: np.ndarray, pred_cls: np.ndarray, gt_boxes: np.ndarray,
+          gt_cls: np.ndarray) -> np.ndarray:
+    """Greedy matching, predictions in descending confidence: (N, 10) true-positive matrix."""
+    correct = np.zeros((len(pred_boxes), len(IOU_THRESHOLDS)), bool)
+    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
+        return correct
+    iou = box_iou(gt_boxes, pred_boxes) * (gt_cls[:, None] == pred_cls[None, :])
+    claimed = np.zeros((len(gt_boxes), len(IOU_THRESHOLDS)), bool)
+    for j in np.flatnonzero((iou >= IOU_THRESHOLDS.min()).any(0)):
+        available = np.where(claimed, 0, iou[:, j, None])
+        best = available.argmax(0)
+        correct[j] = available[best, range(len(IOU_THRESHOLDS))] >= IOU_THRESHOLDS
+        claimed[best, range(len(IOU_THRESHOLDS))] |= correct[j]
+    return correct
+
+
+def collect(detector: Detector, dataset: YoloDataset, split: str) -> list[ImageStats]:
+    stats = []
+    labels_dir = labels_folder(dataset.splits[split])
+    for image_path in tqdm(dataset.images(split), desc=f"eval {dataset.name}/{split}", unit="img"):
+        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode {image_path}")
+        height, width = image.shape[:2]
+        rel = image_path.relative_to(dataset.splits[split]).with_suffix(".txt")
+        gt_cls, gt_boxes = read_labels(labels_dir / rel, width, height)
+        result = detector.detect(image, DetectOptions(conf=EVAL_CONF, iou=EVAL_IOU,
+                                                      max_det=EVAL_MAX_DET, tile="off"))
+        dets = result.detections  # sorted by confidence
+        stats.append(ImageStats(match(dets.boxes, dets.class_ids, gt_boxes, gt_cls),
+                                dets.scores, dets.class_ids, gt_cls, dets.boxes, gt_boxes,
+                                image_path.name))
+    return stats
+
+
+def _at_threshold(stats: list[ImageStats], conf: float, class_id: int | None) -> tuple[float, float]:
+    """Precision and recall at IoU 0.5 counting only boxes with confidence >= conf."""
+    tp = fp = n_gt = 0
+    for s in stats:
+        keep = s.conf >= conf
+        if class_id is not None:
+            keep &= s.pred_cls == class_id
+            n_gt += int((s.target_cls == class_id).sum())
+        else:
+            n_gt += len(s.target_cls)
+        tp += int(s.tp[keep, 0].sum())
+        fp += int((~s.tp[keep, 0]).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / n_gt if n_gt else 0.0
+    return precision, recall
+
+
+def summarize(stats: list[ImageStats], names: list[str], conf: float,
+              plots_dir: Path | None = None) -> dict[str, Any]:
+    from training.offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.utils.metrics import DetMetrics
+
+    metrics = DetMetrics(names=dict(enumerate(names)))
+    for s in stats:
+        metrics.update_stats({"tp": s.tp, "conf": s.conf, "pred_cls": s.pred_cls,
+                              "target_cls": s.target_cls, "target_img": np.unique(s.target_cls),
+                              "im_name": s.name})
+    if plots_dir is not None:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+    metrics.process(save_dir=plots_dir or Path("."), plot=plots_dir is not None)
+    box = metrics.box
+    precision, recall = _at_threshold(stats, conf, None)
+    report: dict[str, Any] = {
+        "images": len(stats), "instances": int(sum(len(s.target_cls) for s in stats)),
+        "mAP50": round(float(box.map50), 4), "mAP50-95": round(float(box.map), 4),
+        "precision": round(precision, 4), "recall": round(recall, 4), "conf": conf, "per_class": {},
+    }
+    ap_index = list(box.ap_class_index)
+    for class_id, name in enumerate(names):
+        p, r = _at_threshold(stats, conf, class_id)
+        entry = {"instances": int(sum((s.target_cls == class_id).sum() for s in stats)),
+                 "AP50": 0.0, "AP50-95": 0.0, "precision": round(p, 4), "recall": round(r, 4)}
+        if class_id in ap_index:
+            i = ap_index.index(class_id)
+            entry["AP50"] = round(float(box.ap50[i]), 4)
+            entry["AP50-95"] = round(float(box.ap[i]), 4)
+        report["per_class"][name] = entry
+    return report
+
+
+def confusion_matrix(stats: list[ImageStats], n_classes: int, conf: float) -> np.ndarray:
+    """(pred, true) counts with a last background row/column; class-agnostic matching at IoU 0.5."""
+    matrix = np.zeros((n_classes + 1, n_classes + 1), np.int64)
+    bg = n_classes
+    for s in stats:
+        keep = s.conf >= conf
+        boxes, classes = s.pred_boxes[keep], s.pred_cls[keep]
+        iou = box_iou(s.target_boxes, boxes) if len(boxes) and len(s.target_boxes) else \
+            np.zeros((len(s.target_boxes), len(boxes)))
+        used_gt, used_pred = set(), set()
+        for gi, pj in sorted(zip(*np.nonzero(iou >= 0.5)), key=lambda ij: -iou[ij]):
+            if gi in used_gt or pj in used_pred:
+                continue
+            used_gt.add(gi)
+            used_pred.add(pj)
+            matrix[classes[pj], s.target_cls[gi]] += 1
+        for pj in set(range(len(boxes))) - used_pred:
+            matrix[classes[pj], bg] += 1
+        for gi in set(range(len(s.target_boxes))) - used_gt:
+            matrix[bg, s.target_cls[gi]] += 1
+    return matrix
+
+
+def confusion_plot(stats: list[ImageStats], names: list[str], conf: float, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = confusion_matrix(stats, len(names), conf)
+    labels = [*names, "background"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center")
+    ax.set_title(f"confusion at conf >= {conf}, IoU >= 0.5")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
+             plots_dir: Path | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Scores per dataset, as a JSON-ready dict."""
+    detector = Detector(model_path, threads=threads)
+    conf = detector.default_conf
+    report: dict[str, Any] = {"model": detector.model_info, "split": split, "datasets": {}}
+    for yaml_path in data_yamls:
+        dataset = YoloDataset.from_yaml(yaml_path)
+        stats = collect(detector, dataset, split)
+        ds_plots = plots_dir / dataset.name if plots_dir else None
+        report["datasets"][dataset.name] = summarize(stats, detector.class_names, conf, ds_plots)
+        if ds_plots is not None:
+            confusion_plot(stats, detector.class_names, conf, ds_plots / "confusion_matrix.png")
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = [f"{'dataset':<10} {'class':<6} {'inst':>5} {'mAP50':>6} {'mAP50-95':>8} {'P':>6} {'R':>6}"]
+    for name, res in report["datasets"].items():
+        lines.append(f"{name:<10} {'all':<6} {res['instances']:>5} {res['mAP50']:>6.3f} "
+                     f"{res['mAP50-95']:>8.3f} {res['precision']:>6.3f} {res['recall']:>6.3f}")
+        for cls, c in res["per_class"].items():
+            lines.append(f"{'':<10} {cls:<6} {c['instances']:>5} {c['AP50']:>6.3f} "
+                         f"{c['AP50-95']:>8.3f} {c['precision']:>6.3f} {c['recall']:>6.3f}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
