@@ -104,5 +104,8 @@ def detect(
 
 def register_serving_commands(app: typer.Typer) -> None:
     """Add the serving commands to the root `weedscan` app."""
+    from serving.batch.cli import batch
+
     app.command()(serve)
     app.command()(detect)
+    app.command()(batch)

@@ -38,14 +38,22 @@ class _Server:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
 
 
+@pytest.fixture(autouse=True)
+def _shipped_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CARDS_ENV, raising=False)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[_Server]:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)  # loopback only, never through a proxy
     (tmp_path / "www").mkdir()
     srv = _Server(tmp_path / "www")
     srv.thread.start()
@@ -140,7 +148,7 @@ def test_local_archive_path_works_offline(tmp_path: Path, cwfid_zip: tuple[str, 
 
 def test_http_error_and_bad_archive(tmp_path: Path, server: _Server) -> None:
     card = load_card("cwfid")
-    with pytest.raises(DatasetError, match=r"download failed: http://127\.0\.0\.1:\d+/nope.zip: Not Found"):
+    with pytest.raises(DatasetError, match=r"download failed: http://127\.0\.0\.1:\d+/nope.zip: HTTP 404"):
         fetch_dataset(card, tmp_path / "cache", url=server.url("nope.zip"), verify=False,
                       progress=False)
     (server.root / "bad.zip").write_bytes(b"this is not a zip")

@@ -73,7 +73,10 @@ def download(url: str, target: Path, sha256: str | None, progress: bool = True) 
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
+        if isinstance(exc, urllib.error.HTTPError):
+            reason: object = f"HTTP {exc.code} {exc.reason}"
+        else:
+            reason = getattr(exc, "reason", None) or exc
         raise DatasetError(f"download failed: {url}: {reason}") from None
     got = digest.hexdigest()
     if sha256 is not None and got != sha256.lower():

@@ -1,0 +1,1 @@
+"""Batch detection over folders of images (`weedscan batch`), locally or on a Ray cluster."""
