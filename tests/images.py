@@ -87,3 +87,53 @@ def webp() -> bytes:
 
 def gif() -> bytes:
     return pil_bytes(Image.new("RGB", (10, 10)), "GIF")
+
+
+# --- added for tests/robustness ------------------------------------------------------------------
+
+def one_pixel(ext: str = ".png") -> bytes:
+    """The smallest image there is: 1x1, one green pixel."""
+    return encode(np.full((1, 1, 3), (40, 160, 60), np.uint8), ext)
+
+
+def multipage_tiff_sizes(sizes: tuple[tuple[int, int], ...] = ((320, 240), (160, 120), (64, 400))) -> bytes:
+    """A multi-page TIFF whose pages differ in size, so an answer tells which page was read."""
+    pages = [Image.fromarray(cv2.cvtColor(field_like(w, h, seed=i), cv2.COLOR_BGR2RGB))
+             for i, (w, h) in enumerate(sizes)]
+    return pil_bytes(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+
+
+def _rational_dms(value: float) -> tuple[float, float, float]:
+    degrees = int(value)
+    minutes_float = (value - degrees) * 60
+    minutes = int(minutes_float)
+    return (float(degrees), float(minutes), round((minutes_float - minutes) * 60, 4))
+
+
+def jpeg_with_gps(latitude: float, longitude: float, width: int = 320, height: int = 240) -> bytes:
+    """A JPEG whose EXIF carries a GPS position (as phones and drones write it)."""
+    pil = Image.fromarray(cv2.cvtColor(field_like(width, height, seed=7), cv2.COLOR_BGR2RGB))
+    exif = Image.Exif()
+    gps = exif.get_ifd(0x8825)  # GPSInfo
+    gps[1] = "N" if latitude >= 0 else "S"      # GPSLatitudeRef
+    gps[2] = _rational_dms(abs(latitude))       # GPSLatitude
+    gps[3] = "E" if longitude >= 0 else "W"     # GPSLongitudeRef
+    gps[4] = _rational_dms(abs(longitude))      # GPSLongitude
+    exif[0x010F] = "WeedscanTestCam"            # Make
+    return pil_bytes(pil, "JPEG", quality=90, exif=exif)
+
+
+def jpeg_with_comment(comment: str, width: int = 320, height: int = 240) -> bytes:
+    """A JPEG carrying `comment` in a COM segment: a marker to look for in logs and on disk."""
+    pil = Image.fromarray(cv2.cvtColor(field_like(width, height, seed=11), cv2.COLOR_BGR2RGB))
+    return pil_bytes(pil, "JPEG", quality=90, comment=comment.encode())
+
+
+def png_with_text(text: str, width: int = 1200, height: int = 900) -> bytes:
+    """A PNG (over 1 MB at the default size) carrying `text` in a tEXt chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Comment", text)
+    pil = Image.fromarray(cv2.cvtColor(field_like(width, height, seed=3), cv2.COLOR_BGR2RGB))
+    return pil_bytes(pil, "PNG", pnginfo=info)

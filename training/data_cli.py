@@ -39,7 +39,7 @@ def _pairs(items: list[str], option: str, numeric: bool) -> dict[str, str]:
     pairs = {}
     for item in items:
         key, _, value = item.partition("=")
-        if not key or not value or numeric and (not value.isdigit() or int(value) < 1):
+        if not key or not value or (numeric and (not value.isdigit() or int(value) < 1)):
             _fail(f"{option} takes NAME={'COUNT with COUNT >= 1' if numeric else 'VALUE'}, "
                   f"got '{item}'")
         pairs[key] = value
@@ -100,8 +100,10 @@ def import_(
     source: Annotated[Path, typer.Option("--from", help="native release folder, or a YOLO folder with data.yaml")],
     out: Annotated[Optional[Path], typer.Option(help="output folder (default: the cache, ~/.cache/weedscan/datasets/NAME)")] = None,
 ) -> None:
-    """Convert a dataset you already have (native release or YOLO folder) into a YOLO folder on
-    the canonical classes crop, weed.
+    """Convert a dataset you have (native release or YOLO folder) to YOLO on crop, weed.
+
+    --from is detected: a folder with data.yaml is taken as YOLO, anything else as the native
+    release named by the dataset card.
 
     Example: weedscan data import cwfid --from ~/Downloads/dataset-master --out data/cwfid
     """
@@ -120,8 +122,11 @@ def check(
     folder: Annotated[Path, typer.Argument(help="YOLO dataset folder (with data.yaml) or its data YAML")],
     strict: Annotated[bool, typer.Option(help="also fail on images without labels and labels without images")] = False,
 ) -> None:
-    """Validate a YOLO dataset: images decode, label lines are well formed, no duplicate images;
-    print the counts per split and class. Exit 1 if there is a problem.
+    """Validate a YOLO dataset and print its counts per split and class.
+
+    Every image must decode, every label line be `class cx cy w h` in [0, 1] with a known class,
+    and no image may appear twice (same bytes) in or across splits. Exit 1 on a problem, naming
+    the file and line.
 
     Example: weedscan data check ../shared/data/cwfid
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_bad_label_line_names_file_and_line(tmp_path: Path, line: str, message: 
     problem = report.problems[0]
     assert problem.path == label and problem.line == 3
     assert str(problem).startswith(f"{label}:3: ")
-    assert __import__("re").search(message, problem.message)
+    assert re.search(message, problem.message)
 
 
 def test_corrupt_and_truncated_images(tmp_path: Path) -> None:

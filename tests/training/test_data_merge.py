@@ -33,7 +33,8 @@ def test_merge_links_and_keeps_labels(tmp_path: Path) -> None:
 
 
 def test_merge_copy_remap_and_repeat(tmp_path: Path) -> None:
-    a = write_yolo_dataset(tmp_path / "beets", {"train": 2, "val": 1}, names=["sugarbeet", "weed", "stone"], seed=1)
+    a = write_yolo_dataset(tmp_path / "beets", {"train": 2, "val": 1},
+                           names=["sugarbeet", "weed", "stone"], seed=1)
     b = write_yolo_dataset(tmp_path / "big", {"train": 3, "val": 1}, seed=2)
     merge_datasets([a, b], tmp_path / "m", repeats={"beets": 3},
                    remap={"sugarbeet": "crop", "stone": "drop"}, mode="copy", progress=False)

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from training.data.yolo import yaml_problem
 from training.trainset import CANONICAL_CLASSES, DatasetError
 
 CARDS_ENV = "WEEDSCAN_DATASET_CARDS"
@@ -94,7 +95,7 @@ def load_card_file(path: Path) -> DatasetCard:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise DatasetError(f"dataset card {path} is not valid YAML: {exc}") from exc
+        raise DatasetError(f"dataset card {path} is not valid YAML: {yaml_problem(exc)}") from exc
     except OSError as exc:
         raise DatasetError(f"cannot read dataset card {path}: {exc.strerror}") from exc
     if not isinstance(data, dict):
@@ -108,7 +109,7 @@ def _parse(data: dict[str, Any], path: Path) -> DatasetCard:
             raise DatasetError(f"dataset card {path}: missing field '{where}{key}'")
         value = mapping[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise DatasetError(f"dataset card {path}: field '{where}{key}' has the wrong type "
                                f"({type(value).__name__})")
         return value

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 from tqdm import tqdm
 
-from training.data.yolo import parse_label_line
+from training.data.yolo import parse_label_line, yaml_problem
 from training.trainset import DatasetError, YoloDataset, labels_folder
 
 
@@ -55,6 +56,12 @@ def load_yolo(path: Path) -> YoloDataset:
     """The dataset at a folder (with data.yaml) or a data YAML; DatasetError when unusable."""
     if not path.exists():
         raise DatasetError(f"dataset folder not found: {path}")
+    yaml_path = path / "data.yaml" if path.is_dir() else path
+    if yaml_path.is_file():  # a short message for broken YAML, before YoloDataset reads it
+        try:
+            yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise DatasetError(f"{yaml_path} is not valid YAML: {yaml_problem(exc)}") from None
     try:
         ds = YoloDataset.from_yaml(path)
     except (TypeError, KeyError, ValueError, AttributeError):

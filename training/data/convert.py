@@ -22,7 +22,7 @@ from training.data.cards import DatasetCard
 from training.data.check import check_dataset
 from training.data.split import group_split, near_duplicate_groups, seeded_split
 from training.data.yolo import (Box, format_box, output_folder, parse_label_line,
-                                pixel_box_to_yolo, write_data_yaml)
+                                pixel_box_to_yolo, write_data_yaml, yaml_problem)
 from training.trainset import IMAGE_SUFFIXES, DatasetError, YoloDataset, labels_folder
 
 _CWFID_IMAGE = re.compile(r"^(\d+)_image\.png$")
@@ -274,7 +274,7 @@ def _load_yaml(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise DatasetError(f"{path} is not valid YAML: {exc}") from None
+        raise DatasetError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
 
 
 def _write_source_md(card: DatasetCard, source: Path, layout: str, folder: Path) -> None:

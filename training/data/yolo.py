@@ -16,6 +16,13 @@ SPLITS = ("train", "val", "test")
 Box = tuple[int, float, float, float, float]  # class, cx, cy, w, h (normalised)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one short line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
 def parse_label_line(line: str, nc: int) -> Box:
     """One `class cx cy w h` line; ValueError says what is wrong with it."""
     fields = line.split()
@@ -70,7 +77,8 @@ def output_folder(out: Path, sources: list[Path]) -> Iterator[Path]:
         a, b = out.resolve(), src.resolve()
         if a == b or a.is_relative_to(b) or b.is_relative_to(a):
             raise DatasetError(f"output folder {out} overlaps the source {src}; choose another --out")
-    if out.exists() and (not out.is_dir() or any(out.iterdir()) and not (out / "data.yaml").exists()):
+    unrelated = out.is_dir() and any(out.iterdir()) and not (out / "data.yaml").exists()
+    if out.exists() and (not out.is_dir() or unrelated):
         raise DatasetError(f"output folder {out} exists and is not a dataset folder; "
                            "choose an empty or new --out")
     staging = out.parent / f".{out.name}.partial"

@@ -1,0 +1,120 @@
+"""The whole trainer chain on tiny data made here, with the network blocked:
+dataset -> data check -> train 1 epoch -> export -> eval -> served by `serving`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.netguard import no_network
+
+
+def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> Path:
+    """Green discs (crop, class 0) and thin green crosses (weed, class 1) on soil."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(count):
+            image = np.full((size, size, 3), (30, 60, 100), np.uint8)
+            lines = []
+            for class_id in (0, 1, 1):
+                r = int(rng.integers(10, 20))
+                cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, 2))
+                if class_id == 0:
+                    cv2.circle(image, (cx, cy), r, (40, 180, 60), -1)
+                else:
+                    cv2.line(image, (cx - r, cy), (cx + r, cy), (60, 200, 90), 3)
+                    cv2.line(image, (cx, cy - r), (cx, cy + r), (60, 200, 90), 3)
+                lines.append(f"{class_id} {cx / size:.6f} {cy / size:.6f} {2 * r / size:.6f} {2 * r / size:.6f}")
+            cv2.imwrite(str(root / "images" / split / f"{split}_{i}.jpg"), image)
+            (root / "labels" / split / f"{split}_{i}.txt").write_text("\n".join(lines) + "\n")
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text(yaml.safe_dump({"train": "images/train", "val": "images/val",
+                                         "names": ["crop", "weed"]}))
+    return data_yaml
+
+
+@pytest.mark.slow
+def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.cli import app
+
+    monkeypatch.setenv("WEEDSCAN_CACHE", str(tmp_path / "cache"))
+    data_yaml = make_dataset(tmp_path / "tiny")
+    runner = CliRunner()
+    models_dir = tmp_path / "models"
+    with no_network() as attempts:
+        checked = runner.invoke(app, ["data", "check", str(tmp_path / "tiny")])
+        assert checked.exit_code == 0, checked.output
+
+        trained = runner.invoke(app, ["train", "--data", str(data_yaml), "--model", "yolo26n.yaml",
+                                      "--imgsz", "96", "--epochs", "1", "--batch", "4",
+                                      "--project", str(tmp_path / "runs"), "--name", "chain"])
+        assert trained.exit_code == 0, trained.output
+        weights = tmp_path / "runs" / "chain" / "weights" / "best.pt"
+        assert weights.is_file()
+        record = json.loads((tmp_path / "runs" / "chain" / "weedscan_train.json").read_text())
+        assert record["config"]["imgsz"] == 96 and record["versions"]["ultralytics"]
+
+        exported = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
+                                       str(models_dir), "--nms-free"])
+        assert exported.exit_code == 0, exported.output
+
+        report = tmp_path / "eval.json"
+        evaluated = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data",
+                                        str(data_yaml), "--report", str(report),
+                                        "--plots", str(tmp_path / "plots")])
+        assert evaluated.exit_code == 0, evaluated.output
+    assert attempts == [], f"network attempts: {attempts}"
+
+    card = json.loads((models_dir / "tiny.json").read_text())
+    for key in ("name", "version", "created", "sha256", "task", "classes", "input_size",
+                "output_layout", "thresholds", "training_data", "training_recipe", "metrics",
+                "intended_use", "limitations"):
+        assert key in card, key
+    assert card["classes"] == ["crop", "weed"] and card["output_layout"] == "end2end"
+    assert set(card["metrics"]["tiny"]) >= {"mAP50", "mAP50-95", "precision", "recall", "per_class"}
+    result = json.loads(report.read_text())["datasets"]["tiny"]
+    assert result["images"] == 4 and result["instances"] == 12
+    assert (tmp_path / "plots" / "tiny" / "confusion_matrix.png").is_file()
+    assert list((tmp_path / "plots" / "tiny").glob("*PR_curve*.png"))
+
+    from serving.detector import DetectOptions, Detector
+
+    detector = Detector(models_dir / "tiny.onnx")
+    image = cv2.imread(str(tmp_path / "tiny" / "images" / "val" / "val_0.jpg"))
+    answer = detector.detect(image, DetectOptions(conf=0.0)).to_dict(lanes=3)
+    assert answer["image"] == {"width": 160, "height": 160}
+    assert answer["detections"], "a model, even an untrained one, returns some boxes at conf 0"
+    first = answer["detections"][0]
+    assert set(first) == {"class_id", "class_name", "confidence", "box"}
+    assert set(first["box"]) == {"x1", "y1", "x2", "y2"}
+    assert set(answer["counts"]) == {"crop", "weed"} and len(answer["lanes"]) == 3
+
+
+def test_train_refuses_bad_input_with_one_clear_line(tmp_path: Path) -> None:
+    from training.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["train", "--data", str(tmp_path / "nowhere.yaml")])
+    assert missing.exit_code != 0 and "not found" in missing.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    malformed = runner.invoke(app, ["train", "--data", str(bad)])
+    assert malformed.exit_code != 0 and "not valid YAML" in malformed.output
+    wrong = tmp_path / "wrong" / "data.yaml"
+    wrong.parent.mkdir()
+    wrong.write_text(yaml.safe_dump({"train": "images/train", "names": ["a", "b", "c"]}))
+    classes = runner.invoke(app, ["train", "--data", str(wrong)])
+    assert classes.exit_code != 0 and "canonical" in classes.output
+    weights = runner.invoke(app, ["export", str(tmp_path / "none.pt")])
+    assert weights.exit_code != 0 and "not found" in weights.output
+    evaluation = runner.invoke(app, ["eval", str(tmp_path / "none.onnx"), "--data", str(bad)])
+    assert evaluation.exit_code != 0 and "not found" in evaluation.output
