@@ -38,7 +38,10 @@ class DetectOptions:
 class TilingConfig:
     tile_scale: float = 2.0  # tile side = tile_scale x model input, in original pixels
     overlap: float = 0.2
-    auto_factor: float = 4.0  # `auto` tiles when the longer side > auto_factor x model input
+    # `auto` tiles when the longer side exceeds both of these: whole frames up to ~2000 px look
+    # like the training images (CWFID is 1296 px), drone and phone photos do not.
+    auto_factor: float = 4.0  # x model input
+    auto_min_side: int = 2048
     max_batch: int = 16
 
 
@@ -108,7 +111,8 @@ class Detector:
         start = time.perf_counter()
 
         windows = [(0, 0, width, height)]
-        if should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor):
+        if should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor,
+                       self.tiling.auto_min_side):
             side = round(self.input_size * self.tiling.tile_scale)
             windows += [w for w in tile_windows(width, height, side, self.tiling.overlap)
                         if w != (0, 0, width, height)]

@@ -37,7 +37,7 @@ def read_header(data: bytes) -> ImageHeader:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
                 fmt, (width, height) = im.format, im.size
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                orientation = _orientation(im)
     except Image.DecompressionBombError as exc:  # Pillow refuses > 2x its own limit outright
         raise TooManyPixels(f"the image header declares too many pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
@@ -48,6 +48,23 @@ def read_header(data: bytes) -> ImageHeader:
     if orientation in _SWAPS_AXES:
         width, height = height, width
     return ImageHeader(_SUPPORTED_FORMATS[fmt], width, height, orientation)
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation from the header only: Pillow's getexif() on a PNG decodes the whole image
+    when the eXIf chunk is not ahead of the pixel data, which must not happen before the size check."""
+    if im.format == "PNG":
+        raw = im.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+    else:
+        exif = im.getexif()
+    try:
+        return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def check_pixels(header: ImageHeader, max_pixels: int) -> None:
@@ -64,7 +81,7 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise UndecodableImage("the image could not be decoded (truncated or corrupt)")
-    if (image.shape[1], image.shape[0]) != (header.width, header.height):
+    if sorted(image.shape[:2]) != sorted((header.width, header.height)):
         raise UndecodableImage("the decoded image does not match its header (corrupt file)")
     if header.media_type == "image/jpeg" and not _jpeg_is_complete(data):
         raise UndecodableImage("the JPEG data is truncated")

@@ -22,10 +22,12 @@ def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[tup
             for y in starts(height) for x in starts(width)]
 
 
-def should_tile(width: int, height: int, input_size: int, mode: str, factor: float) -> bool:
-    """`auto` tiles when the longer side is more than `factor` times the model input."""
+def should_tile(width: int, height: int, input_size: int, mode: str, factor: float,
+                min_side: int = 0) -> bool:
+    """`auto` tiles when the longer side is over `factor` x the model input and over `min_side`."""
     if mode == "on":
         return True
     if mode == "off":
         return False
-    return max(width, height) > factor * input_size
+    longer = max(width, height)
+    return longer > factor * input_size and longer > min_side

@@ -31,7 +31,8 @@ class InferenceService:
         self.ready = False
         self.load_error: str | None = None
         self._inflight = 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weedscan-infer")
+        self._executor = _inference_executor()
+        self._closed = False
 
     # --- life cycle -------------------------------------------------------------------------
     def load(self) -> None:
@@ -49,11 +50,15 @@ class InferenceService:
             log.error("could not load the model: %s", exc)
 
     def start_loading(self) -> threading.Thread:
+        if self._closed:  # the app's lifespan runs again (e.g. a test client entered twice)
+            self._executor, self._closed = _inference_executor(), False
         thread = threading.Thread(target=self.load, name="weedscan-load", daemon=True)
         thread.start()
         return thread
 
     def close(self) -> None:
+        # Not ready any more: a late request gets 503 instead of a 500 from the closed executor.
+        self.ready, self._closed = False, True
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- per request ------------------------------------------------------------------------
@@ -89,6 +94,10 @@ class InferenceService:
         result.timing_ms = {"decode": decode_s * 1000, "inference": inference_s * 1000,
                             "total": (done - start) * 1000}
         return result, image
+
+
+def _inference_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="weedscan-infer")
 
 
 class _Admission:

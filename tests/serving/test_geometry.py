@@ -58,5 +58,7 @@ def test_tiles_cover_the_image_and_overlap() -> None:
 def test_should_tile_modes() -> None:
     assert should_tile(5000, 4000, 416, "auto", 4.0)
     assert not should_tile(1296, 966, 416, "auto", 4.0)
+    assert not should_tile(1296, 966, 320, "auto", 4.0, 2048)  # a CWFID frame stays whole
+    assert should_tile(4032, 3024, 320, "auto", 4.0, 2048)  # a phone photo is tiled
     assert should_tile(100, 100, 416, "on", 4.0)
     assert not should_tile(9000, 9000, 416, "off", 4.0)

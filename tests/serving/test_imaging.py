@@ -52,3 +52,18 @@ def test_undecodable(data: bytes) -> None:
 def test_unsupported_format() -> None:
     with pytest.raises(UnsupportedMediaType, match="GIF"):
         decode_image(images.gif(), LIMIT)
+
+
+@pytest.mark.parametrize("data", [images.encode(images.field_like(), ".png"),
+                                  images.encode(images.field_like(), ".jpg"),
+                                  images.jpeg_with_orientation(images.field_like(), 6)],
+                         ids=["png", "jpeg", "jpeg-exif"])
+def test_header_is_read_without_decoding_pixels(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import ImageFile
+
+    def refuse(self: object) -> None:
+        raise AssertionError("read_header decoded the pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    header = read_header(data)
+    assert header.width * header.height == 320 * 240
