@@ -154,6 +154,33 @@ def eval_command(
     typer.echo(f"report: {report}")
 
 
+@app.command("quantize")
+def quantize_command(
+    model: Annotated[Path, typer.Argument(help="fp32 ONNX model with its card")],
+    data: Annotated[list[Path], typer.Option("--data", help="datasets: train split calibrates, val split scores")],
+    out: Annotated[Optional[Path], typer.Option(help="output .onnx (default: NAME-int8.onnx beside the model)")] = None,
+    calib: Annotated[int, typer.Option(min=1, help="calibration images")] = 128,
+    keep_last_convs: Annotated[bool, typer.Option(help="keep the head's last convs in float")] = True,
+) -> None:
+    """Make an int8 copy of an ONNX model (static quantization calibrated on training images)
+    and score it; ship it only if it holds accuracy and runs faster (benchmarks/bench_int8.py).
+
+    Example: weedscan quantize models/weedscan.onnx --data ../shared/data/sesame --data ../shared/data/cwfid
+    """
+    from serving.errors import ModelCardError
+    from training.quantize import quantize
+    from training.trainset import DatasetError
+
+    if not model.is_file():
+        fail(f"model not found: {model}")
+    out = out or model.with_name(f"{model.stem}-int8.onnx")
+    try:
+        quantize(model, data, out, calib, keep_last_convs)
+    except (ModelCardError, DatasetError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {out} and {out.with_suffix('.json')}")
+
+
 def main() -> None:
     app(prog_name="weedscan")
 

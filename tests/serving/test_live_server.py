@@ -93,3 +93,16 @@ def test_server_survives_a_client_that_hangs_up(live_server: LiveServer) -> None
     response = httpx.post(f"{live_server.url}/v1/detect", content=JPEG,
                           headers={"Content-Type": "image/jpeg"}, timeout=30)
     assert response.status_code == 200
+
+
+def test_several_worker_processes(shipped_model: Path) -> None:
+    server = LiveServer(shipped_model, env={"WEEDSCAN_WORKERS": "2", "WEEDSCAN_THREADS": "1"})
+    try:
+        for _ in range(6):
+            response = server.http.post("/v1/detect", content=JPEG, headers={"Content-Type": "image/jpeg"})
+            assert response.status_code == 200
+        pid = server.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        assert len(children) >= 2, "uvicorn should run two worker processes"
+    finally:
+        server.stop()

@@ -1,0 +1,76 @@
+"""int8 vs fp32: speed measured side by side here, accuracy from `weedscan eval` (the cards).
+
+    .venv/bin/python benchmarks/bench_int8.py [--fp32 models/weedscan.onnx] [--int8 PATH]
+
+The int8 model ships only if its mAP50 is within 0.01 of fp32 on every val split and it is faster.
+Writes benchmarks/results/int8.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO, RESULTS_DIR, provenance, stats_ms  # noqa: E402
+from serving.detector import DetectOptions, Detector  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fp32", type=Path, default=REPO / "models" / "weedscan.onnx")
+    parser.add_argument("--int8", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    int8 = args.int8 or args.fp32.with_name(f"{args.fp32.stem}-int8.onnx")
+
+    paths = sorted((SHARED / "sesame" / "images" / "val").glob("*.jpeg"))[:16] + \
+        sorted((SHARED / "cwfid" / "images" / "val").glob("*.png"))[:4]
+    frames = [cv2.imread(str(p)) for p in paths]
+    header = provenance()
+    detectors = {"fp32": Detector(args.fp32, threads=args.threads),
+                 "int8": Detector(int8, threads=args.threads)}
+    times: dict[str, list[float]] = {k: [] for k in detectors}
+    for detector in detectors.values():
+        detector.warmup()
+    for _ in range(args.rounds):
+        for name, detector in detectors.items():  # interleaved so load changes hit both
+            for frame in frames:
+                start = time.perf_counter()
+                detector.detect(frame, DetectOptions(tile="off"))
+                times[name].append(time.perf_counter() - start)
+
+    cards = {k: json.loads(d.model_path.with_suffix(".json").read_text()) for k, d in detectors.items()}
+    datasets = sorted(cards["fp32"].get("metrics", {}))
+    lines = ["## int8 vs fp32 (`benchmarks/bench_int8.py`)", "", header, "",
+             f"{len(frames)} val images x {args.rounds} rounds, interleaved, {args.threads} threads; "
+             "detector time (letterbox + ONNX Runtime + decoding).", "",
+             "| model | size MB | median ms | p95 ms | " + " | ".join(f"mAP50 {d}" for d in datasets) + " |",
+             "|---|---|---|---|" + "---|" * len(datasets)]
+    for name, detector in detectors.items():
+        s = stats_ms(times[name])
+        maps = [cards[name].get("metrics", {}).get(d, {}).get("mAP50", float("nan")) for d in datasets]
+        lines.append(f"| {name} | {detector.model_path.stat().st_size / 1e6:.1f} | {s['median']:.1f} | "
+                     f"{s['p95']:.1f} | " + " | ".join(f"{m:.3f}" for m in maps) + " |")
+    faster = stats_ms(times["int8"])["median"] < stats_ms(times["fp32"])["median"]
+    holds = all(cards["fp32"]["metrics"][d]["mAP50"] - cards["int8"]["metrics"][d]["mAP50"] <= 0.01
+                for d in datasets)
+    verdict = "ship it" if faster and holds else "do not ship"
+    lines += ["", f"Verdict: **{verdict}** (faster: {faster}; mAP50 within 0.01 on every split: {holds}).", ""]
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "int8.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`weedscan quantize`: ONNX Runtime static int8 quantization, calibrated on training images.
+
+Convolutions are quantized (QDQ, uint8 activations x int8 per-channel weights); the box decoding
+of the head (DFL) and, by default, the head's last convolutions stay in float, where int8
+rounding costs the most accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from serving.detector import Detector
+from serving.model_card import card_path_for, sha256_of
+from serving.preprocess import letterbox, to_blob
+from training.evaluate import evaluate
+from training.trainset import YoloDataset
+
+
+def calibration_images(data_yamls: list[Path], count: int, seed: int = 0) -> list[Path]:
+    paths = [p for y in data_yamls for p in YoloDataset.from_yaml(y).images("train")]
+    random.Random(seed).shuffle(paths)
+    return paths[:count]
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over letterboxed images."""
+
+    def __init__(self, input_name: str, size: int, paths: list[Path]) -> None:
+        self.input_name, self.size = input_name, size
+        self._iter: Iterator[Path] = iter(paths)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        for path in self._iter:
+            image = cv2.imread(str(path))
+            if image is not None:
+                return {self.input_name: to_blob([letterbox(image, self.size)[0]])}
+        return None
+
+
+def head_nodes_to_keep_float(model: Any, keep_last_convs: bool) -> list[str]:  # noqa: ANN401
+    """Names of the head's DFL nodes (and optionally the last conv of each branch)."""
+    names = [n.name for n in model.graph.node]
+    indices = [int(m.group(1)) for n in names if (m := re.match(r"/model\.(\d+)/", n))]
+    if not indices:
+        return []
+    head = f"/model.{max(indices)}/"
+    keep = [n for n in names if n.startswith(head) and "/dfl/" in n]
+    if keep_last_convs:
+        # cv2.i.2 / cv3.i.2 (and one2one_ twins): the convs producing box and class logits.
+        keep += [n for n in names if n.startswith(head) and re.search(r"cv[23]\.\d+\.2/Conv$", n)]
+    return keep
+
+
+def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 128,
+             keep_last_convs: bool = True, evaluate_on: str | None = "val") -> Path:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    detector = Detector(model_path)
+    paths = calibration_images(data_yamls, calib_count)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        keep_float = head_nodes_to_keep_float(onnx.load(str(prepared)), keep_last_convs)
+        quantize_static(
+            str(prepared), str(out_path), _Reader(detector.input_name, detector.input_size, paths),
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
+            reduce_range=True,  # AVX2 without VNNI can saturate u8 x s8 sums otherwise
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.MinMax)
+
+    card = dict(detector.card)
+    card.update({"name": f"{card['name']}-int8", "sha256": sha256_of(out_path),
+                 "precision": "int8 (ONNX Runtime static quantization, QDQ, per-channel)",
+                 "quantization": {"calibration_images": len(paths), "method": "MinMax",
+                                  "float_nodes": keep_float, "source_sha256": card["sha256"]}})
+    card_path_for(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    if evaluate_on:
+        card["metrics"] = evaluate(out_path, data_yamls, evaluate_on)["datasets"]
+        card_path_for(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    return out_path
