@@ -1,0 +1,89 @@
+"""Model loading (card, sha256, providers) and `weedscan detect`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from serving.detector import Detector, available_providers
+from serving.errors import ModelCardError
+from tests import images
+
+
+def copy_model(shipped_model: Path, folder: Path) -> Path:
+    model = folder / "copy.onnx"
+    shutil.copyfile(shipped_model, model)
+    shutil.copyfile(shipped_model.with_suffix(".json"), model.with_suffix(".json"))
+    return model
+
+
+def test_cpu_is_always_the_fallback_provider(detector: Detector) -> None:
+    providers = available_providers()
+    assert providers[-1] == "CPUExecutionProvider"
+    assert detector.providers[-1] == "CPUExecutionProvider"
+
+
+def test_a_card_with_another_sha256_is_refused(shipped_model: Path, tmp_path: Path) -> None:
+    model = copy_model(shipped_model, tmp_path)
+    card = json.loads(model.with_suffix(".json").read_text())
+    card["sha256"] = "f" * 64
+    model.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match="sha256"):
+        Detector(model)
+
+
+def test_missing_or_broken_card(shipped_model: Path, tmp_path: Path) -> None:
+    model = copy_model(shipped_model, tmp_path)
+    model.with_suffix(".json").unlink()
+    with pytest.raises(ModelCardError, match="card not found"):
+        Detector(model)
+    model.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelCardError, match="not valid JSON"):
+        Detector(model)
+    with pytest.raises(ModelCardError, match="not found"):
+        Detector(tmp_path / "absent.onnx")
+
+
+def test_detect_cli_prints_json_lines_and_saves_annotated_images(shipped_model: Path, tmp_path: Path) -> None:
+    good = tmp_path / "field.jpg"
+    good.write_bytes(images.encode(images.field_like(400, 300)))
+    rotated = tmp_path / "rotated.jpg"
+    rotated.write_bytes(images.jpeg_with_orientation(images.field_like(400, 300), 6))
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "training.cli", "detect", str(good), str(rotated),
+                           str(broken), "--model", str(shipped_model), "--save-dir", str(out),
+                           "--conf", "0.01", "--lanes", "3"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr  # one file failed
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(good), str(rotated), str(broken)]
+    for line in lines[:2]:
+        assert line["image"] == {"width": 400, "height": 300} and len(line["lanes"]) == 3
+        annotated = cv2.imread(line["annotated"])
+        assert annotated.shape == (300, 400, 3)
+    assert lines[2]["error"]["code"] == "undecodable_image"
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_help_has_an_example_for_every_command() -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0
+    for command in ("serve", "detect", "batch", "data", "train", "export", "eval", "quantize"):
+        assert command in top.output
+        if command == "data":
+            continue
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Example:" in result.output, command
