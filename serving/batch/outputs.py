@@ -1,0 +1,112 @@
+"""The files of a batch run: the detections.jsonl log, and summary.csv and detections.geojson
+regenerated from it (sorted by path) so that the three always agree."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]
+
+JSONL = "detections.jsonl"
+SUMMARY_CSV = "summary.csv"
+GEOJSON = "detections.geojson"
+CSV_COLUMNS = ("path", "crops", "weeds", "weed_cover", "error")
+
+
+def load_records(jsonl: Path) -> list[Record]:
+    """The records so far; drops a half-written last line (a killed run) from the file."""
+    if not jsonl.is_file():
+        return []
+    raw = jsonl.read_bytes()
+    lines = raw.split(b"\n")
+    records: list[Record] = []
+    dropped = lines.pop() != b""  # text after the last newline: cut off mid-write
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            dropped = True
+            continue
+        if isinstance(record, dict) and isinstance(record.get("path"), str):
+            records.append(record)
+        else:
+            dropped = True
+    if dropped:  # keep only whole records, so appending goes on from a clean line start
+        _write_atomic(jsonl, "".join(_jsonl_line(r) for r in records))
+    return records
+
+
+@contextmanager
+def appender(jsonl: Path) -> Iterator[Callable[[Record], None]]:
+    """Append records one line at a time, flushed, so a killed run loses at most one line."""
+    with jsonl.open("a", encoding="utf-8") as handle:
+        def write(record: Record) -> None:
+            handle.write(_jsonl_line(record))
+            handle.flush()
+
+        yield write
+
+
+def latest_by_path(records: Iterable[Record]) -> list[Record]:
+    """One record per path (the last one written wins), sorted by path."""
+    latest = {r["path"]: r for r in records}
+    return [latest[p] for p in sorted(latest)]
+
+
+def finalize(out_dir: Path) -> list[Record]:
+    """Rewrite detections.jsonl sorted and deduplicated, and regenerate the csv and geojson."""
+    records = latest_by_path(load_records(out_dir / JSONL))
+    _write_atomic(out_dir / JSONL, "".join(_jsonl_line(r) for r in records))
+    _write_atomic(out_dir / SUMMARY_CSV, summary_csv(records))
+    _write_atomic(out_dir / GEOJSON, json.dumps(feature_collection(records), indent=1) + "\n")
+    return records
+
+
+def summary_csv(records: Iterable[Record]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        if "error" in r:
+            error = r["error"]
+            writer.writerow([r["path"], "", "", "", f"{error.get('code')}: {error.get('message')}"])
+        else:
+            counts = r.get("counts", {})
+            writer.writerow([r["path"], counts.get("crop", 0), counts.get("weed", 0),
+                             r.get("weed_cover", 0.0), ""])
+    return buffer.getvalue()
+
+
+def feature_collection(records: Iterable[Record]) -> dict[str, Any]:
+    """RFC 7946 FeatureCollection: one Point ([lon, lat], WGS 84) per image with a GPS fix."""
+    features = []
+    for r in records:
+        gps = r.get("gps")
+        if "error" in r or not gps:
+            continue
+        counts = r.get("counts", {})
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": "Point",
+                         "coordinates": [round(gps["lon"], 7), round(gps["lat"], 7)]},
+            "properties": {"path": r["path"], "weeds": counts.get("weed", 0),
+                           "crops": counts.get("crop", 0), "weed_cover": r.get("weed_cover", 0.0)},
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _jsonl_line(record: Record) -> str:
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,84 @@
+"""A whole survey: find the images, skip those already done, run the rest, write the outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from serving.batch import outputs
+from serving.batch.inputs import find_images
+from serving.batch.local_runner import cpu_count, run_local
+from serving.batch.work import BatchJob, Record
+from serving.model_card import load_card
+
+
+class BatchError(ValueError):
+    """The batch cannot run as asked (reported as one `error:` line)."""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    found: int  # images the inputs name
+    skipped: int  # of those, already in detections.jsonl
+    processed: int  # run now
+    errors: int  # error records in the final output
+    records: int  # lines in the final detections.jsonl
+    out_dir: Path
+
+
+def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
+              workers: int | None = None, ray_address: str | None = None,
+              limit: int | None = None, retry_errors: bool = False,
+              progress: bool = True) -> BatchReport:
+    """Detect on every image the inputs name; resumes whatever `out_dir` already holds.
+
+    `limit` stops after that many new images (a first look; the next run goes on from there).
+    """
+    paths = find_images(inputs)
+    card = load_card(Path(job.model))  # a missing model or a sha256 mismatch fails here, once
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = outputs.load_records(out_dir / outputs.JSONL)
+    _check_same_model(records, str(card["sha256"]), out_dir)
+    done = {r["path"] for r in records if not (retry_errors and "error" in r)}
+    todo = [p for p in paths if p not in done]
+    if limit is not None:
+        todo = todo[:limit]
+
+    results = _results(todo, job, workers, ray_address)
+    with outputs.appender(out_dir / outputs.JSONL) as write, tqdm(
+            total=len(todo), unit="img", desc="weedscan batch", disable=not progress,
+            dynamic_ncols=True, mininterval=0.5) as bar:
+        for record in results:
+            write(record)
+            bar.update()
+    final = outputs.finalize(out_dir)
+    return BatchReport(found=len(paths), skipped=sum(p in done for p in paths),
+                       processed=len(todo), errors=sum("error" in r for r in final),
+                       records=len(final), out_dir=out_dir)
+
+
+def _results(todo: list[str], job: BatchJob, workers: int | None,
+             ray_address: str | None) -> Iterator[Record]:
+    if ray_address:
+        from serving.batch.ray_runner import import_ray, run_ray  # optional and heavy: on demand
+
+        import_ray()  # fail before any output is touched when Ray is missing
+        return run_ray(todo, job, ray_address, workers)
+    count = max(1, min(workers or cpu_count(), len(todo) or 1))
+    threads = job.threads or max(1, cpu_count() // count)  # a fair share of the cores each
+    return run_local(todo, dataclasses.replace(job, threads=threads), count)
+
+
+def _check_same_model(records: list[Record], sha256: str, out_dir: Path) -> None:
+    for record in records:
+        model = record.get("model")
+        if model and model.get("sha256") != sha256:
+            raise BatchError(
+                f"{out_dir} holds results of another model ({model.get('name')}, sha256 "
+                f"{str(model.get('sha256'))[:12]}…); use a new --out folder for this model")
+        if model:
+            return

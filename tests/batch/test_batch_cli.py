@@ -1,0 +1,193 @@
+"""`weedscan batch` end to end: outputs, broken images, resuming, clear errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from serving.batch import outputs
+from serving.detector import Detector
+from serving.tiling import should_tile
+from tests.batch.conftest import BIG_SIZE, Survey, geotagged_jpeg, make_survey
+from tests.batch.helpers import check_geojson, error_lines, read_csv, read_jsonl, run_cli
+from tests.conftest import REPO
+
+ANSWER_KEYS = {"path", "model", "image", "detections", "counts", "weed_cover"}
+
+
+def test_batch_writes_jsonl_csv_and_geojson(survey: Survey, tmp_path: Path, detector: Detector) -> None:
+    tiling = detector.tiling  # the survey holds a photo that tile="auto" cuts into tiles
+    assert should_tile(*BIG_SIZE, detector.input_size, "auto", tiling.auto_factor, tiling.auto_min_side)
+    out = tmp_path / "out"
+    result = run_cli(survey.root, "--out", out, "--workers", "1")
+    assert result.exit_code == 1, result.output  # 1: finished, but the broken image failed
+    assert "img/s" in result.stderr or "s/img" in result.stderr  # the progress bar
+    assert f"{len(survey.images)} image(s) processed" in result.stderr
+
+    records = read_jsonl(out)
+    assert [r["path"] for r in records] == [str(p) for p in survey.images]  # each once, sorted
+    for path, record in zip(survey.images, records):
+        if path == survey.broken:  # recorded, and the run went on
+            assert record == {"path": str(path), "error": {
+                "code": "undecodable_image", "message": record["error"]["message"]}}
+            continue
+        assert ANSWER_KEYS <= set(record) <= ANSWER_KEYS | {"gps"}, record.keys()
+        height, width = cv2.imread(str(path)).shape[:2]
+        assert record["image"] == {"width": width, "height": height}
+        assert set(record["counts"]) == {"crop", "weed"}
+        if path in survey.geotagged:
+            lat, lon = survey.geotagged[path]
+            assert record["gps"] == {"lat": pytest.approx(lat, abs=1e-6), "lon": pytest.approx(lon, abs=1e-6)}
+        else:
+            assert "gps" not in record
+
+    rows = read_csv(out)
+    assert [r["path"] for r in rows] == [r["path"] for r in records]
+    for row, record in zip(rows, records):
+        if "error" in record:
+            assert row["error"].startswith("undecodable_image: ") and row["weeds"] == ""
+        else:
+            assert row["error"] == ""
+            assert int(row["weeds"]) == record["counts"]["weed"]
+            assert int(row["crops"]) == record["counts"]["crop"]
+            assert float(row["weed_cover"]) == record["weed_cover"]
+
+    collection = json.loads((out / outputs.GEOJSON).read_text())
+    check_geojson(collection)
+    features = collection["features"]
+    assert [f["properties"]["path"] for f in features] == sorted(str(p) for p in survey.geotagged)
+    for feature in features:
+        lat, lon = survey.geotagged[Path(feature["properties"]["path"])]
+        assert feature["geometry"]["coordinates"] == [pytest.approx(lon, abs=1e-6), pytest.approx(lat, abs=1e-6)]
+        assert set(feature["properties"]) == {"path", "weeds", "crops", "weed_cover"}
+
+
+def test_real_survey_images(shared_data: Path, tmp_path: Path) -> None:
+    survey = make_survey(tmp_path / "survey")
+    assert len(survey.real) == 6
+    out = tmp_path / "out"
+    result = run_cli(survey.root / "real", "--out", out, "--workers", "2", "--timing", "--no-progress")
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(out)
+    assert [r["path"] for r in records] == [str(p) for p in survey.real]
+    for record in records:
+        expected = (1296, 966) if "cwfid" in record["path"] else (512, 512)
+        assert (record["image"]["width"], record["image"]["height"]) == expected
+        assert record["timing_ms"]["total"] >= record["timing_ms"]["inference"] > 0
+
+
+def test_limit_then_resume_after_a_half_written_line(survey: Survey, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = run_cli(survey.root, "--out", out, "--workers", "1", "--limit", "3", "--no-progress")
+    assert "3 image(s) processed, 0 already done" in first.stderr, first.output
+    assert len(read_jsonl(out)) == 3
+    with (out / outputs.JSONL).open("a") as log:  # what a run killed mid-write leaves
+        log.write('{"path": "' + str(survey.images[-1]) + '", "model": {"na')
+
+    second = run_cli(survey.root, "--out", out, "--workers", "1", "--no-progress")
+    assert f"{len(survey.images) - 3} image(s) processed, 3 already done" in second.stderr, second.output
+    paths = [r["path"] for r in read_jsonl(out)]
+    assert paths == [str(p) for p in survey.images]
+
+    third = run_cli(survey.root, "--out", out, "--no-progress")
+    assert f"0 image(s) processed, {len(survey.images)} already done" in third.stderr, third.output
+    assert [r["path"] for r in read_jsonl(out)] == paths
+
+
+def test_a_killed_run_resumes_with_each_image_once(tmp_path: Path) -> None:
+    root = tmp_path / "survey"
+    root.mkdir()
+    for i in range(40):
+        (root / f"img_{i:03d}.jpg").write_bytes(geotagged_jpeg(10 + i / 100, 20, 320, 240, seed=i))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "training.cli", "batch", str(root), "--out", str(out),
+               "--workers", "1", "--no-progress"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = out / outputs.JSONL
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.is_file() and log.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert log.is_file() and log.read_bytes().count(b"\n") >= 2, "the run wrote nothing in time"
+    done_before = log.read_bytes().count(b"\n")
+    assert done_before < 40, "the run finished before it could be killed"
+
+    result = run_cli(root, "--out", out, "--workers", "1", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert f"{40 - done_before} image(s) processed, {done_before} already done" in result.stderr
+    paths = [r["path"] for r in read_jsonl(out)]
+    assert paths == sorted(str(p) for p in root.iterdir())  # every image exactly once
+    assert len(json.loads((out / outputs.GEOJSON).read_text())["features"]) == 40
+
+
+def test_retry_errors_reruns_fixed_images(tmp_path: Path) -> None:
+    root = tmp_path / "survey"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(geotagged_jpeg(1, 2))
+    (root / "b.jpg").write_bytes(b"broken")
+    out = tmp_path / "out"
+    assert run_cli(root, "--out", out, "--workers", "1", "--no-progress").exit_code == 1
+    (root / "b.jpg").write_bytes(geotagged_jpeg(3, 4))
+    assert run_cli(root, "--out", out, "--workers", "1", "--no-progress").exit_code == 1  # still recorded
+    result = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--retry-errors")
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(out)
+    assert [r["path"] for r in records] == [str(root / "a.jpg"), str(root / "b.jpg")]
+    assert "error" not in records[1] and records[1]["gps"]["lat"] == pytest.approx(3)
+
+
+def test_help_shows_an_example() -> None:
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    assert "Example: weedscan batch" in result.output
+
+
+@pytest.mark.parametrize(("make_args", "message"), [
+    (lambda d: [d / "empty", "--out", d / "out"], "error: no images found in "),
+    (lambda d: [d / "nowhere", "--out", d / "out"], "error: no such file or folder: "),
+    (lambda d: [d / "one", "--out", d / "out", "--model", d / "missing.onnx"], "error: model file not found: "),
+    (lambda d: [d / "one", "--out", d / "out", "--tile", "sometimes"], "error: --tile must be one of"),
+])
+def test_bad_input_gives_one_clear_error(tmp_path: Path, make_args, message: str) -> None:  # noqa: ANN001
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.jpg").write_bytes(geotagged_jpeg(1, 2))
+    result = run_cli(*make_args(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(message), result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_results_of_another_model_are_not_mixed_in(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.jpg").write_bytes(geotagged_jpeg(1, 2))
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"path": "/old.jpg", "model": {"name": "old", "version": "1", "sha256": "0" * 64},
+           "image": {"width": 1, "height": 1}, "detections": [], "counts": {}, "weed_cover": 0.0}
+    (out / outputs.JSONL).write_text(json.dumps(old) + "\n")
+    result = run_cli(tmp_path / "one", "--out", out)
+    assert result.exit_code == 2
+    assert error_lines(result)[0].startswith(f"error: {out} holds results of another model (old")
+
+
+
+
+def test_ray_missing_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.jpg").write_bytes(geotagged_jpeg(1, 2))
+    result = run_cli(tmp_path / "one", "--out", tmp_path / "out", "--ray", "local")
+    assert result.exit_code == 2
+    assert error_lines(result) == ["error: --ray needs Ray: pip install 'weedscan[ray]'"]
+    assert not (tmp_path / "out" / outputs.JSONL).exists()

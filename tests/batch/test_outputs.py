@@ -1,0 +1,48 @@
+"""The output files: a half-written log line is cut, csv and geojson follow the log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from serving.batch import outputs
+
+
+def record(path: str, weeds: int = 0, gps: tuple[float, float] | None = None) -> dict:
+    r = {"path": path, "image": {"width": 10, "height": 10}, "detections": [],
+         "counts": {"crop": 1, "weed": weeds}, "weed_cover": 0.25}
+    if gps:
+        r["gps"] = {"lat": gps[0], "lon": gps[1]}
+    return r
+
+
+def test_a_half_written_last_line_is_cut_from_the_file(tmp_path: Path) -> None:
+    log = tmp_path / outputs.JSONL
+    whole = json.dumps(record("/a.jpg")) + "\n" + json.dumps(record("/b.jpg")) + "\n"
+    log.write_text(whole + '{"path": "/c.jpg", "image": {"wid')
+    assert [r["path"] for r in outputs.load_records(log)] == ["/a.jpg", "/b.jpg"]
+    assert log.read_text() == whole
+    with outputs.appender(log) as write:
+        write(record("/c.jpg"))
+    assert [r["path"] for r in outputs.load_records(log)] == ["/a.jpg", "/b.jpg", "/c.jpg"]
+
+
+def test_finalize_sorts_dedupes_and_regenerates(tmp_path: Path) -> None:
+    log = tmp_path / outputs.JSONL
+    error = {"path": "/a.png", "error": {"code": "undecodable_image", "message": "bad"}}
+    lines = [record("/c.jpg", 2, (-1.5, 2.5)), error, record("/b.jpg", 1), record("/c.jpg", 3, (-1.5, 2.5))]
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    final = outputs.finalize(tmp_path)
+    assert [r["path"] for r in final] == ["/a.png", "/b.jpg", "/c.jpg"]
+    assert final[-1]["counts"]["weed"] == 3  # the last record of a path wins
+    assert outputs.load_records(log) == final
+    rows = list(csv.DictReader(io.StringIO((tmp_path / outputs.SUMMARY_CSV).read_text())))
+    assert [r["path"] for r in rows] == ["/a.png", "/b.jpg", "/c.jpg"]
+    assert rows[0]["error"] == "undecodable_image: bad" and rows[0]["weeds"] == ""
+    assert (rows[2]["crops"], rows[2]["weeds"], rows[2]["weed_cover"], rows[2]["error"]) == ("1", "3", "0.25", "")
+    collection = json.loads((tmp_path / outputs.GEOJSON).read_text())
+    assert collection == {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": [2.5, -1.5]},
+        "properties": {"path": "/c.jpg", "weeds": 3, "crops": 1, "weed_cover": 0.25}}]}
