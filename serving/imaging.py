@@ -40,7 +40,9 @@ def read_header(data: bytes) -> ImageHeader:
                 orientation = _orientation(im)
     except Image.DecompressionBombError as exc:  # Pillow refuses > 2x its own limit outright
         raise TooManyPixels(f"the image header declares too many pixels ({exc})") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError) as exc:
+        # ImportError: Ultralytics, when imported in the same process, wraps Image.open with an
+        # optional HEIF plugin import that fails on unidentifiable data.
         raise UndecodableImage("the data is not a decodable image") from exc
     if fmt not in _SUPPORTED_FORMATS:
         raise UnsupportedMediaType(

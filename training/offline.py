@@ -56,6 +56,7 @@ def prepare_ultralytics() -> Path:
     os.environ["YOLO_AUTOINSTALL"] = "False"
     os.environ["YOLO_VERBOSE"] = os.environ.get("YOLO_VERBOSE", "True")
     os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # ONNX Runtime, used by export and eval
     os.environ.setdefault("MPLBACKEND", "Agg")
 
     _install_local_font(settings_dir)

@@ -21,7 +21,7 @@ def detect_query(
     request: Request,
     conf: Annotated[float | None, Query(ge=0, le=1, description="minimum confidence; default from the model card")] = None,
     iou: Annotated[float | None, Query(ge=0, le=1, description="NMS IoU threshold")] = None,
-    classes: Annotated[str | None, Query(description="comma-separated class names, e.g. weed")] = None,
+    classes: Annotated[str | None, Query(min_length=1, description="comma-separated class names, e.g. weed")] = None,
     max_det: Annotated[int, Query(ge=1, le=1000, description="at most this many boxes")] = 300,
     tile: Annotated[Literal["auto", "on", "off"], Query(description="tile big images")] = "auto",
     lanes: Annotated[int | None, Query(ge=1, le=64, description="sprayer lanes: N vertical strips")] = None,

@@ -43,7 +43,7 @@ class InferenceService:
             self.detector.warmup()
             self.metrics.model.info({**self.detector.model_info,
                                      "providers": ",".join(self.detector.providers)})
-            self.ready = True
+            self.ready = not self._closed  # a shutdown while loading wins
             log.info("model %s ready on %s", self.detector.model_info["name"], self.detector.providers)
         except Exception as exc:  # reported by /readyz; the CLI validates the model before start
             self.load_error = str(exc)

@@ -35,7 +35,7 @@ _IMAGE_BODY = {"requestBody": {"required": True, "content": {
 }}}
 _BATCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
-        "images": {"type": "array", "items": _IMAGE_SCHEMA}}}}}}}
+        "images": {"type": "array", "minItems": 1, "items": _IMAGE_SCHEMA}}}}}}}
 
 
 def _service(request: Request) -> InferenceService:

@@ -1,0 +1,303 @@
+"""Load test of a real `weedscan serve` on loopback: capacity, overload behaviour, memory.
+
+  1. start the server (subprocess, WEEDSCAN_THREADS set) and warm it up;
+  2. capacity: requests/s with one client at a time (closed loop);
+  3. open-loop arrivals (Poisson, fixed seed) at 1x, 2x and 4x that capacity for --duration s each;
+     a client that gets 503 waits Retry-After seconds and tries again (up to --give-up s in all);
+     p50/p99 latency (first send to final answer, waits included), throughput, status counts;
+  4. memory: server RSS before and after --leak-requests requests (after the warm-up above);
+     growth over 10 % is flagged.
+
+Any 5xx other than 503, or a flagged memory growth, makes the script exit 1 (after writing results).
+
+    .venv/bin/python benchmarks/load_test.py [--model models/weedscan.onnx] [--duration 20]
+        [--threads N] [--leak-requests 2000] [--max-inflight N]
+
+Writes benchmarks/results/load.md (assembled into RESULTS.md by benchmarks/collect.py).
+Only loopback traffic; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+MULTIPLIERS = (1, 2, 4)
+GROWTH_FLAG = 0.10
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model: Path, threads: int, max_inflight: int | None, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "WEEDSCAN_THREADS": str(threads)}
+        if max_inflight:
+            env["WEEDSCAN_MAX_INFLIGHT"] = str(max_inflight)
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop(); a file, as a pipe would fill up
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "training.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
+             "--port", str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"the server did not become ready; see {log_path}")
+            time.sleep(0.2)
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+# --- the image ------------------------------------------------------------------------------------
+
+def load_image() -> tuple[str, bytes, str]:
+    """A sesame val frame when ../shared is there (what a robot sends), else a synthetic field."""
+    found = sorted((SHARED / "sesame" / "images" / "val").glob("*.jpeg"))
+    if found:
+        return found[0].name, found[0].read_bytes(), "image/jpeg"
+    rng = np.random.default_rng(0)
+    image = np.full((480, 640, 3), (40, 70, 110), np.uint8)
+    image = cv2.add(image, rng.integers(0, 30, image.shape, dtype=np.uint8))
+    for _ in range(8):
+        cv2.circle(image, (int(rng.integers(0, 640)), int(rng.integers(0, 480))),
+                   int(rng.integers(5, 40)), (40, 160, 60), -1)
+    ok, buffer = cv2.imencode(".jpg", image)
+    assert ok
+    return "synthetic 640x480", buffer.tobytes(), "image/jpeg"
+
+
+# --- the clients ----------------------------------------------------------------------------------
+
+@dataclass
+class Phase:
+    name: str
+    offered_rps: float | None
+    wall_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # of requests that got their 200
+    statuses: Counter = field(default_factory=Counter)     # of every attempt
+    requests: int = 0
+    gave_up: int = 0
+    missing_retry_after: int = 0
+    transport_errors: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.wall_s if self.wall_s else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.latencies) * 1000, q)) if self.latencies else float("nan")
+
+
+async def send_until_answered(http: httpx.AsyncClient, image: tuple[str, bytes, str], phase: Phase,
+                              give_up_s: float) -> None:
+    """One client request: retried after Retry-After on 503, until a final answer or give_up_s."""
+    _, data, media = image
+    phase.requests += 1
+    start = time.perf_counter()
+    while True:
+        try:
+            response = await http.post("/v1/detect", content=data, headers={"Content-Type": media})
+        except httpx.TransportError:
+            phase.transport_errors += 1
+            phase.gave_up += 1
+            return
+        phase.statuses[response.status_code] += 1
+        if response.status_code != 503:
+            if response.status_code == 200:
+                phase.latencies.append(time.perf_counter() - start)
+            return
+        retry_after = response.headers.get("retry-after")
+        if retry_after is None:
+            phase.missing_retry_after += 1
+        wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else 1.0
+        if time.perf_counter() - start + wait > give_up_s:
+            phase.gave_up += 1
+            return
+        await asyncio.sleep(wait)
+
+
+def client(url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
+    return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(120.0), limits=limits)
+
+
+async def closed_loop(url: str, image: tuple[str, bytes, str], phase: Phase, *, seconds: float | None = None,
+                      count: int | None = None, concurrency: int = 1, give_up_s: float = 60) -> Phase:
+    """`concurrency` clients back to back, for `seconds` or until `count` requests are done."""
+    async with client(url) as http:
+        start = time.perf_counter()
+        issued = 0
+
+        async def worker() -> None:
+            nonlocal issued
+            while True:
+                if count is not None and issued >= count:
+                    return
+                if seconds is not None and time.perf_counter() - start >= seconds:
+                    return
+                issued += 1
+                await send_until_answered(http, image, phase, give_up_s)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        phase.wall_s = time.perf_counter() - start
+    return phase
+
+
+async def open_loop(url: str, image: tuple[str, bytes, str], phase: Phase, rate: float, seconds: float,
+                    give_up_s: float, seed: int) -> Phase:
+    """Poisson arrivals at `rate`/s for `seconds`; each arrival is one client request (with its
+    retries). Throughput counts the 200s over the time until the last request finished."""
+    rng = random.Random(seed)
+    async with client(url) as http:
+        start = time.perf_counter()
+        tasks = []
+        next_at = 0.0
+        while next_at < seconds:
+            delay = start + next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send_until_answered(http, image, phase, give_up_s)))
+            next_at += rng.expovariate(rate)
+        await asyncio.gather(*tasks)
+        phase.wall_s = time.perf_counter() - start
+    return phase
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def table(phases: list[Phase]) -> list[str]:
+    lines = ["| phase | offered req/s | client requests | 200/s | p50 ms | p99 ms | attempts by status "
+             "| gave up |", "|---|---|---|---|---|---|---|---|"]
+    for p in phases:
+        offered = f"{p.offered_rps:.1f}" if p.offered_rps else "closed loop"
+        statuses = ", ".join(f"{s}: {n}" for s, n in sorted(p.statuses.items()))
+        lines.append(f"| {p.name} | {offered} | {p.requests} | {p.throughput:.2f} | {p.percentile(50):.0f} "
+                     f"| {p.percentile(99):.0f} | {statuses} | {p.gave_up} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "weedscan.onnx")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per open-loop phase")
+    parser.add_argument("--capacity-duration", type=float, default=None,
+                        help="seconds of the capacity phase (default: --duration, at most 20)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="WEEDSCAN_THREADS")
+    parser.add_argument("--max-inflight", type=int, default=None, help="WEEDSCAN_MAX_INFLIGHT (default: the server's)")
+    parser.add_argument("--leak-requests", type=int, default=2000)
+    parser.add_argument("--leak-concurrency", type=int, default=2)
+    parser.add_argument("--give-up", type=float, default=30.0, help="a client stops retrying after this many s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "load.md")
+    args = parser.parse_args()
+
+    where = provenance()
+    image = load_image()
+    log_path = Path(tempfile.mkdtemp(prefix="weedscan-load-")) / "server.log"
+    server = Server(args.model, args.threads, args.max_inflight, log_path)
+    phases: list[Phase] = []
+    try:
+        asyncio.run(closed_loop(server.url, image, Phase("warm-up", None), count=30))
+        capacity = asyncio.run(closed_loop(server.url, image, Phase("capacity (1 client)", None),
+                                           seconds=args.capacity_duration or min(args.duration, 20)))
+        phases.append(capacity)
+        rate = capacity.throughput
+        print(f"capacity at concurrency 1: {rate:.2f} req/s (p50 {capacity.percentile(50):.0f} ms)", flush=True)
+        for m in MULTIPLIERS:
+            phase = asyncio.run(open_loop(server.url, image, Phase(f"{m}x capacity", rate * m), rate * m,
+                                          args.duration, args.give_up, args.seed + m))
+            phases.append(phase)
+            print(f"{m}x: {phase.throughput:.2f} 200/s, p50 {phase.percentile(50):.0f} ms, "
+                  f"p99 {phase.percentile(99):.0f} ms, {dict(phase.statuses)}, gave up {phase.gave_up}", flush=True)
+        # Memory: the server has served the warm-up and all phases above; let retries drain first.
+        time.sleep(2)
+        rss_before = server.rss_mb()
+        leak = asyncio.run(closed_loop(server.url, image, Phase(f"{args.leak_requests} requests", None),
+                                       count=args.leak_requests, concurrency=args.leak_concurrency))
+        time.sleep(1)
+        rss_after = server.rss_mb()
+        phases.append(leak)
+    finally:
+        server.stop()
+
+    growth = (rss_after - rss_before) / rss_before
+    server_errors = {s: n for p in phases for s, n in p.statuses.items() if s >= 500 and s != 503}
+    unexpected = {s: n for p in phases for s, n in p.statuses.items() if s not in (200, 503)}
+    missing_retry_after = sum(p.missing_retry_after for p in phases)
+    flags = []
+    if growth > GROWTH_FLAG:
+        flags.append(f"RSS grew {growth:.1%} (> {GROWTH_FLAG:.0%}) over {args.leak_requests} requests")
+    if server_errors:
+        flags.append(f"server errors other than 503: {server_errors}")
+    if unexpected and not server_errors:
+        flags.append(f"statuses other than 200/503: {unexpected}")
+    if missing_retry_after:
+        flags.append(f"{missing_retry_after} 503 answers without Retry-After")
+
+    name, data, _ = image
+    lines = [
+        "## Load (`benchmarks/load_test.py`)", "", where, "",
+        f"Model `{args.model.name}`; one `weedscan serve` process on loopback, WEEDSCAN_THREADS={args.threads}, "
+        f"WEEDSCAN_MAX_INFLIGHT={args.max_inflight or 'default'}; image {name} ({len(data) / 1024:.0f} KiB JPEG), "
+        "raw body. Open-loop phases: Poisson arrivals for "
+        f"{args.duration:g} s at a multiple of the measured capacity; a client that gets 503 waits Retry-After "
+        f"and retries (gives up after {args.give_up:g} s). Latency: first send to the final 200, waits included; "
+        "200/s over the phase until its last request finished.", "",
+        *table(phases), "",
+        f"Server RSS: {rss_before:.1f} MiB after warm-up and the phases above, {rss_after:.1f} MiB after "
+        f"{args.leak_requests} more requests ({args.leak_concurrency} concurrent): {growth:+.1%}.", "",
+        ("**Flagged:** " + "; ".join(flags)) if flags else
+        "No 5xx other than 503, every 503 carried Retry-After, RSS growth within 10 %.", "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {args.out}; server log {log_path}")
+    if server_errors or growth > GROWTH_FLAG:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
