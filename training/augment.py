@@ -15,7 +15,6 @@ ULTRALYTICS_AUGMENT: dict[str, Any] = {
     "scale": 0.5,
     "translate": 0.1,
     "mosaic": 1.0,
-    "close_mosaic": 5,
 }
 
 

@@ -57,6 +57,8 @@ def train(
     batch: Annotated[int, typer.Option(min=1)] = 16,
     device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
     seed: Annotated[int, typer.Option()] = 0,
+    warmup_epochs: Annotated[float, typer.Option(min=0, help="LR warm-up epochs (shorten for a brief fine-tune)")] = 3.0,
+    close_mosaic: Annotated[int, typer.Option(min=0, help="last epochs trained without mosaic")] = 5,
     repeat: Annotated[list[str], typer.Option(help="oversample a small dataset: NAME=COUNT (e.g. cwfid=8)")] = [],
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast on CPU (default: only with native bf16)")] = None,
@@ -86,6 +88,7 @@ def train(
         config = TrainConfig(data=[str(d) for d in data], model=model,
                              weights=str(weights) if weights else None, imgsz=imgsz, epochs=epochs,
                              time=time, batch=batch, device=device, seed=seed,
+                             warmup_epochs=warmup_epochs, close_mosaic=close_mosaic,
                              repeats=_parse_repeats(repeat), threads=threads, bf16=bf16,
                              project=str(project), name=name)
         try:

@@ -30,6 +30,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     patience: int = 100
+    warmup_epochs: float = 3.0  # Ultralytics' default; shorten when fine-tuning briefly
+    close_mosaic: int = 5  # last epochs without mosaic
     bf16: bool | None = None  # bf16 autocast on CPU; None: only where the CPU has native bf16
     threads: int | None = None  # torch threads on CPU; None: Ultralytics' choice (cores - 1)
     repeats: dict[str, int] = field(default_factory=dict)
@@ -65,6 +67,7 @@ def ultralytics_args(config: TrainConfig, data_yaml: Path) -> dict[str, Any]:
         "project": str(Path(config.project).absolute()), "name": config.name, "exist_ok": True,
         "plots": config.plots, "amp": config.device != "cpu", "val": True,
         "augmentations": augment.field_transforms(), **augment.ULTRALYTICS_AUGMENT,
+        "warmup_epochs": config.warmup_epochs, "close_mosaic": config.close_mosaic,
     }
     if config.time:
         args["time"] = config.time
