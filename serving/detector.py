@@ -68,6 +68,10 @@ class Detector:
         self.input_name = model_input.name
         self.input_size = int(self.card.get("input_size") or model_input.shape[2])
         self.dynamic_batch = not isinstance(model_input.shape[0], int)
+        # Dynamic height/width: a single frame is padded only to the stride (as Ultralytics does).
+        dynamic_shape = not all(isinstance(d, int) for d in model_input.shape[2:])
+        stride = int(self.session.get_modelmeta().custom_metadata_map.get("stride", 32))
+        self.frame_stride: int | None = stride if dynamic_shape else None
         output_shape = self.session.get_outputs()[0].shape
         self.layout = self.card.get("output_layout") or infer_layout(output_shape, len(self.class_names))
         thresholds = self.card.get("thresholds", {})
@@ -118,8 +122,9 @@ class Detector:
                         if w != (0, 0, width, height)]
         inputs: list[np.ndarray] = []
         boxes_back: list[tuple[Letterbox, int, int]] = []
+        stride = self.frame_stride if len(windows) == 1 else None  # a tile batch needs one shape
         for x0, y0, x1, y1 in windows:
-            padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size)
+            padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size, stride)
             inputs.append(padded)
             boxes_back.append((lb, x0, y0))
 

@@ -29,14 +29,19 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping the aspect ratio and pad to size x size, centred, grey 114."""
+def letterbox(image: np.ndarray, size: int, stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio and pad, centred, grey 114: to size x size, or with
+    `stride` only up to the next multiple of it (a 4:3 frame at 320 becomes 320 x 256, 20% less
+    work; models exported with dynamic height and width accept that)."""
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
     new_w, new_h = round(width * ratio), round(height * ratio)
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    dw, dh = size - new_w, size - new_h
+    if stride:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,

@@ -29,7 +29,9 @@ def first_with_confident_boxes(detector: Detector, paths: list[Path], conf: floa
 
 def test_boxes_match_ultralytics_onnx_predict(detector: Detector, shipped_model: Path,
                                               shared_data: Path) -> None:
-    """Same boxes as Ultralytics' own ONNX pipeline: within 1 px and 0.01 confidence."""
+    """Same boxes as Ultralytics' own ONNX pipeline: within 1 px at the model's input scale
+    (Ultralytics rounds the letterbox padding differently when mapping boxes back, a sub-pixel
+    shift that a 4x downscale makes ~2 px in a CWFID frame) and 0.01 confidence."""
     from training.offline import import_ultralytics
 
     import_ultralytics()
@@ -42,12 +44,13 @@ def test_boxes_match_ultralytics_onnx_predict(detector: Detector, shipped_model:
         image = cv2.imread(str(path))
         ref = yolo.predict(image, imgsz=detector.input_size, conf=0.25, iou=0.7, verbose=False)[0].boxes
         ours = detector.detect(image, DetectOptions(conf=0.25, iou=0.7, tile="off")).detections
+        tolerance = max(image.shape[:2]) / detector.input_size  # 1 px of the model input
         assert len(ours) == len(ref), f"{path.name}: {len(ours)} boxes vs Ultralytics' {len(ref)}"
         for box, conf, cls in zip(ref.xyxy.numpy(), ref.conf.numpy(), ref.cls.numpy().astype(int)):
             same_class = np.flatnonzero(ours.class_ids == cls)
             assert len(same_class), f"{path.name}: no {cls} box"
             best = same_class[np.abs(ours.boxes[same_class] - box).max(1).argmin()]
-            assert np.abs(ours.boxes[best] - box).max() <= 1.0, (path.name, ours.boxes[best], box)
+            assert np.abs(ours.boxes[best] - box).max() <= tolerance, (path.name, ours.boxes[best], box)
             assert abs(float(ours.scores[best]) - float(conf)) <= 0.01
             compared += 1
     assert compared > 0, "no boxes to compare: the model found nothing on 11 val images"

