@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests import images
-from tests.robustness.conftest import LoggedServer, rss_bytes
+from tests.robustness.conftest import LiveServer, rss_bytes
 
 JPEG = images.encode(images.field_like(640, 480), ".jpg")
 REQUESTS, CONCURRENCY, WARMUP = 200, 8, 40
@@ -33,7 +33,8 @@ async def _hammer(url: str, count: int, concurrency: int) -> list[tuple[int, str
 
 
 def test_overload_is_shed_with_503_and_memory_stays_bounded(shipped_model: Path, tmp_path: Path) -> None:
-    server = LoggedServer(shipped_model, tmp_path / "server.log", env={"WEEDSCAN_MAX_INFLIGHT": "2"})
+    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1", "WEEDSCAN_MAX_INFLIGHT": "2"},
+                        log_path=tmp_path / "server.log")
     try:
         asyncio.run(_hammer(server.url, WARMUP, CONCURRENCY))  # warm-up: allocator pools, caches
         rss_warm = rss_bytes(server.process.pid)

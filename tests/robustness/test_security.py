@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests import images
-from tests.robustness.conftest import LoggedServer
+from tests.robustness.conftest import LiveServer
 from tests.serving.conftest import make_client, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,8 +60,8 @@ def test_api_keys_are_compared_in_constant_time_against_every_key(
 
 
 def test_api_keys_are_never_logged(shipped_model: Path, tmp_path: Path) -> None:
-    server = LoggedServer(shipped_model, tmp_path / "server.log",
-                          env={"WEEDSCAN_API_KEYS": ",".join(KEYS)})
+    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1", "WEEDSCAN_API_KEYS": ",".join(KEYS)},
+                        log_path=tmp_path / "server.log")
     wrong = ["wrong-key-zulu-9999", "another-wrong-yankee-8888"]
     try:
         http = server.http
@@ -116,7 +116,7 @@ def test_batch_uploads_are_never_written_to_disk(inproc: TestClient, monkeypatch
     assert opened == []
 
 
-def test_live_server_writes_no_upload_to_disk_and_logs_no_image_data(live: LoggedServer) -> None:
+def test_live_server_writes_no_upload_to_disk_and_logs_no_image_data(live: LiveServer) -> None:
     marker = "WEEDSCAN-PRIVATE-MARKER-7f3a9c"
     jpeg = images.jpeg_with_comment(marker)
     png = images.png_with_text(marker)
@@ -189,7 +189,7 @@ def test_exif_gps_is_not_echoed(inproc: TestClient) -> None:
     ("/v1/detect/batch", "multipart/form-data; boundary=xyz", 500_000_000),
 ])
 def test_oversized_upload_is_refused_before_the_body_arrives(
-        live: LoggedServer, path: str, content_type: str, declared: int) -> None:
+        live: LiveServer, path: str, content_type: str, declared: int) -> None:
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {declared}\r\n\r\n").encode()
     start = time.monotonic()

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,32 +48,47 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A real `weedscan serve` process on loopback."""
+    """A real `weedscan serve` process on loopback. Its output goes to a file, not a pipe: a pipe
+    nobody reads fills up after a few hundred access-log lines and blocks the server."""
 
-    def __init__(self, model: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, model: Path, env: dict[str, str] | None = None,
+                 log_path: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if log_path is None:
+            handle, name = tempfile.mkstemp(prefix="weedscan-server-", suffix=".log")
+            os.close(handle)
+            log_path = Path(name)
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "WEEDSCAN_THREADS": "2", **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "training.cli", "serve", "--model", str(model),
              "--host", "127.0.0.1", "--port", str(self.port)],
-            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        self.http = httpx.Client(base_url=self.url, timeout=60)
         try:
-            wait_ready(self.http.get)
+            wait_ready(self.http.get, timeout=120)
         except TimeoutError:
             self.stop()
             raise
 
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
     def stop(self) -> str:
+        """Stop the server; returns everything it logged."""
         self.http.close()
-        self.process.terminate()
-        try:
-            out, _ = self.process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, _ = self.process.communicate()
-        return out or ""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
