@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -65,11 +66,10 @@ def prepare_ultralytics() -> Path:
 
 def import_ultralytics():  # noqa: ANN201 - returns the module
     """Import ultralytics after switching it offline; a clear error if the train extra is missing."""
+    if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("error: this command needs the trainer side: pip install -e '.[train]'")
     prepare_ultralytics()
-    try:
-        import ultralytics
-    except ImportError as exc:
-        raise SystemExit("this command needs the trainer side: pip install 'weedscan[train]'") from exc
+    import ultralytics
     from ultralytics.utils import SETTINGS
 
     wanted = {k: v for k, v in _SETTINGS_OFF.items() if k in SETTINGS and SETTINGS[k] != v}
