@@ -12,9 +12,10 @@ import typer
 from serving.config import Settings
 
 
-def _fail(message: str) -> None:
+def fail(message: str, code: int = 2) -> None:
+    """One clear `error:` line on stderr and a non-zero exit: never a traceback for bad input."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def serve(
@@ -42,7 +43,7 @@ def serve(
     try:
         load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
     except ModelCardError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     # Worker processes build their app from the environment: hand the overrides down.
     for key, value in overrides.items():
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
@@ -72,12 +73,12 @@ def detect(
     from serving.imaging import decode_image
 
     if tile not in TILE_MODES:
-        _fail(f"--tile must be one of {', '.join(TILE_MODES)}")
+        fail(f"--tile must be one of {', '.join(TILE_MODES)}")
     settings = Settings(**({"model": model} if model else {}))
     try:
         detector = Detector(settings.model, threads=settings.threads)
     except ModelCardError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     options = DetectOptions(conf=conf, iou=iou, tile=tile)

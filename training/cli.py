@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import register_serving_commands
+from serving.cli import fail, register_serving_commands
 from training.data_cli import data_app
 
 app = typer.Typer(
@@ -29,11 +29,6 @@ app.add_typer(data_app, name="data")
 @app.callback()
 def _root() -> None:
     """Find weeds in field images; every command has --help with an example."""
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _parse_repeats(items: list[str]) -> dict[str, int]:

@@ -7,10 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+from serving.cli import fail
 
 
 def batch(
@@ -46,7 +43,7 @@ def batch(
     from serving.errors import ModelCardError
 
     if tile not in TILE_MODES:
-        _fail(f"--tile must be one of {', '.join(TILE_MODES)}")
+        fail(f"--tile must be one of {', '.join(TILE_MODES)}")
     settings = Settings(**({"model": model} if model else {}))
     job = BatchJob(model=str(settings.model), threads=settings.threads,
                    max_pixels=settings.max_pixels, tile=tile, timing=timing)
@@ -54,7 +51,7 @@ def batch(
         report = run_batch(inputs, out, job, workers=workers, ray_address=ray_address,
                            limit=limit, retry_errors=retry_errors, progress=progress)
     except (InputError, BatchError, ModelCardError, RayUnavailable, ConnectionError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(f"weedscan batch: {report.processed} image(s) processed, {report.skipped} already done, "
                f"{report.errors} error(s) in {report.records} record(s) -> {report.out_dir}", err=True)
     if report.errors:
