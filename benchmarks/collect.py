@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["serving", "int8", "load", "batch", "train_precision", "training"]
+ORDER = ["training", "eval_agreement", "serving", "int8", "load", "batch", "train_precision"]
 
 
 def main() -> None:
