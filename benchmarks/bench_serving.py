@@ -13,11 +13,12 @@ Writes benchmarks/results/serving.md (assembled into RESULTS.md by benchmarks/co
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -115,24 +116,28 @@ def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
     raise SystemExit("server did not become ready")
 
 
-async def bench_http(url: str, images: list[tuple[str, bytes, str]], rounds: int,
-                     clients: int) -> tuple[list[float], float]:
-    """Each client sends the images one after the other; returns latencies and wall time."""
+def bench_http(port: int, images: list[tuple[str, bytes, str]], rounds: int,
+               clients: int) -> tuple[list[float], float]:
+    """Each client (a thread with one keep-alive connection, stdlib http.client: a lean client,
+    as a robot's would be) sends the images one after the other; returns latencies and wall time."""
     latencies: list[float] = []
 
-    async def client(offset: int) -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-            for _ in range(rounds):
-                for i in range(len(images)):
-                    _, data, media = images[(i + offset) % len(images)]
-                    start = time.perf_counter()
-                    response = await http.post("/v1/detect", content=data,
-                                               headers={"Content-Type": media})
-                    latencies.append(time.perf_counter() - start)
-                    assert response.status_code == 200, response.text
+    def client(offset: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(rounds):
+            for i in range(len(images)):
+                _, data, media = images[(i + offset) % len(images)]
+                start = time.perf_counter()
+                connection.request("POST", "/v1/detect", body=data, headers={"Content-Type": media})
+                response = connection.getresponse()
+                body = response.read()
+                latencies.append(time.perf_counter() - start)
+                assert response.status == 200, body[:200]
+        connection.close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(k) for k in range(clients)))
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
     return latencies, time.perf_counter() - start
 
 
@@ -157,10 +162,9 @@ def main() -> None:
     detector = bench_detector(args.model, images, args.rounds, args.threads)
     server = start_server(args.model, args.port, args.threads)
     try:
-        url = f"http://127.0.0.1:{args.port}"
         rss_before = rss_mb(server.pid)
-        http1, wall1 = asyncio.run(bench_http(url, images, args.rounds, 1))
-        http8, wall8 = asyncio.run(bench_http(url, images, args.rounds, 8))
+        http1, wall1 = bench_http(args.port, images, args.rounds, 1)
+        http8, wall8 = bench_http(args.port, images, args.rounds, 8)
         rss_after = rss_mb(server.pid)
     finally:
         server.terminate()
