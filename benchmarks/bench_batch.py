@@ -10,12 +10,10 @@ not `ray.init`, which is reported apart; for HTTP, not the server start).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import provenance  # noqa: E402
 from serving.batch import outputs  # noqa: E402
 from serving.batch.local_runner import cpu_count  # noqa: E402
 from serving.batch.runner import run_batch  # noqa: E402
@@ -72,26 +71,6 @@ def without_timing(out: Path) -> list[dict]:
             for r in outputs.load_records(out / outputs.JSONL)]
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {cpu_count()} cores usable, {platform.system()} {platform.release()}"
-
-
-def commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + dirty
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sesame", type=int, default=40, help="sesame val images")
@@ -138,9 +117,8 @@ def main() -> None:
     lines = [
         "# weedscan batch throughput",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- commit: {commit()}",
-        f"- machine: {machine()}; load average before the run: {load_before:.1f}",
+        f"- {provenance()}",
+        f"- load average before the run: {load_before:.1f}",
         f"- python {platform.python_version()}, onnxruntime "
         f"{__import__('onnxruntime').__version__}, model {DEFAULT_MODEL.name} "
         f"(input {json.loads(DEFAULT_MODEL.with_suffix('.json').read_text()).get('input_size')})",
