@@ -23,8 +23,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,55 +37,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb  # noqa: E402
+from tests.serving.conftest import LiveServer  # noqa: E402  (the same server wrapper as the tests)
 
 SHARED = REPO.parent / "shared" / "data"
 MULTIPLIERS = (1, 2, 4)
 GROWTH_FLAG = 0.10
-
-
-# --- the server -----------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, model: Path, threads: int, max_inflight: int | None, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "WEEDSCAN_THREADS": str(threads)}
-        if max_inflight:
-            env["WEEDSCAN_MAX_INFLIGHT"] = str(max_inflight)
-        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop(); a file, as a pipe would fill up
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the server did not become ready; see {log_path}")
-            time.sleep(0.2)
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.process.pid)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 # --- the image ------------------------------------------------------------------------------------
@@ -236,7 +190,10 @@ def main() -> None:
     where = provenance()
     image = load_image()
     log_path = Path(tempfile.mkdtemp(prefix="weedscan-load-")) / "server.log"
-    server = Server(args.model, args.threads, args.max_inflight, log_path)
+    env = {"WEEDSCAN_THREADS": str(args.threads)}
+    if args.max_inflight:
+        env["WEEDSCAN_MAX_INFLIGHT"] = str(args.max_inflight)
+    server = LiveServer(args.model, env=env, log_path=log_path)
     phases: list[Phase] = []
     try:
         asyncio.run(closed_loop(server.url, image, Phase("warm-up", None), count=30))
@@ -253,11 +210,11 @@ def main() -> None:
                   f"p99 {phase.percentile(99):.0f} ms, {dict(phase.statuses)}, gave up {phase.gave_up}", flush=True)
         # Memory: the server has served the warm-up and all phases above; let retries drain first.
         time.sleep(2)
-        rss_before = server.rss_mb()
+        rss_before = rss_mb(server.process.pid)
         leak = asyncio.run(closed_loop(server.url, image, Phase(f"{args.leak_requests} requests", None),
                                        count=args.leak_requests, concurrency=args.leak_concurrency))
         time.sleep(1)
-        rss_after = server.rss_mb()
+        rss_after = rss_mb(server.process.pid)
         phases.append(leak)
     finally:
         server.stop()
