@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import provenance  # noqa: E402
+from benchmarks.common import RESULTS_DIR, provenance, save_result  # noqa: E402
 from serving.batch import outputs  # noqa: E402
 from serving.batch.local_runner import cpu_count  # noqa: E402
 from serving.batch.runner import run_batch  # noqa: E402
@@ -30,7 +30,7 @@ from serving.batch.work import BatchJob  # noqa: E402
 from serving.config import DEFAULT_MODEL  # noqa: E402
 
 SHARED_DATA = REPO.parent / "shared" / "data"
-RESULTS = REPO / "benchmarks" / "results" / "batch.md"
+RESULTS = RESULTS_DIR / "batch.md"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
@@ -133,8 +133,7 @@ def main() -> None:
         "Command: `.venv/bin/python benchmarks/bench_batch.py`",
         "",
     ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines))
+    save_result(RESULTS, "\n".join(lines))
     print(RESULTS.read_text())
 
 

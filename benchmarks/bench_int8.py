@@ -19,7 +19,7 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, RESULTS_DIR, provenance, stats_ms  # noqa: E402
+from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result, stats_ms  # noqa: E402
 from serving.detector import DetectOptions, Detector  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -67,8 +67,7 @@ def main() -> None:
                 for d in datasets)
     verdict = "ship it" if faster and holds else "do not ship"
     lines += ["", f"Verdict: **{verdict}** (faster: {faster}; mAP50 within 0.01 on every split: {holds}).", ""]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "int8.md").write_text("\n".join(lines))
+    save_result(RESULTS_DIR / "int8.md", "\n".join(lines))
     print("\n".join(lines))
 
 

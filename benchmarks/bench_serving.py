@@ -1,23 +1,32 @@
 """Serving latency, side by side in one run on the same model and images:
 
   decode + bare ONNX Runtime session.run  (the floor)
-  the serving Detector in process         (decode_image + Detector.detect)
-  HTTP end to end, 1 client and 8 concurrent clients (a real `weedscan serve` on loopback)
-  Ultralytics YOLO(model.onnx).predict    (on the same decoded image)
+  the serving Detector in process         (decode_image + Detector.detect + the JSON answer)
+  HTTP end to end, 1 client               (a real `weedscan serve` on loopback)
+  Ultralytics YOLO(model.onnx).predict    (decode + predict)
+  HTTP end to end, 8 concurrent clients   (throughput)
 
-    .venv/bin/python benchmarks/bench_serving.py [--model models/weedscan.onnx] [--rounds 3]
+    .venv/bin/python benchmarks/bench_serving.py [--model models/weedscan.onnx] [--rounds 5]
 
-Writes benchmarks/results/serving.md (assembled into RESULTS.md by benchmarks/collect.py).
+This machine is shared and noisy, so the single-image paths are interleaved: round after
+round, each path takes all images back to back, the order of the paths rotating, so that slow
+spells hit every path alike. Before each path's turn the machine settles for a while: idle
+ONNX Runtime threads of the path before spin for tens of milliseconds and would slow the next
+one. The 8-client phase runs after, back to back.
+
+Writes benchmarks/results/serving.md and brings RESULTS.md up to date.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,17 +36,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb, stats_ms  # noqa: E402
+from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb, save_result, stats_ms  # noqa: E402
 from serving.detector import Detector  # noqa: E402
 from serving.imaging import decode_image  # noqa: E402
 from serving.preprocess import letterbox, to_blob  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 MAX_PIXELS = 64_000_000
+Image = tuple[str, bytes, str]  # name, bytes, media type
+Path_ = Callable[[bytes, str], object]  # one image through one path
 
 
-def load_images(limit: int) -> list[tuple[str, bytes, str]]:
-    """(name, bytes, media type): sesame JPEG frames and CWFID PNGs, as robots and phones send."""
+def load_images(limit: int) -> list[Image]:
+    """Sesame JPEG frames and CWFID PNGs from the val splits, as robots and phones send them."""
     found = sorted((SHARED / "sesame" / "images" / "val").glob("*.jpeg"))[: limit - 4] + \
         sorted((SHARED / "cwfid" / "images" / "val").glob("*.png"))[:4]
     if not found:
@@ -45,7 +56,12 @@ def load_images(limit: int) -> list[tuple[str, bytes, str]]:
     return [(p.name, p.read_bytes(), "image/png" if p.suffix == ".png" else "image/jpeg") for p in found]
 
 
-def bench_bare(model: Path, images: list[tuple[str, bytes, str]], rounds: int, threads: int) -> list[float]:
+def decode(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def bare_path(model: Path, threads: int) -> Path_:
+    """The floor: decode, letterbox to the square input, session.run with default options."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -54,30 +70,16 @@ def bench_bare(model: Path, images: list[tuple[str, bytes, str]], rounds: int, t
     name = session.get_inputs()[0].name
     size = Detector(model, threads=1).input_size
     session.run(None, {name: to_blob([letterbox(np.zeros((size, size, 3), np.uint8), size)[0]])})
-    times = []
-    for _ in range(rounds):
-        for _, data, _ in images:
-            start = time.perf_counter()
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            session.run(None, {name: to_blob([letterbox(image, size)[0]])})
-            times.append(time.perf_counter() - start)
-    return times
+    return lambda data, _media: session.run(None, {name: to_blob([letterbox(decode(data), size)[0]])})
 
 
-def bench_detector(model: Path, images: list[tuple[str, bytes, str]], rounds: int, threads: int) -> list[float]:
+def detector_path(model: Path, threads: int) -> Path_:
     detector = Detector(model, threads=threads)
     detector.warmup()
-    times = []
-    for _ in range(rounds):
-        for _, data, _ in images:
-            start = time.perf_counter()
-            result = detector.detect(decode_image(data, MAX_PIXELS))
-            result.to_dict()
-            times.append(time.perf_counter() - start)
-    return times
+    return lambda data, _media: json.dumps(detector.detect(decode_image(data, MAX_PIXELS)).to_dict())
 
 
-def bench_ultralytics(model: Path, images: list[tuple[str, bytes, str]], rounds: int) -> list[float] | None:
+def ultralytics_path(model: Path) -> Path_ | None:
     try:
         from training.offline import import_ultralytics
 
@@ -87,16 +89,32 @@ def bench_ultralytics(model: Path, images: list[tuple[str, bytes, str]], rounds:
         return None
     yolo = YOLO(str(model), task="detect")
     size = Detector(model, threads=1).input_size
-    decoded = [cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR) for _, d, _ in images]
-    yolo.predict(decoded[0], imgsz=size, verbose=False)
-    times = []
-    for _ in range(rounds):
-        for (_, data, _), _image in zip(images, decoded):
-            start = time.perf_counter()
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            yolo.predict(image, imgsz=size, verbose=False)
-            times.append(time.perf_counter() - start)
-    return times
+    yolo.predict(np.zeros((size, size, 3), np.uint8), imgsz=size, verbose=False)
+    return lambda data, _media: yolo.predict(decode(data), imgsz=size, verbose=False)
+
+
+class HttpPath:
+    """One keep-alive connection with the stdlib client (lean, as a robot's would be); keeps the
+    server's own timing of each answer."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.server_timing: list[dict[str, float]] = []
+
+    def prepare(self) -> None:
+        """A fresh, open connection: the server closes idle ones after 5 s (uvicorn's default)."""
+        self.connection.close()
+        self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        self.connection.connect()
+
+    def __call__(self, data: bytes, media: str) -> None:
+        self.connection.request("POST", "/v1/detect", body=data, headers={"Content-Type": media})
+        response = self.connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        self.server_timing.append(json.loads(body)["timing_ms"])
 
 
 def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
@@ -116,24 +134,40 @@ def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
     raise SystemExit("server did not become ready")
 
 
-def bench_http(port: int, images: list[tuple[str, bytes, str]], rounds: int,
-               clients: int) -> tuple[list[float], float]:
-    """Each client (a thread with one keep-alive connection, stdlib http.client: a lean client,
-    as a robot's would be) sends the images one after the other; returns latencies and wall time."""
+def interleaved(paths: dict[str, Path_], images: list[Image], rounds: int,
+                settle_s: float) -> dict[str, list[float]]:
+    """Latency of every image through every path. Each round runs the paths one after the other
+    (the order rotating), each over all images back to back; round 0 is a warm-up and dropped."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    for round_ in range(rounds + 1):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            time.sleep(settle_s)
+            if prepare := getattr(paths[name], "prepare", None):
+                prepare()
+            for _, data, media in images:
+                start = time.perf_counter()
+                paths[name](data, media)
+                if round_:
+                    times[name].append(time.perf_counter() - start)
+    return times
+
+
+def concurrent_http(port: int, images: list[Image], rounds: int,
+                    clients: int) -> tuple[list[float], float]:
+    """`clients` threads, each with its own connection, send the images back to back."""
     latencies: list[float] = []
 
     def client(offset: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        path = HttpPath(port)
         for _ in range(rounds):
             for i in range(len(images)):
                 _, data, media = images[(i + offset) % len(images)]
                 start = time.perf_counter()
-                connection.request("POST", "/v1/detect", body=data, headers={"Content-Type": media})
-                response = connection.getresponse()
-                body = response.read()
+                path(data, media)
                 latencies.append(time.perf_counter() - start)
-                assert response.status == 200, body[:200]
-        connection.close()
+        path.connection.close()
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -141,9 +175,9 @@ def bench_http(port: int, images: list[tuple[str, bytes, str]], rounds: int,
     return latencies, time.perf_counter() - start
 
 
-def row(name: str, times: list[float], wall: float | None = None, note: str = "") -> str:
+def row(name: str, times: list[float], note: str = "", wall: float | None = None) -> str:
     s = stats_ms(times)
-    throughput = len(times) / (wall if wall else sum(times))
+    throughput = len(times) / wall if wall else 1000 / s["mean"]
     return f"| {name} | {s['median']:.1f} | {s['p95']:.1f} | {throughput:.1f} | {note} |"
 
 
@@ -151,45 +185,59 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / "models" / "weedscan.onnx")
     parser.add_argument("--images", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--settle-ms", type=float, default=250.0, help="idle time before each path's turn")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
     images = load_images(args.images)
     header = provenance()
-    bare = bench_bare(args.model, images, args.rounds, args.threads)
-    detector = bench_detector(args.model, images, args.rounds, args.threads)
     server = start_server(args.model, args.port, args.threads)
     try:
         rss_before = rss_mb(server.pid)
-        http1, wall1 = bench_http(args.port, images, args.rounds, 1)
-        http8, wall8 = bench_http(args.port, images, args.rounds, 8)
+        http1 = HttpPath(args.port)
+        paths: dict[str, Path_] = {"bare": bare_path(args.model, args.threads),
+                                   "detector": detector_path(args.model, args.threads),
+                                   "http1": http1}
+        ultralytics = ultralytics_path(args.model)
+        if ultralytics is not None:
+            paths["ultralytics"] = ultralytics
+        times = interleaved(paths, images, args.rounds, args.settle_ms / 1000)
+        http8, wall8 = concurrent_http(args.port, images, args.rounds, 8)
         rss_after = rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=15)
-    ultra = bench_ultralytics(args.model, images, args.rounds)
 
-    ratio = stats_ms(http1)["median"] / stats_ms(bare)["median"]
+    floor = stats_ms(times["bare"])["median"]
+    ratio = stats_ms(times["http1"])["median"] / floor
+    paired = np.median(np.asarray(times["http1"]) / np.asarray(times["bare"]))
+    timing = {key: np.median([t[key] for t in http1.server_timing[len(images):]])
+              for key in ("decode", "inference", "total")}
     lines = [
         "## Serving latency (`benchmarks/bench_serving.py`)", "",
         f"{header}", "",
-        f"Model `{args.model.name}`, {len(images)} images (sesame 512x512 JPEG and CWFID 1296x966 PNG "
-        f"from the val splits) x {args.rounds} rounds, {args.threads} inference threads. "
-        "Latency per image includes decoding in every row.", "",
+        f"Model `{args.model.name}`, {len(images)} images (sesame 512x512 JPEG and CWFID 1296x966 "
+        f"PNG from the val splits) x {args.rounds} rounds, {args.threads} inference threads. "
+        "Single-image paths interleaved round by round (each over all images back to back); "
+        "latency includes decoding in every row.", "",
         "| path | median ms | p95 ms | images/s | note |", "|---|---|---|---|---|",
-        row("decode + bare `session.run`", bare, note="the floor"),
-        row("serving `Detector` in process", detector, note="decode_image + detect + answer"),
-        row("HTTP end to end, 1 client", http1, wall1, note=f"{ratio:.2f}x the floor (target <= 1.15x)"),
-        row("HTTP end to end, 8 clients", http8, wall8, note="latency includes queueing"),
+        row("decode + bare `session.run`", times["bare"], "the floor"),
+        row("serving `Detector` in process", times["detector"], "decode_image + detect + JSON answer"),
+        row("HTTP end to end, 1 client", times["http1"],
+            f"{ratio:.2f}x the floor (target <= 1.15x); per image {paired:.2f}x"),
     ]
-    if ultra is not None:
-        lines.append(row("Ultralytics `YOLO(onnx).predict`", ultra, note="decode + predict"))
-    lines += ["", f"Server RSS: {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after "
-              f"{len(http1) + len(http8)} requests.", ""]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "serving.md").write_text("\n".join(lines))
+    if "ultralytics" in times:
+        lines.append(row("Ultralytics `YOLO(onnx).predict`", times["ultralytics"], "decode + predict"))
+    lines += [
+        row("HTTP end to end, 8 clients", http8, "back to back; latency includes queueing", wall8),
+        "", f"The server's own timing of the 1-client requests (median ms): decode "
+        f"{timing['decode']:.1f}, inference {timing['inference']:.1f}, total {timing['total']:.1f}.",
+        f"Server RSS: {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after "
+        f"{len(http1.server_timing) + len(http8)} requests.", "",
+    ]
+    save_result(RESULTS_DIR / "serving.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, provenance  # noqa: E402
+from benchmarks.common import RESULTS_DIR, provenance, save_result  # noqa: E402
 
 
 def total(value: Any) -> Any:  # noqa: ANN401 - nested tensors of the detect head
@@ -64,8 +64,7 @@ def main() -> None:
              f"interleaved passes of {args.iters} iterations. Native bf16 on this CPU: "
              f"{cpu_has_native_bf16()}.", "",
              "| model | fp32 s/iter | bf16 s/iter | bf16 speed-up |", "|---|---|---|---|", *rows, ""]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "train_precision.md").write_text("\n".join(lines))
+    save_result(RESULTS_DIR / "train_precision.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, RESULTS_DIR, provenance  # noqa: E402
+from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result  # noqa: E402
 from serving.detector import Detector  # noqa: E402
 from training.agreement import ultralytics_val  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
@@ -41,8 +41,7 @@ def main() -> None:
              "|---|---|---|---|---|---|", *rows, "",
              "Ultralytics' val loader shrinks images with INTER_AREA while predict and the served "
              "detector use INTER_LINEAR, so boxes differ by about a pixel; this shows mostly in mAP50-95.", ""]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    (RESULTS_DIR / "eval_agreement.md").write_text("\n".join(lines))
+    save_result(RESULTS_DIR / "eval_agreement.md", "\n".join(lines))
     print("\n".join(lines))
 
 

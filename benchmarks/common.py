@@ -12,6 +12,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+# Sections of RESULTS.md, in this order (results/NAME.md; others follow alphabetically).
+RESULT_ORDER = ["training", "eval_agreement", "serving", "int8", "load", "batch", "train_precision"]
 
 
 def provenance() -> str:
@@ -48,3 +51,25 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def assemble_results() -> Path:
+    """RESULTS.md from the latest result of each benchmark (results/*.md)."""
+    parts = sorted(RESULTS_DIR.glob("*.md"), key=lambda p: (
+        RESULT_ORDER.index(p.stem) if p.stem in RESULT_ORDER else len(RESULT_ORDER), p.stem))
+    body = ["# Benchmark results", "",
+            "Each section is the latest output of one script in `benchmarks/`, with the commit and "
+            "machine it ran on. Timings come from a shared, noisy 2-core machine: compare rows of "
+            "one section (measured side by side in one run), not numbers across sections.", ""]
+    for part in parts:
+        body += [part.read_text().strip(), ""]
+    RESULTS_MD.write_text("\n".join(body))
+    return RESULTS_MD
+
+
+def save_result(path: Path, text: str) -> None:
+    """Write one benchmark's section (results/NAME.md) and bring RESULTS.md up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if path.parent.resolve() == RESULTS_DIR.resolve():
+        assemble_results()

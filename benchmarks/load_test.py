@@ -13,7 +13,7 @@ Any 5xx other than 503, or a flagged memory growth, makes the script exit 1 (aft
     .venv/bin/python benchmarks/load_test.py [--model models/weedscan.onnx] [--duration 20]
         [--threads N] [--leak-requests 2000] [--max-inflight N]
 
-Writes benchmarks/results/load.md (assembled into RESULTS.md by benchmarks/collect.py).
+Writes benchmarks/results/load.md and brings RESULTS.md up to date.
 Only loopback traffic; every loop is bounded in count and time.
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb  # noqa: E402
+from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb, save_result  # noqa: E402
 from tests.serving.conftest import LiveServer  # noqa: E402  (the same server wrapper as the tests)
 
 SHARED = REPO.parent / "shared" / "data"
@@ -248,8 +248,7 @@ def main() -> None:
         ("**Flagged:** " + "; ".join(flags)) if flags else
         "No 5xx other than 503, every 503 carried Retry-After, RSS growth within 10 %.", "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    save_result(args.out, "\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {args.out}; server log {log_path}")
     if server_errors or growth > GROWTH_FLAG:

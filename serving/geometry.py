@@ -26,6 +26,9 @@ def union_area(boxes: np.ndarray) -> float:
     """Exact area covered by the union of axis-aligned boxes (coordinate compression)."""
     if len(boxes) == 0:
         return 0.0
+    if len(boxes) == 1:
+        x1, y1, x2, y2 = boxes[0].tolist()
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
     xs = np.unique(boxes[:, [0, 2]])
     ys = np.unique(boxes[:, [1, 3]])
     covered = np.zeros((len(ys) - 1, len(xs) - 1), bool)

@@ -37,17 +37,17 @@ def decode_output(
             dets = dets.of_classes(classes)
         return dets.sorted_by_score()[:max_det]
 
-    preds = output.T  # (N, 4 + nc)
-    class_scores = preds[:, 4:]
-    class_ids = class_scores.argmax(1)
-    scores = class_scores[np.arange(len(preds)), class_ids]
-    keep = scores > conf
+    # Threshold on the (nc, N) rows before anything else: a few dozen of thousands of anchors
+    # pass, and only those are transposed and converted.
+    class_scores = output[4:]
+    scores = class_scores.max(0)
+    keep = np.flatnonzero(scores > conf)
+    class_ids = class_scores[:, keep].argmax(0)
     if classes is not None:
-        keep &= np.isin(class_ids, np.asarray(list(classes)))
-    xywh = preds[keep, :4]
-    boxes = np.empty_like(xywh)
-    boxes[:, :2] = xywh[:, :2] - xywh[:, 2:] / 2
-    boxes[:, 2:] = xywh[:, :2] + xywh[:, 2:] / 2
-    dets = Detections(boxes.astype(np.float32), scores[keep].astype(np.float32),
-                      class_ids[keep].astype(np.int64))
+        wanted = np.isin(class_ids, np.asarray(list(classes)))
+        keep, class_ids = keep[wanted], class_ids[wanted]
+    cx, cy, w, h = output[:4, keep]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    dets = Detections(boxes.astype(np.float32, copy=False), scores[keep].astype(np.float32),
+                      class_ids.astype(np.int64))
     return classwise_nms(dets, iou, max_det)

@@ -27,12 +27,13 @@ class DetectionResult:
         return [i for i, name in enumerate(self.class_names) if name in WEED_CLASS_NAMES]
 
     def _weed_boxes(self) -> np.ndarray:
-        mask = np.isin(self.detections.class_ids, self.weed_class_ids)
-        return self.detections.boxes[mask]
+        is_weed = np.zeros(len(self.class_names), bool)
+        is_weed[self.weed_class_ids] = True
+        return self.detections.boxes[is_weed[self.detections.class_ids]]
 
     def counts(self) -> dict[str, int]:
-        ids = self.detections.class_ids
-        return {name: int((ids == i).sum()) for i, name in enumerate(self.class_names)}
+        per_class = np.bincount(self.detections.class_ids, minlength=len(self.class_names))
+        return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
     def weed_cover(self) -> float:
         area = float(self.width * self.height)

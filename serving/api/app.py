@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from serving.api.errors import install_error_handlers
-from serving.api.metrics import Metrics
+from serving.api.metrics import Metrics, MetricsMiddleware
 from serving.api.routes import detect, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
@@ -45,17 +44,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.middleware("http")
-    async def record_metrics(request: Request, call_next) -> Response:  # noqa: ANN001
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        label = getattr(route, "path", None) or "unmatched"
-        metrics.requests.labels(route=label, method=request.method,
-                                status=str(response.status_code)).inc()
-        metrics.latency.labels(route=label).observe(time.perf_counter() - start)
-        return response
-
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

@@ -26,8 +26,9 @@ def key_is_valid(presented: str, keys: list[str]) -> bool:
     return any(matches)
 
 
-def require_api_key(request: Request) -> None:
-    """FastAPI dependency; a no-op when no keys are configured."""
+async def require_api_key(request: Request) -> None:
+    """FastAPI dependency; a no-op when no keys are configured. Async: a plain def would cost
+    every request a hop to the thread pool."""
     keys: list[str] = request.app.state.settings.api_keys
     if not keys:
         return

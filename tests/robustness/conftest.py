@@ -36,7 +36,9 @@ def live(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log_dir = tmp_path_factory.mktemp("live")
     tmpdir = log_dir / "tmp"
     tmpdir.mkdir()
-    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1", "TMPDIR": str(tmpdir)},
+    # The access log is on (it is off by default): the leak tests need every line there could be.
+    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1", "TMPDIR": str(tmpdir),
+                                            "WEEDSCAN_ACCESS_LOG": "true"},
                         log_path=log_dir / "server.log")
     server.tmpdir = tmpdir  # type: ignore[attr-defined]
     yield server

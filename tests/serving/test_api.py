@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -154,6 +155,55 @@ def test_metrics_count_requests_and_inference(client: TestClient) -> None:
     assert "weedscan_request_seconds_bucket" in text
     assert "weedscan_inflight_requests 0.0" in text
     assert "weedscan_model_info{" in text
+
+
+def test_metrics_count_client_errors_and_failures(shipped_model: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with make_client(shipped_model) as client:
+        wait_ready(client.get)
+        assert_error(detect_raw(client, conf=2), 422, "invalid_parameter")
+        assert_error(client.get("/nowhere"), 404, "not_found")
+        service = client.app.state.service
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("simulated failure")
+
+        monkeypatch.setattr(service.detector, "detect", broken)
+        assert_error(detect_raw(client), 500, "internal_error")
+        monkeypatch.undo()
+        assert detect_raw(client).status_code == 200  # the next request is served
+        text = client.get("/metrics").text
+    for status in ("200", "422", "500"):
+        assert f'weedscan_requests_total{{method="POST",route="/v1/detect",status="{status}"}} 1.0' in text
+    assert 'weedscan_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert "weedscan_inflight_requests 0.0" in text
+
+
+def test_bad_parameter_message_names_the_parameter(client: TestClient) -> None:
+    message = detect_raw(client, conf=2).json()["error"]["message"]
+    assert message.startswith("conf:"), message
+    message = detect_raw(client, tile="sometimes", lanes="x").json()["error"]["message"]
+    assert "tile:" in message and "lanes:" in message, message
+
+
+def test_small_and_big_uploads_take_their_decode_paths_to_the_same_answer(
+        shipped_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames up to INLINE_DECODE_MAX_BYTES decode on the inference thread, bigger uploads in the
+    thread pool first; both must give the same answer."""
+    from serving.api import service as service_module
+
+    with make_client(shipped_model) as client:
+        wait_ready(client.get)
+        calls: list[str] = []
+        real_decode = service_module.decode_image
+        monkeypatch.setattr(service_module, "decode_image", lambda data, limit: (
+            calls.append(threading.current_thread().name), real_decode(data, limit))[1])
+        inline = detect_raw(client, PNG, "image/png", conf=0.01).json()
+        monkeypatch.setattr(service_module, "INLINE_DECODE_MAX_BYTES", len(PNG) - 1)
+        pooled = detect_raw(client, PNG, "image/png", conf=0.01).json()
+    assert calls[0].startswith("weedscan-infer") and not calls[1].startswith("weedscan-infer"), calls
+    assert inline["detections"] == pooled["detections"] and inline["detections"]
+    assert inline["timing_ms"]["decode"] > 0 and pooled["timing_ms"]["decode"] > 0
 
 
 def test_api_keys(shipped_model: Path) -> None:

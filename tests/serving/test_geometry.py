@@ -14,6 +14,7 @@ def test_union_area_counts_overlap_once() -> None:
 def test_union_area_of_nested_and_empty() -> None:
     assert union_area(np.zeros((0, 4), np.float32)) == 0.0
     assert union_area(np.array([[0, 0, 10, 10], [2, 2, 4, 4]], np.float32)) == pytest.approx(100)
+    assert union_area(np.array([[2, 3, 12.5, 7]], np.float32)) == pytest.approx(42)  # one box
 
 
 def test_union_area_matches_a_raster() -> None:

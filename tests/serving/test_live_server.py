@@ -44,6 +44,7 @@ def test_errors_over_http(live_server: LiveServer) -> None:
         assert response.status_code == status, response.text
         assert response.json()["error"]["code"]
     assert http.post("/v1/detect", content=JPEG, headers={"Content-Type": "image/jpeg"}).status_code == 200
+    assert "POST /v1/detect" not in live_server.log()  # no access log unless WEEDSCAN_ACCESS_LOG
 
 
 def test_batch_annotate_models_metrics_over_http(live_server: LiveServer) -> None:

@@ -12,7 +12,7 @@ from serving import annotate
 from serving.api.auth import require_api_key
 from serving.api.bodies import read_batch_uploads, read_image_upload
 from serving.api.errors import error_item
-from serving.api.params import DetectQuery, detect_query
+from serving.api.params import DETECT_QUERY_OPENAPI, detect_query
 from serving.api.schemas import BatchAnswer, DetectAnswer, ErrorAnswer
 from serving.api.service import InferenceService
 from serving.errors import ClientError, PayloadTooLarge
@@ -28,12 +28,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()}
 
 _IMAGE_SCHEMA = {"type": "string", "format": "binary"}
-_IMAGE_BODY = {"requestBody": {"required": True, "content": {
+_IMAGE_BODY = {"parameters": DETECT_QUERY_OPENAPI, "requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                                        "properties": {"image": _IMAGE_SCHEMA}}},
     **{media: {"schema": _IMAGE_SCHEMA} for media in SUPPORTED_MEDIA_TYPES},
 }}}
-_BATCH_BODY = {"requestBody": {"required": True, "content": {
+_BATCH_BODY = {"parameters": DETECT_QUERY_OPENAPI, "requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
         "images": {"type": "array", "minItems": 1, "items": _IMAGE_SCHEMA}}}}}}}
 
@@ -44,8 +44,9 @@ def _service(request: Request) -> InferenceService:
 
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
              summary="Detect crops and weeds in one image")
-async def detect(request: Request, query: Annotated[DetectQuery, Depends(detect_query)]) -> JSONResponse:
+async def detect(request: Request) -> JSONResponse:
     """The image as multipart field `image`, or as the raw body with an image Content-Type."""
+    query = detect_query(request)
     service = _service(request)
     with service.admit():
         data = await read_image_upload(request, service.settings.max_upload_bytes)
@@ -55,8 +56,8 @@ async def detect(request: Request, query: Annotated[DetectQuery, Depends(detect_
 
 @router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
              openapi_extra=_BATCH_BODY, summary="Detect in several images, answers in input order")
-async def detect_batch(request: Request,
-                       query: Annotated[DetectQuery, Depends(detect_query)]) -> JSONResponse:
+async def detect_batch(request: Request) -> JSONResponse:
+    query = detect_query(request)
     service = _service(request)
     results: list[dict[str, Any]] = []
     with service.admit():
@@ -79,9 +80,10 @@ async def detect_batch(request: Request,
              response_class=Response, openapi_extra=_IMAGE_BODY,
              summary="The image with the detected boxes drawn on it")
 async def annotate_image(
-    request: Request, query: Annotated[DetectQuery, Depends(detect_query)],
+    request: Request,
     format: Annotated[Literal["jpeg", "png"], Query(description="output format")] = "jpeg",
 ) -> Response:
+    query = detect_query(request)
     service = _service(request)
     with service.admit():
         data = await read_image_upload(request, service.settings.max_upload_bytes)
