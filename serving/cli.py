@@ -51,7 +51,8 @@ def serve(
                f"({settings.workers} worker(s), {settings.inference_threads()} inference threads each)")
     uvicorn.run("serving.api.app:create_app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers, log_level="info",
-                access_log=settings.access_log, proxy_headers=False, server_header=False)
+                access_log=settings.access_log, timeout_keep_alive=settings.keep_alive_s,
+                proxy_headers=False, server_header=False)
 
 
 def detect(

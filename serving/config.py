@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # One log line per request costs ~5% of a request's time at robot frame rates; request counts
     # and latencies are in /metrics. Turn on to debug a client.
     access_log: bool = False
+    # Idle keep-alive connections stay open this long. uvicorn's 5 s would close a robot's
+    # connection during a pause at the headland, and its next frame could hit the closing socket.
+    keep_alive_s: int = Field(75, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod

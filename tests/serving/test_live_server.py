@@ -107,3 +107,23 @@ def test_several_worker_processes(shipped_model: Path) -> None:
         assert len(children) >= 2, "uvicorn should run two worker processes"
     finally:
         server.stop()
+
+
+def test_a_keep_alive_connection_outlives_a_pause(live_server: LiveServer) -> None:
+    """A robot pausing at the headland keeps its connection: uvicorn's own default would close it
+    after 5 s idle (WEEDSCAN_KEEP_ALIVE_S, 75 s by default)."""
+    import http.client
+    import time
+
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=30)
+    local_ports = []
+    try:
+        for pause_s in (0.0, 6.0):
+            time.sleep(pause_s)
+            connection.request("POST", "/v1/detect", body=JPEG, headers={"Content-Type": "image/jpeg"})
+            response = connection.getresponse()
+            assert response.status == 200 and response.read()
+            local_ports.append(connection.sock.getsockname()[1])
+    finally:
+        connection.close()
+    assert local_ports[0] == local_ports[1]  # one socket served both: no reconnect
