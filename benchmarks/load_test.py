@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb, save_result  # noqa: E402
+from benchmarks.common import REPO, RESULTS_DIR, cpu_seconds, provenance, rss_mb, save_result  # noqa: E402
 from tests.serving.conftest import LiveServer  # noqa: E402  (the same server wrapper as the tests)
 
 SHARED = REPO.parent / "shared" / "data"
@@ -75,6 +76,8 @@ class Phase:
     gave_up: int = 0
     missing_retry_after: int = 0
     transport_errors: int = 0
+    server_cores: float = 0.0  # CPU used over the phase, in cores: the server shares the machine
+    client_cores: float = 0.0  # with this load generator
 
     @property
     def throughput(self) -> float:
@@ -113,7 +116,10 @@ async def send_until_answered(http: httpx.AsyncClient, image: tuple[str, bytes, 
 
 
 def client(url: str) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
+    # No connection limit: every waiting request is a client of its own, as a fleet of robots
+    # would be. A capped pool queues requests inside httpx, and its bookkeeping over a thousand
+    # waiters then starves the server of CPU on this small machine.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     return httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(120.0), limits=limits)
 
 
@@ -159,16 +165,28 @@ async def open_loop(url: str, image: tuple[str, bytes, str], phase: Phase, rate:
     return phase
 
 
+def run_phase(server_pid: int, phase: Coroutine[None, None, Phase]) -> Phase:
+    """Run one phase, noting the CPU the server and this load generator used meanwhile."""
+    start, server0, client0 = time.perf_counter(), cpu_seconds(server_pid), cpu_seconds(os.getpid())
+    done = asyncio.run(phase)
+    wall = time.perf_counter() - start
+    done.server_cores = (cpu_seconds(server_pid) - server0) / wall
+    done.client_cores = (cpu_seconds(os.getpid()) - client0) / wall
+    return done
+
+
 # --- the report -----------------------------------------------------------------------------------
 
 def table(phases: list[Phase]) -> list[str]:
     lines = ["| phase | offered req/s | client requests | 200/s | p50 ms | p99 ms | attempts by status "
-             "| gave up |", "|---|---|---|---|---|---|---|---|"]
+             "| gave up | transport errors | server / load generator cores |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in phases:
         offered = f"{p.offered_rps:.1f}" if p.offered_rps else "closed loop"
         statuses = ", ".join(f"{s}: {n}" for s, n in sorted(p.statuses.items()))
         lines.append(f"| {p.name} | {offered} | {p.requests} | {p.throughput:.2f} | {p.percentile(50):.0f} "
-                     f"| {p.percentile(99):.0f} | {statuses} | {p.gave_up} |")
+                     f"| {p.percentile(99):.0f} | {statuses} | {p.gave_up} | {p.transport_errors} "
+                     f"| {p.server_cores:.2f} / {p.client_cores:.2f} |")
     return lines
 
 
@@ -197,22 +215,23 @@ def main() -> None:
     phases: list[Phase] = []
     try:
         asyncio.run(closed_loop(server.url, image, Phase("warm-up", None), count=30))
-        capacity = asyncio.run(closed_loop(server.url, image, Phase("capacity (1 client)", None),
-                                           seconds=args.capacity_duration or min(args.duration, 20)))
+        pid = server.process.pid
+        capacity = run_phase(pid, closed_loop(server.url, image, Phase("capacity (1 client)", None),
+                                              seconds=args.capacity_duration or min(args.duration, 20)))
         phases.append(capacity)
         rate = capacity.throughput
         print(f"capacity at concurrency 1: {rate:.2f} req/s (p50 {capacity.percentile(50):.0f} ms)", flush=True)
         for m in MULTIPLIERS:
-            phase = asyncio.run(open_loop(server.url, image, Phase(f"{m}x capacity", rate * m), rate * m,
-                                          args.duration, args.give_up, args.seed + m))
+            phase = run_phase(pid, open_loop(server.url, image, Phase(f"{m}x capacity", rate * m), rate * m,
+                                             args.duration, args.give_up, args.seed + m))
             phases.append(phase)
             print(f"{m}x: {phase.throughput:.2f} 200/s, p50 {phase.percentile(50):.0f} ms, "
                   f"p99 {phase.percentile(99):.0f} ms, {dict(phase.statuses)}, gave up {phase.gave_up}", flush=True)
         # Memory: the server has served the warm-up and all phases above; let retries drain first.
         time.sleep(2)
         rss_before = rss_mb(server.process.pid)
-        leak = asyncio.run(closed_loop(server.url, image, Phase(f"{args.leak_requests} requests", None),
-                                       count=args.leak_requests, concurrency=args.leak_concurrency))
+        leak = run_phase(pid, closed_loop(server.url, image, Phase(f"{args.leak_requests} requests", None),
+                                          count=args.leak_requests, concurrency=args.leak_concurrency))
         time.sleep(1)
         rss_after = rss_mb(server.process.pid)
         phases.append(leak)
@@ -241,7 +260,8 @@ def main() -> None:
         "raw body. Open-loop phases: Poisson arrivals for "
         f"{args.duration:g} s at a multiple of the measured capacity; a client that gets 503 waits Retry-After "
         f"and retries (gives up after {args.give_up:g} s). Latency: first send to the final 200, waits included; "
-        "200/s over the phase until its last request finished.", "",
+        "200/s over the phase until its last request finished. The load generator runs on the "
+        "same cores as the server: the last column shows how the CPU was shared.", "",
         *table(phases), "",
         f"Server RSS: {rss_before:.1f} MiB after warm-up and the phases above, {rss_after:.1f} MiB after "
         f"{args.leak_requests} more requests ({args.leak_concurrency} concurrent): {growth:+.1%}.", "",
