@@ -45,7 +45,8 @@ class InferenceService:
         """Load (unless injected) and warm the model; readiness turns on only after this."""
         try:
             if self.detector is None:
-                self.detector = Detector(self.settings.model, threads=self.settings.inference_threads())
+                self.detector = Detector(self.settings.model, threads=self.settings.inference_threads(),
+                                         idle_spin=self.settings.spin_between_requests)
             self.detector.warmup()
             self.metrics.model.info({**self.detector.model_info,
                                      "providers": ",".join(self.detector.providers)})
