@@ -28,8 +28,8 @@ class Settings(BaseSettings):
     max_inflight: int = Field(8, ge=1)  # requests decoding or inferring at once; beyond: 503
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
     retry_after_s: int = Field(1, ge=1)
-    # One log line per request costs ~5% of a request's time at robot frame rates; request counts
-    # and latencies are in /metrics. Turn on to debug a client.
+    # One log line per request is noise at robot frame rates (and CPU on every frame); request
+    # counts and latencies are in /metrics. Turn on to debug a client.
     access_log: bool = False
     # ONNX Runtime's threads busy-wait ~50 ms after every run unless told to stop. Stopping them
     # halves the CPU a frame costs (other processes on a robot get it back) and raises throughput

@@ -37,8 +37,8 @@ def decode_output(
             dets = dets.of_classes(classes)
         return dets.sorted_by_score()[:max_det]
 
-    # Threshold on the (nc, N) rows before anything else: a few dozen of thousands of anchors
-    # pass, and only those are transposed and converted.
+    # Threshold on the (nc, N) rows first: only a few dozen of the thousands of anchors pass,
+    # and only those are converted to boxes.
     class_scores = output[4:]
     scores = class_scores.max(0)
     keep = np.flatnonzero(scores > conf)
