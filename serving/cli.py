@@ -34,6 +34,7 @@ def serve(
 
     import uvicorn
 
+    from serving.api.metrics import worker_metrics_dir
     from serving.errors import ModelCardError
     from serving.model_card import load_card
 
@@ -49,10 +50,13 @@ def serve(
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
     typer.echo(f"weedscan: serving {settings.model.name} on http://{settings.host}:{settings.port}/ "
                f"({settings.workers} worker(s), {settings.inference_threads()} inference threads each)")
-    uvicorn.run("serving.api.app:create_app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, log_level="info",
-                access_log=settings.access_log, timeout_keep_alive=settings.keep_alive_s,
-                proxy_headers=False, server_header=False)
+    with worker_metrics_dir(settings.workers) as shared:
+        if shared:
+            typer.echo(f"weedscan: the workers add up their metrics in {shared}")
+        uvicorn.run("serving.api.app:create_app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers, log_level="info",
+                    access_log=settings.access_log, timeout_keep_alive=settings.keep_alive_s,
+                    proxy_headers=False, server_header=False)
 
 
 def detect(

@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         service.start_loading()
         yield
         service.close()
+        metrics.process_exits()
 
     app = FastAPI(title="weedscan", version=API_VERSION, lifespan=lifespan,
                   description="Finds crops and weeds in field images. Runs offline; images are "

@@ -1,17 +1,52 @@
-"""Prometheus metrics, on a registry of the app's own (several apps may live in one process)."""
+"""Prometheus metrics, on a registry of the app's own (several apps may live in one process).
+
+With `weedscan serve --workers N`, PROMETHEUS_MULTIPROC_DIR is set for the workers: each keeps its
+values in a small file there and every scrape, whichever worker answers it, adds them all up.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_DIR_VARIABLE))
+
+
+@contextmanager
+def worker_metrics_dir(workers: int) -> Iterator[Path | None]:
+    """For several workers: a fresh folder for their metric files (in memory under /dev/shm where
+    Linux offers it), handed down through the environment and removed afterwards."""
+    if workers < 2 or multiprocess_mode():
+        yield None
+        return
+    in_memory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix="weedscan-metrics-", dir=in_memory))
+    os.environ[MULTIPROC_DIR_VARIABLE] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class Metrics:
     def __init__(self) -> None:
+        self.multiprocess = multiprocess_mode()
         self.registry = CollectorRegistry()
         self.requests = Counter("weedscan_requests_total", "HTTP requests by route and status",
                                 ["route", "method", "status"], registry=self.registry)
@@ -23,13 +58,36 @@ class Metrics:
         self.decode = Histogram("weedscan_decode_seconds", "Image decoding time per image",
                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.inflight = Gauge("weedscan_inflight_requests", "Images being decoded or inferred now",
-                              registry=self.registry)
+                              registry=self.registry, multiprocess_mode="livesum")
         self.rejected = Counter("weedscan_overload_rejections_total",
                                 "Requests refused with 503 because the server was full",
                                 registry=self.registry)
         self.detections = Counter("weedscan_detections_total", "Boxes returned, by class",
                                   ["class_name"], registry=self.registry)
-        self.model = Info("weedscan_model", "The loaded model", registry=self.registry)
+        # Info does not work across processes; a gauge at 1 with the same labels reads the same.
+        self._model_info: Info | Gauge = (
+            Gauge("weedscan_model_info", "The loaded model", ["name", "version", "sha256", "providers"],
+                  registry=self.registry, multiprocess_mode="max")
+            if self.multiprocess else Info("weedscan_model", "The loaded model", registry=self.registry))
+
+    def set_model(self, info: dict[str, str]) -> None:
+        if isinstance(self._model_info, Gauge):
+            self._model_info.labels(**info).set(1)
+        else:
+            self._model_info.info(info)
+
+    def exposition(self) -> bytes:
+        """The text /metrics serves: this process's metrics, or all workers' added up."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        gathered = CollectorRegistry()
+        multiprocess.MultiProcessCollector(gathered)
+        return generate_latest(gathered)
+
+    def process_exits(self) -> None:
+        """Drop this worker's live gauges (its in-flight count) from the shared totals."""
+        if self.multiprocess:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:

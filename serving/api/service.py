@@ -48,8 +48,8 @@ class InferenceService:
                 self.detector = Detector(self.settings.model, threads=self.settings.inference_threads(),
                                          idle_spin=self.settings.spin_between_requests)
             self.detector.warmup()
-            self.metrics.model.info({**self.detector.model_info,
-                                     "providers": ",".join(self.detector.providers)})
+            self.metrics.set_model({**self.detector.model_info,
+                                    "providers": ",".join(self.detector.providers)})
             self.ready = not self._closed  # a shutdown while loading wins
             log.info("model %s ready on %s", self.detector.model_info["name"], self.detector.providers)
         except Exception as exc:  # reported by /readyz; the CLI validates the model before start
