@@ -14,7 +14,7 @@ from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
 from serving.errors import NotReady, Overloaded
-from serving.imaging import decode_image
+from serving.imaging import decode_image, warm_up_decoding
 from serving.result import DetectionResult
 
 log = logging.getLogger("weedscan")
@@ -48,6 +48,7 @@ class InferenceService:
                 self.detector = Detector(self.settings.model, threads=self.settings.inference_threads(),
                                          idle_spin=self.settings.spin_between_requests)
             self.detector.warmup()
+            warm_up_decoding()
             self.metrics.set_model({**self.detector.model_info,
                                     "providers": ",".join(self.detector.providers)})
             self.ready = not self._closed  # a shutdown while loading wins

@@ -206,6 +206,17 @@ def test_small_and_big_uploads_take_their_decode_paths_to_the_same_answer(
     assert inline["timing_ms"]["decode"] > 0 and pooled["timing_ms"]["decode"] > 0
 
 
+def test_decoding_is_warmed_before_ready(shipped_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first client's image must not pay for loading Pillow's plugins (~25 ms)."""
+    from serving.api import service as service_module
+
+    warmed: list[bool] = []
+    monkeypatch.setattr(service_module, "warm_up_decoding", lambda: warmed.append(True))
+    with make_client(shipped_model) as client:
+        wait_ready(client.get)
+        assert warmed == [True]
+
+
 def test_api_keys(shipped_model: Path) -> None:
     with make_client(shipped_model, api_keys=["first-key", "second-key"]) as secured:
         wait_ready(secured.get)
