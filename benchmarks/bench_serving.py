@@ -28,7 +28,6 @@ import argparse
 import http.client
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
-import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +43,7 @@ from benchmarks.common import REPO, RESULTS_DIR, cpu_seconds, provenance, rss_mb
 from serving.detector import Detector  # noqa: E402
 from serving.imaging import decode_image  # noqa: E402
 from serving.preprocess import letterbox, to_blob  # noqa: E402
+from tests.serving.conftest import LiveServer  # noqa: E402  (the same server wrapper as the tests)
 
 SHARED = REPO.parent / "shared" / "data"
 MAX_PIXELS = 64_000_000
@@ -113,23 +112,6 @@ class HttpPath:
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
         self.server_timing.append(json.loads(body)["timing_ms"])
-
-
-def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
-    env = {**os.environ, "WEEDSCAN_THREADS": str(threads), "WEEDSCAN_MAX_INFLIGHT": "64"}
-    process = subprocess.Popen([sys.executable, "-m", "training.cli", "serve", "--model", str(model),
-                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not become ready")
 
 
 def interleaved(paths: dict[str, Path_], images: list[Image], rounds: int, step: int,
@@ -215,16 +197,17 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=6, help="images in a row per path, back to back")
     parser.add_argument("--pause-ms", type=float, default=100.0, help="idle time before each step")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
     images = load_images(args.images)
     header = provenance()
     pause_s = args.pause_ms / 1000
-    server = start_server(args.model, args.port, args.threads)
+    server = LiveServer(args.model, env={"WEEDSCAN_THREADS": str(args.threads),
+                                         "WEEDSCAN_MAX_INFLIGHT": "64"})
+    pid = server.process.pid
     try:
-        rss_before = rss_mb(server.pid)
-        http1 = HttpPath(args.port)
+        rss_before = rss_mb(pid)
+        http1 = HttpPath(server.port)
         paths: dict[str, Path_] = {"bare": bare_path(args.model, args.threads),
                                    "detector": detector_path(args.model, args.threads),
                                    "http1": http1}
@@ -234,14 +217,13 @@ def main() -> None:
         streaming = interleaved(paths, images, args.rounds, args.step, pause_s)
         timing = {key: float(np.median([t[key] for t in http1.server_timing[len(images):]]))
                   for key in ("decode", "inference", "total")}
-        cpu_before, served_before = cpu_seconds(server.pid), len(http1.server_timing)
+        cpu_before, served_before = cpu_seconds(pid), len(http1.server_timing)
         framed = interleaved(paths, images, args.rounds, 1, pause_s)
-        cpu_per_image = (cpu_seconds(server.pid) - cpu_before) / (len(http1.server_timing) - served_before)
-        http8, wall8 = concurrent_http(args.port, images, args.rounds, 8)
-        rss_after = rss_mb(server.pid)
+        cpu_per_image = (cpu_seconds(pid) - cpu_before) / (len(http1.server_timing) - served_before)
+        http8, wall8 = concurrent_http(server.port, images, args.rounds, 8)
+        rss_after = rss_mb(pid)
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
 
     s8 = stats_ms(http8)
     lines = [
