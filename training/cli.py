@@ -45,7 +45,7 @@ def _parse_repeats(items: list[str]) -> dict[str, int]:
 def train(
     data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML (or its folder); repeat for several datasets")] = [],
     model: Annotated[str, typer.Option(help="architecture YAML to train from scratch")] = "yolo26n.yaml",
-    weights: Annotated[Optional[Path], typer.Option(help="local .pt to fine-tune from")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="starting weights: a local .pt, or an Ultralytics ONNX export (fp32 or int8), e.g. ../shared/pretrained/yolov8n-coco-int8.onnx")] = None,
     imgsz: Annotated[int, typer.Option(min=32, help="training image size")] = 416,
     epochs: Annotated[int, typer.Option(min=1, help="epochs (ignored when --time is set)")] = 100,
     time: Annotated[Optional[float], typer.Option(min=0.001, help="time budget in hours")] = None,

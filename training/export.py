@@ -107,6 +107,9 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         except Exception as exc:  # noqa: BLE001 - the card records what could not be read
             training_data.append({"name": Path(yaml_path).parent.name, "error": str(exc)})
     non_commercial = any("non-commercial" in str(d.get("licence", "")).lower() for d in training_data)
+    pretrained = record.get("pretrained") or {}
+    weights_terms = (f"; starting weights {pretrained['file']}: {pretrained['licence']}"
+                     if pretrained.get("licence") else "")
     return {
         "name": name,
         "version": version,
@@ -119,7 +122,8 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "thresholds": DEFAULT_THRESHOLDS,
         "training_data": training_data,
         "training_recipe": {
-            "architecture": config.get("weights") or config.get("model"),
+            "architecture": config.get("model"),
+            "pretrained_start": record.get("pretrained"),
             "epochs_completed": record.get("epochs_completed"),
             "image_size": config.get("imgsz"),
             "time_budget_hours": config.get("time"),
@@ -134,7 +138,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "metrics": metrics,
         "export_parity": parity,
         "licence": ("non-commercial research only (inherits the CWFID terms)" if non_commercial
-                    else "see the training data licences"),
+                    else "see the training data licences") + weights_terms,
         "intended_use": "Detecting crop plants and weeds in top-down field photos (robot cameras, "
                         "hand-held photos) to count weeds, estimate weed cover and drive sprayers.",
         "limitations": [

@@ -21,7 +21,7 @@ RUN_RECORD = "weedscan_train.json"
 class TrainConfig:
     data: list[str]
     model: str = "yolo26n.yaml"  # architecture YAML: training from scratch
-    weights: str | None = None  # a local .pt to fine-tune from
+    weights: str | None = None  # a local .pt, or an Ultralytics ONNX export, to fine-tune from
     imgsz: int = 416
     epochs: int = 100
     time: float | None = None  # hours; overrides epochs when set
@@ -74,6 +74,20 @@ def ultralytics_args(config: TrainConfig, data_yaml: Path) -> dict[str, Any]:
     return args
 
 
+def _starting_weights(config: TrainConfig, data_yaml: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint to start from (an ONNX export is rebuilt into one, its BatchNorm calibrated
+    on training images) and what the model card records of it."""
+    if not config.weights:
+        return None, None
+    from training.pretrained import starting_checkpoint
+
+    train_list = (data_yaml.parent / "train.txt").read_text().split()
+    calibration = [Path(p) for p in sorted(set(train_list))][::max(1, len(set(train_list)) // 64)]
+    checkpoint, origin = starting_checkpoint(Path(config.weights), calibration,
+                                             run_dir_of(config) / "pretrained")
+    return str(checkpoint), origin
+
+
 def train(config: TrainConfig) -> Path:
     """Train; returns the path of best.pt. The run's settings go to RUN_DIR/weedscan_train.json."""
     import_ultralytics()
@@ -84,13 +98,14 @@ def train(config: TrainConfig) -> Path:
     run_dir = run_dir_of(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     data_yaml = build_training_set(config.data, run_dir / "data", config.repeats)
-    model = YOLO(config.weights or config.model, task="detect")
+    start_weights, pretrained = _starting_weights(config, data_yaml)
+    model = YOLO(start_weights or config.model, task="detect")
     bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
     trainer = make_trainer_class(bf16, config.threads)
     args = ultralytics_args(config, data_yaml)
     record = {"config": asdict(config), "ultralytics_args": {k: v for k, v in args.items()
                                                             if k != "augmentations"},
-              "augmentation": augment.describe(), "versions": _library_versions(),
+              "pretrained": pretrained, "augmentation": augment.describe(), "versions": _library_versions(),
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "device": config.device}, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2))
