@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import yaml
 
 from serving.config import MODELS_DIR
 from serving.detector import DetectOptions, Detector
 from serving.model_card import card_path_for, sha256_of
 from serving.postprocess import END_TO_END, infer_layout
+from serving.preprocess import letterbox, to_blob
 from training.evaluate import box_iou, evaluate
 from training.offline import import_ultralytics
 from training.train import RUN_RECORD
@@ -26,6 +28,7 @@ DATASET_CARDS_DIR = Path(__file__).resolve().parents[1] / "datasets"
 DEFAULT_THRESHOLDS = {"conf": 0.25, "iou": 0.7}
 PARITY_MIN_IOU = 0.8  # the .pt letterboxes to a stride multiple, ONNX to a square: boxes move a little
 PARITY_MIN_SCORE = 0.4  # boxes near the threshold may flip either way; compare the clear ones
+PARITY_MAX_RAW_GAP = 1e-3  # fp32 export vs .pt on the same input: float rounding only
 
 
 class ParityError(Exception):
@@ -53,8 +56,30 @@ def export_onnx(weights: Path, imgsz: int, nms_free: bool = False) -> Path:
                                           nms=False if nms_free else None))
 
 
+def raw_output_gap(model: Any, detector: Detector, image: np.ndarray) -> float:
+    """Largest gap between the .pt and ONNX head outputs on one letterboxed image, relative to
+    the output's largest magnitude. Always compares something, even for an untrained model
+    with no confident box."""
+    import torch
+
+    blob = to_blob([letterbox(image, detector.input_size)[0]])
+    reference = detector.session.run(None, {detector.input_name: blob})[0]
+    network = model.model.float().eval()
+    with torch.no_grad():
+        ours = network(torch.from_numpy(blob))
+    ours = (ours[0] if isinstance(ours, (list, tuple)) else ours).numpy()
+    if ours.shape != reference.shape:
+        return float("inf")
+    if reference.shape[-1] == 6:  # end-to-end rows are ranked: ties may order them differently
+        reference, ours = np.sort(reference[..., 4]), np.sort(ours[..., 4])
+    return float(np.abs(ours - reference).max() / max(float(np.abs(reference).max()), 1e-6))
+
+
 def check_parity(weights: Path, detector: Detector, images: list[Path]) -> dict[str, Any]:
-    """Every confident .pt box must have an ONNX box of its class with IoU >= PARITY_MIN_IOU."""
+    """The raw outputs must agree within PARITY_MAX_RAW_GAP, and every confident .pt box must
+    have an ONNX box of its class with IoU >= PARITY_MIN_IOU."""
+    if not images:
+        raise ParityError("no images to check the export on")
     import_ultralytics()
     from ultralytics import YOLO
 
@@ -76,7 +101,12 @@ def check_parity(weights: Path, detector: Detector, images: list[Path]) -> dict[
             same = ours.boxes[ours.class_ids == cls]
             if len(same) and box_iou(box[None], same).max() >= PARITY_MIN_IOU:
                 matched += 1
-    report = {"images": len(images), "confident_boxes": checked, "matched": matched}
+    gap = max(raw_output_gap(model, detector, cv2.imread(str(path))) for path in images[:2])
+    report = {"images": len(images), "confident_boxes": checked, "matched": matched,
+              "raw_output_max_relative_gap": round(gap, 6)}
+    if not gap <= PARITY_MAX_RAW_GAP:
+        raise ParityError(f"the ONNX model's raw output differs from the .pt model's by {gap:.3g} "
+                          f"of its scale (allowed {PARITY_MAX_RAW_GAP})")
     if checked and matched < checked:
         raise ParityError(f"the ONNX model misses {checked - matched} of {checked} confident boxes "
                           f"of the .pt model on {len(images)} images")

@@ -42,7 +42,7 @@ def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> P
 
 
 @pytest.mark.slow
-def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path,
+def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shipped_model: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from training.cli import app
 
@@ -80,6 +80,15 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path,
                 "intended_use", "limitations"):
         assert key in card, key
     assert card["classes"] == ["crop", "weed"] and card["output_layout"] == "end2end"
+    # The parity check compared raw outputs even if the 1-epoch model had no confident box ...
+    assert 0 <= card["export_parity"]["raw_output_max_relative_gap"] <= 1e-3
+    # ... and it refuses an ONNX file that is not this model's export.
+    from serving.detector import Detector as ServingDetector
+    from training.export import ParityError, check_parity
+
+    with pytest.raises(ParityError, match="raw output differs"):
+        check_parity(weights, ServingDetector(shipped_model),
+                     [tmp_path / "tiny" / "images" / "val" / "val_0.jpg"])
     assert set(card["metrics"]["tiny"]) >= {"mAP50", "mAP50-95", "precision", "recall", "per_class"}
     result = json.loads(report.read_text())["datasets"]["tiny"]
     assert result["images"] == 4 and result["instances"] == 12
