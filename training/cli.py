@@ -58,7 +58,7 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
     bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast on CPU (default: only with native bf16)")] = None,
     project: Annotated[Path, typer.Option(help="folder for runs")] = Path("runs/train"),
-    name: Annotated[str, typer.Option(help="run name (a folder under --project)")] = "weedscan",
+    name: Annotated[str, typer.Option(help="run name: a new folder under --project (NAME-2 ... if taken)")] = "weedscan",
     resume: Annotated[Optional[Path], typer.Option(help="carry on an interrupted run from its last.pt")] = None,
 ) -> None:
     """Train a detector with Ultralytics, offline, with field-photo augmentations.
@@ -96,9 +96,10 @@ def train(
 @app.command("export")
 def export_command(
     weights: Annotated[Path, typer.Argument(help="trained weights (.pt)")],
-    name: Annotated[str, typer.Option(help="model name: writes models/NAME.onnx and NAME.json")] = "weedscan",
+    name: Annotated[str, typer.Option(help="model name: writes MODELS_DIR/NAME.onnx and NAME.json")] = "weedscan",
     data: Annotated[list[Path], typer.Option("--data", help="datasets to evaluate on (default: those it was trained on)")] = [],
-    models_dir: Annotated[Optional[Path], typer.Option(help="where to write (default: the repo's models/)")] = None,
+    models_dir: Annotated[Path, typer.Option(help="where to write NAME.onnx and NAME.json")] = Path("models"),
+    force: Annotated[bool, typer.Option(help="replace an existing NAME.onnx / NAME.json")] = False,
     version: Annotated[Optional[str], typer.Option(help="model version (default: today's date)")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="input size (default: the training size)")] = None,
     compute: Annotated[Optional[str], typer.Option(help="what the training ran on, for the card")] = None,
@@ -109,16 +110,15 @@ def export_command(
 
     Example: weedscan export runs/train/weedscan/weights/best.pt --name weedscan
     """
-    from serving.config import MODELS_DIR
-    from training.export import ParityError, export
+    from training.export import ExistingModelError, ParityError, export
     from training.trainset import DatasetError
 
     if not weights.is_file():
         fail(f"weights not found: {weights}")
     try:
-        onnx_path = export(weights, name, [*data] or None, models_dir or MODELS_DIR, version,
-                           imgsz, compute, nms_free=nms_free)
-    except (ParityError, DatasetError) as exc:
+        onnx_path = export(weights, name, [*data] or None, models_dir, version,
+                           imgsz, compute, nms_free=nms_free, force=force)
+    except (ExistingModelError, ParityError, DatasetError) as exc:
         fail(str(exc))
     typer.echo(f"wrote {onnx_path} and {onnx_path.with_suffix('.json')}")
 

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import yaml
 
-from serving.config import MODELS_DIR
 from serving.detector import DetectOptions, Detector
 from serving.model_card import card_path_for, sha256_of
 from serving.postprocess import END_TO_END, infer_layout
@@ -33,6 +32,10 @@ PARITY_MAX_RAW_GAP = 1e-3  # fp32 export vs .pt on the same input: float roundin
 
 class ParityError(Exception):
     """The exported ONNX model does not reproduce the .pt model's boxes."""
+
+
+class ExistingModelError(Exception):
+    """The export would overwrite a model (and its card) that is already there."""
 
 
 def run_record_for(weights: Path) -> dict[str, Any]:
@@ -202,10 +205,17 @@ def write_card(onnx_path: Path, card: dict[str, Any]) -> Path:
 
 
 def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
-           models_dir: Path = MODELS_DIR, version: str | None = None,
+           models_dir: Path = Path("models"), version: str | None = None,
            imgsz: int | None = None, compute: str | None = None,
-           parity_images: int = 4, split: str = "val", nms_free: bool = False) -> Path:
-    """Export, check parity, evaluate on the val splits and write the card; returns the .onnx."""
+           parity_images: int = 4, split: str = "val", nms_free: bool = False,
+           force: bool = False) -> Path:
+    """Export, check parity, evaluate on the val splits and write the card; returns the .onnx.
+    An existing models_dir/NAME.onnx or NAME.json is replaced only with force."""
+    onnx_path = models_dir / f"{name}.onnx"
+    existing = [p for p in (onnx_path, card_path_for(onnx_path)) if p.exists()]
+    if existing and not force:
+        raise ExistingModelError(f"{existing[0]} exists; choose another --name or --models-dir, "
+                                 "or pass --force to replace it")
     record = run_record_for(weights)
     config = record.get("config", {})
     imgsz = imgsz or config.get("imgsz") or 640
@@ -214,7 +224,6 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
 
     exported = export_onnx(weights, imgsz, nms_free)
     models_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = models_dir / f"{name}.onnx"
     shutil.copyfile(exported, onnx_path)
     inputs = onnx_metadata(onnx_path)
     # A first card so the serving detector can load the model for the checks below.

@@ -44,6 +44,16 @@ def run_dir_of(config: TrainConfig) -> Path:
     return Path(config.project).absolute() / config.name
 
 
+def fresh_run_name(project: str | Path, name: str) -> str:
+    """NAME, or NAME-2, NAME-3 ... when an earlier run holds that folder: a new run never
+    writes into an old one (carry an old run on with --resume)."""
+    candidate, number = name, 1
+    while (Path(project) / candidate).exists():
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
 def _library_versions() -> dict[str, str]:
     import torch
     import ultralytics
@@ -95,8 +105,9 @@ def train(config: TrainConfig) -> Path:
 
     from training.bf16 import make_trainer_class
 
+    config.name = fresh_run_name(config.project, config.name)
     run_dir = run_dir_of(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True)
     data_yaml = build_training_set(config.data, run_dir / "data", config.repeats)
     start_weights, pretrained = _starting_weights(config, data_yaml)
     model = YOLO(start_weights or config.model, task="detect")

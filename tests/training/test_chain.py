@@ -66,6 +66,14 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         exported = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
                                        str(models_dir), "--nms-free"])
         assert exported.exit_code == 0, exported.output
+        first_card = (models_dir / "tiny.json").read_text()
+        again = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
+                                    str(models_dir), "--nms-free"])
+        assert again.exit_code != 0 and "exists" in again.output and "--force" in again.output
+        assert (models_dir / "tiny.json").read_text() == first_card, "a refused export changed nothing"
+        forced = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
+                                     str(models_dir), "--nms-free", "--force"])
+        assert forced.exit_code == 0, forced.output
 
         report = tmp_path / "eval.json"
         evaluated = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data",
@@ -106,6 +114,16 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     assert set(first) == {"class_id", "class_name", "confidence", "box"}
     assert set(first["box"]) == {"x1", "y1", "x2", "y2"}
     assert set(answer["counts"]) == {"crop", "weed"} and len(answer["lanes"]) == 3
+
+
+def test_a_new_run_never_reuses_an_earlier_runs_folder(tmp_path: Path) -> None:
+    from training.train import fresh_run_name
+
+    assert fresh_run_name(tmp_path, "mine") == "mine"
+    (tmp_path / "mine").mkdir()
+    assert fresh_run_name(tmp_path, "mine") == "mine-2"
+    (tmp_path / "mine-2").mkdir()
+    assert fresh_run_name(tmp_path, "mine") == "mine-3"
 
 
 def test_train_refuses_bad_input_with_one_clear_line(tmp_path: Path) -> None:

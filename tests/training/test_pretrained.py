@@ -194,6 +194,9 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
     import_ultralytics()
     start = export_fresh_model(tmp_path, int8=True)
     data_yaml = make_dataset(tmp_path / "tiny")
+    earlier = tmp_path / "runs" / "from-onnx"  # an earlier run's folder: left alone
+    earlier.mkdir(parents=True)
+    (earlier / "results.csv").write_text("earlier run\n")
     runner = CliRunner()
     with no_network() as attempts:
         trained = runner.invoke(app, ["train", "--data", str(data_yaml), "--model", "yolov8n.yaml",
@@ -201,7 +204,8 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
                                       "--batch", "4", "--project", str(tmp_path / "runs"),
                                       "--name", "from-onnx"])
         assert trained.exit_code == 0, trained.output
-        weights = tmp_path / "runs" / "from-onnx" / "weights" / "best.pt"
+        weights = tmp_path / "runs" / "from-onnx-2" / "weights" / "best.pt"
+    assert (earlier / "results.csv").read_text() == "earlier run\n" and len(list(earlier.iterdir())) == 1
     assert attempts == [], f"network attempts: {attempts}"
     assert weights.is_file()
     from serving.model_card import sha256_of
