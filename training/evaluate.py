@@ -189,6 +189,9 @@ def confusion_plot(stats: list[ImageStats], names: list[str], conf: float, out: 
 def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
              plots_dir: Path | None = None, threads: int | None = None) -> dict[str, Any]:
     """Scores per dataset, as a JSON-ready dict."""
+    from training.offline import import_ultralytics
+
+    import_ultralytics()  # AP comes from Ultralytics: say so before scoring, not after
     detector = Detector(model_path, threads=threads)
     conf = detector.default_conf
     report: dict[str, Any] = {"model": detector.model_info, "split": split, "datasets": {}}

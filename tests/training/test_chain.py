@@ -116,6 +116,25 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     assert set(answer["counts"]) == {"crop", "weed"} and len(answer["lanes"]) == 3
 
 
+def test_eval_without_the_train_extra_says_what_to_install_before_scoring(
+        tmp_path: Path, shipped_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from serving import detector as serving_detector
+    from training.cli import app
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ultralytics" else real_find_spec(name, *a))
+    scored: list[str] = []
+    monkeypatch.setattr(serving_detector.Detector, "detect",
+                        lambda self, *a, **k: scored.append("image") or pytest.fail("scored"))
+    data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
+    result = CliRunner().invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml)])
+    assert result.exit_code != 0 and "pip install -e '.[train]'" in result.output
+    assert scored == []
+
+
 def test_a_new_run_never_reuses_an_earlier_runs_folder(tmp_path: Path) -> None:
     from training.train import fresh_run_name
 
