@@ -235,7 +235,7 @@ def test_dependency_has_lower_and_upper_bounds_and_the_installed_version_fits(li
     upper = [s for s in req.specifier if s.operator in ("<", "<=", "==", "~=", "===")]
     assert lower, f"{line}: no lower bound"
     assert upper, f"{line}: no upper bound"
-    assert req.specifier.filter(["0"]) is not None  # parses as a range
+    assert not req.specifier.contains("0", prereleases=True), f"{line}: admits any old release"
     try:
         installed = metadata.version(req.name)
     except metadata.PackageNotFoundError:
