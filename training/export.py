@@ -174,14 +174,35 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
                     else "see the training data licences") + weights_terms,
         "intended_use": "Detecting crop plants and weeds in top-down field photos (robot cameras, "
                         "hand-held photos) to count weeds, estimate weed cover and drive sprayers.",
-        "limitations": [
-            "Trained on two small public datasets (sesame in India, carrots under a red/NIR "
-            "camera in Germany); other crops, growth stages, soils and cameras are untested.",
-            "CWFID images are false-colour (red + near-infrared), not natural RGB.",
-            "Classes are only 'crop' and 'weed': no weed species.",
-            "Not a safety system: sprayer decisions need a human-set confidence threshold and checks.",
-        ],
+        "limitations": measured_limitations(training_data, metrics, pretrained),
     }
+
+
+def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str, Any],
+                         pretrained: dict[str, Any]) -> list[str]:
+    """Known limits from what this model was trained on and how it scored, not boilerplate."""
+    sources = ", ".join(f"{d.get('name')} ({d.get('images', '?')} images)" for d in training_data)
+    limits = [f"Trained only on {sources or 'unknown data'}; other crops, growth stages, soils "
+              "and cameras are untested: check it on your own fields before relying on it."]
+    for name, result in sorted(metrics.items()):
+        per_class = result.get("per_class", {})
+        weakest = min(per_class.items(), key=lambda kv: kv[1]["AP50"]) if per_class else None
+        line = (f"{name} val ({result['images']} images, {result['instances']} objects): "
+                f"mAP50 {result['mAP50']:.3f}; at conf {result['conf']} it finds "
+                f"{result['recall']:.0%} of the plants with {result['precision']:.0%} of its boxes right")
+        if weakest:
+            line += f"; weakest class {weakest[0]} (AP50 {weakest[1]['AP50']:.3f})"
+        if result["images"] < 30:
+            line += "; few val images, so this figure is uncertain"
+        limits.append(line + ".")
+    if any(d.get("name") == "cwfid" for d in training_data):
+        limits.append("CWFID images are false-colour (red + near-infrared), not natural RGB.")
+    if pretrained:
+        limits.append(f"Fine-tuned from {pretrained.get('file')} ({pretrained.get('description') or 'pretrained weights'}); "
+                      "whether those are the official release cannot be proven from the file.")
+    limits += ["Classes are only 'crop' and 'weed': no weed species.",
+               "Not a safety system: sprayer decisions need a human-set confidence threshold and checks."]
+    return limits
 
 
 def onnx_metadata(onnx_path: Path) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     assert attempts == [], f"network attempts: {attempts}"
 
     card = json.loads((models_dir / "tiny.json").read_text())
+    assert any("tiny val (4 images" in limit for limit in card["limitations"]), card["limitations"]
     for key in ("name", "version", "created", "sha256", "task", "classes", "input_size",
                 "output_layout", "thresholds", "training_data", "training_recipe", "metrics",
                 "intended_use", "limitations"):
