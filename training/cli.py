@@ -159,6 +159,7 @@ def quantize_command(
     out: Annotated[Optional[Path], typer.Option(help="output .onnx (default: NAME-int8.onnx beside the model)")] = None,
     calib: Annotated[int, typer.Option(min=1, help="calibration images")] = 128,
     keep_last_convs: Annotated[bool, typer.Option(help="keep the head's last convs in float")] = True,
+    ops: Annotated[str, typer.Option(help="all: every operator with an int8 kernel; conv: convolutions only")] = "all",
 ) -> None:
     """Make an int8 copy of an ONNX model (static quantization calibrated on training images)
     and score it; ship it only if it holds accuracy and runs faster (benchmarks/bench_int8.py).
@@ -172,8 +173,10 @@ def quantize_command(
     if not model.is_file():
         fail(f"model not found: {model}")
     out = out or model.with_name(f"{model.stem}-int8.onnx")
+    if ops not in ("all", "conv"):
+        fail(f"--ops takes all or conv, got '{ops}'")
     try:
-        quantize(model, data, out, calib, keep_last_convs)
+        quantize(model, data, out, calib, keep_last_convs, ops=ops)
     except (ModelCardError, DatasetError) as exc:
         fail(str(exc))
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")

@@ -1,8 +1,11 @@
 """`weedscan quantize`: ONNX Runtime static int8 quantization, calibrated on training images.
 
-Convolutions are quantized (QDQ, uint8 activations x int8 per-channel weights); the box decoding
-of the head (DFL) and, by default, the head's last convolutions stay in float, where int8
-rounding costs the most accuracy.
+QDQ format, uint8 activations x int8 per-channel weights. By default every operator ONNX Runtime
+can run in int8 is quantized (`ops="all"`): with only the convolutions in int8 (`ops="conv"`),
+each SiLU (Sigmoid, Mul), Add, Concat and Resize between them runs in float behind a
+dequantize/quantize pair, and at 320 px that traffic ate the whole int8 gain (measured in
+benchmarks/RESULTS.md). The box decoding of the head (DFL) and, by default, the head's last
+convolutions stay in float, where int8 rounding costs the most accuracy.
 """
 
 from __future__ import annotations
@@ -60,8 +63,22 @@ def head_nodes_to_keep_float(model: Any, keep_last_convs: bool) -> list[str]:  #
     return keep
 
 
+QUANTIZED_OPS = {"all": None, "conv": ["Conv"]}  # None: every operator ORT has an int8 kernel for
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_has_vnni() -> bool:
+    """Without VNNI, u8 x s8 products summed in 16 bits can saturate: weights then use 7 bits."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in _VNNI_FLAGS)
+
+
 def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 128,
-             keep_last_convs: bool = True, evaluate_on: str | None = "val") -> Path:
+             keep_last_convs: bool = True, evaluate_on: str | None = "val",
+             ops: str = "all") -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -74,15 +91,15 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
         keep_float = head_nodes_to_keep_float(onnx.load(str(prepared)), keep_last_convs)
         quantize_static(
             str(prepared), str(out_path), _Reader(detector.input_name, detector.input_size, paths),
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"], per_channel=True,
-            reduce_range=True,  # AVX2 without VNNI can saturate u8 x s8 sums otherwise
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS[ops], per_channel=True,
+            reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.MinMax)
 
     card = dict(detector.card)
     card.update({"name": f"{card['name']}-int8", "sha256": sha256_of(out_path),
                  "precision": "int8 (ONNX Runtime static quantization, QDQ, per-channel)",
                  "quantization": {"calibration_images": len(paths), "method": "MinMax",
+                                  "operators": ops, "reduce_range": not cpu_has_vnni(),
                                   "float_nodes": keep_float, "source_sha256": card["sha256"]}})
     card_path_for(out_path).write_text(json.dumps(card, indent=2) + "\n")
     if evaluate_on:
