@@ -1,0 +1,189 @@
+"""weedscan against what a user would run instead, side by side on the same model and images:
+
+  weedscan   a real `weedscan serve` on loopback, POST /v1/detect (raw JPEG/PNG body)
+  naive      a minimal FastAPI server wrapping Ultralytics YOLO(model.onnx).predict
+             (benchmarks/peers/naive_ultralytics_server.py), POST /detect
+  in-process Ultralytics YOLO(model.onnx).predict in this process (no HTTP at all)
+
+    .venv/bin/python benchmarks/bench_peers.py [--model models/weedscan.onnx] [--rounds 5]
+
+Reports start-to-ready, median and p95 latency per image (interleaved, one keep-alive client
+each), 8-client throughput, server RSS, and whether the answers agree (every confident box of
+one has a box of the same class within 2 px in the other). Writes benchmarks/results/peers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_serving import load_images, ultralytics_path  # noqa: E402
+from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb, save_result, stats_ms  # noqa: E402
+from serving.detector import Detector  # noqa: E402
+from tests.serving.conftest import free_port  # noqa: E402
+
+AGREE_PX = 2.0
+Answer = tuple[np.ndarray, np.ndarray]  # boxes (N, 4), classes (N,)
+
+
+class Server:
+    """A server process on loopback, timed from start to its first ready answer."""
+
+    def __init__(self, command: list[str], port: int, ready_path: str, route: str,
+                 parse: Callable[[dict], Answer], env: dict[str, str] | None = None) -> None:
+        self.port, self.route, self.parse = port, route, parse
+        self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
+        start = time.perf_counter()
+        self.process = subprocess.Popen(command, env={**os.environ, **(env or {})},
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", ready_path)
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise SystemExit(f"{command[:3]} did not become ready")
+        self.start_to_ready_s = time.perf_counter() - start
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def __call__(self, data: bytes, media: str, connection: http.client.HTTPConnection | None = None) -> Answer:
+        connection = connection or self.connection
+        connection.request("POST", self.route, body=data, headers={"Content-Type": media})
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
+        return self.parse(json.loads(body))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def weedscan_answer(body: dict) -> Answer:
+    boxes = [[d["box"][k] for k in ("x1", "y1", "x2", "y2")] for d in body["detections"]]
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray([d["class_id"] for d in body["detections"]], int)
+
+
+def naive_answer(body: dict) -> Answer:
+    boxes = [d["box"] for d in body["detections"]]
+    return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray([d["class_id"] for d in body["detections"]], int)
+
+
+def agree(a: Answer, b: Answer) -> bool:
+    """Every box of a has a box of its class in b within AGREE_PX on every side, and back."""
+    for (boxes, classes), (others, other_classes) in ((a, b), (b, a)):
+        for box, cls in zip(boxes, classes):
+            same = others[other_classes == cls]
+            if not len(same) or np.abs(same - box).max(1).min() > AGREE_PX:
+                return False
+    return True
+
+
+def throughput(server: Server, images: list, rounds: int, clients: int) -> float:
+    def client(offset: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        for _ in range(rounds):
+            for i in range(len(images)):
+                _, data, media = images[(i + offset) % len(images)]
+                server(data, media, connection)
+        connection.close()
+        return rounds * len(images)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        done = sum(pool.map(client, range(clients)))
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "weedscan.onnx")
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    header = provenance()
+    images = load_images(args.images)
+    detector = Detector(args.model, threads=1)
+    size, conf, iou = detector.input_size, detector.default_conf, detector.default_iou
+    threads = str(os.cpu_count() or 1)
+    servers = {
+        "weedscan": Server([sys.executable, "-m", "training.cli", "serve", "--model", str(args.model),
+                            "--host", "127.0.0.1", "--port", str(port := free_port())],
+                           port, "/readyz", "/v1/detect", weedscan_answer, {"WEEDSCAN_THREADS": threads}),
+        "naive": Server([sys.executable, str(REPO / "benchmarks" / "peers" / "naive_ultralytics_server.py"),
+                         str(args.model), str(port2 := free_port()), str(size), str(conf), str(iou)],
+                        port2, "/ready", "/detect", naive_answer),
+    }
+    in_process = ultralytics_path(args.model)
+    paths: dict[str, Callable[[bytes, str], object]] = {**servers}
+    if in_process is not None:
+        paths["in-process"] = in_process
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    agreed = compared = 0
+    names = list(paths)
+    for round_ in range(args.rounds + 1):  # round 0 warms up
+        for i, (_, data, media) in enumerate(images):
+            shift = (i + round_) % len(names)
+            answers = {}
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                answers[name] = paths[name](data, media)
+                if round_:
+                    times[name].append(time.perf_counter() - start)
+            if round_ == 1:
+                compared += 1
+                agreed += agree(answers["weedscan"], answers["naive"])
+    rates = {name: throughput(server, images, max(1, args.rounds // 2), args.clients)
+             for name, server in servers.items()}
+    rss = {name: rss_mb(server.process.pid) for name, server in servers.items()}
+    for server in servers.values():
+        server.stop()
+
+    naive_median = stats_ms(times["naive"])["median"]
+    lines = ["## weedscan and its peers (`benchmarks/bench_peers.py`)", "", header, "",
+             f"Model `{args.model.name}` (input {size}), {len(images)} val images (sesame JPEG, CWFID PNG) x "
+             f"{args.rounds} interleaved rounds, one keep-alive stdlib client per path; then "
+             f"{args.clients} concurrent clients per server. Both servers get all {threads} cores.", "",
+             "| path | start to ready s | median ms | p95 ms | x naive | "
+             f"{args.clients}-client img/s | RSS MB |", "|---|---|---|---|---|---|---|"]
+    for name in paths:
+        latency = stats_ms(times[name])
+        server = servers.get(name)
+        lines.append(f"| {name} | {f'{server.start_to_ready_s:.1f}' if server else '-'} | "
+                     f"{latency['median']:.1f} | {latency['p95']:.1f} | "
+                     f"{latency['median'] / naive_median:.2f}x | "
+                     f"{f'{rates[name]:.1f}' if name in rates else '-'} | "
+                     f"{f'{rss[name]:.0f}' if name in rss else '-'} |")
+    ratio = stats_ms(times["weedscan"])["median"] / naive_median
+    lines += ["", f"Answers agree (boxes of the same class within {AGREE_PX:.0f} px): "
+                  f"{agreed} of {compared} images.",
+              f"Target weedscan <= 0.6x the naive server's latency: {'met' if ratio <= 0.6 else 'not met'} "
+              f"({ratio:.2f}x)."]
+    text = "\n".join(lines) + "\n"
+    save_result(RESULTS_DIR / "peers.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
