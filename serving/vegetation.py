@@ -1,0 +1,124 @@
+"""Plant / soil per pixel from an RGB vegetation index (green-on-brown), NumPy and OpenCV only.
+
+Indices as OpenWeedLocator documents them, on chromatic coordinates r, g, b = R, G, B / (R+G+B):
+
+- `exg`:  ExG  = 2g - r - b                 (Woebbecke et al.)
+- `exgr`: ExGR = ExG - (1.4r - g)           (Meyer & Neto)
+- `hsv`:  hue inside a green range with enough saturation and brightness (OpenCV HSV, hue 0-179);
+          the index is the closeness to the range's centre, 1 there, 0 at its edges, < 0 outside.
+
+Threshold: a fixed number (index units) or `"auto"`: Otsu on the index scaled to uint8 over its
+value range, but never below the index's fixed floor, so that a bare-soil image (where Otsu
+would still split the soil's noise in two) gives an empty mask. The index is computed at reduced
+resolution (long side `work_side`, INTER_AREA) and the mask is upsampled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+VegIndex = Literal["exg", "exgr", "hsv"]
+VEG_INDICES: tuple[str, ...] = ("exg", "exgr", "hsv")
+
+# Value range of each index (for the uint8 scaling Otsu needs) and the floor of the auto threshold.
+INDEX_RANGE = {"exg": (-1.0, 2.0), "exgr": (-2.4, 3.0), "hsv": (-1.0, 1.0)}
+AUTO_FLOOR = {"exg": 0.05, "exgr": 0.0, "hsv": 0.0}
+# OpenWeedLocator's defaults (hue 39-83, saturation 50-220, brightness 60-190), OpenCV scales.
+HSV_HUE = (39, 83)
+HSV_SAT = (50, 220)
+HSV_VAL = (60, 190)
+
+
+@dataclass(frozen=True)
+class VegetationOptions:
+    index: VegIndex = "exg"
+    threshold: float | Literal["auto"] = "auto"
+    min_area: int = 1  # pixels of the full image; smaller regions are dropped
+    work_side: int | None = 512  # compute at this long side; None: full resolution
+
+    def __post_init__(self) -> None:
+        if self.index not in VEG_INDICES:
+            raise ValueError(f"index must be one of {', '.join(VEG_INDICES)}, not {self.index!r}")
+        if self.threshold != "auto" and not isinstance(self.threshold, (int, float)):
+            raise ValueError(f"threshold must be 'auto' or a number, not {self.threshold!r}")
+        if int(self.min_area) < 1:
+            raise ValueError("min_area must be >= 1")
+        if self.work_side is not None and self.work_side < 16:
+            raise ValueError("work_side must be >= 16")
+
+
+@dataclass(frozen=True)
+class VegetationMask:
+    mask: np.ndarray  # (H, W) bool, full resolution
+    index: np.ndarray  # (h, w) float32 at working resolution
+    threshold: float  # the threshold used, index units
+    scale: float  # working / full resolution
+
+
+def vegetation_index(image_bgr: np.ndarray, index: VegIndex = "exg") -> np.ndarray:
+    """The per-pixel index (float32) of a BGR uint8 image."""
+    if index == "hsv":
+        hsv = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HSV)
+        hue, sat, val = (hsv[..., i].astype(np.float32) for i in range(3))
+        centre, half = (HSV_HUE[0] + HSV_HUE[1]) / 2, (HSV_HUE[1] - HSV_HUE[0]) / 2
+        closeness = 1.0 - np.abs(hue - centre) / half
+        ok = (sat >= HSV_SAT[0]) & (sat <= HSV_SAT[1]) & (val >= HSV_VAL[0]) & (val <= HSV_VAL[1])
+        return np.where(ok, closeness, np.minimum(closeness, -0.01)).clip(-1, 1).astype(np.float32)
+    pixels = image_bgr.astype(np.float32)
+    b, g, r = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    total = b + g + r
+    total[total == 0] = 1.0
+    b, g, r = b / total, g / total, r / total
+    exg = 2 * g - r - b
+    if index == "exg":
+        return exg
+    if index == "exgr":
+        return exg - (1.4 * r - g)
+    raise ValueError(f"unknown vegetation index {index!r}")
+
+
+def auto_threshold(values: np.ndarray, index: VegIndex) -> float:
+    """Otsu on the index scaled to uint8 over the index's range, floored at AUTO_FLOOR."""
+    lo, hi = INDEX_RANGE[index]
+    scaled = np.clip((values - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+    level, _ = cv2.threshold(scaled.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # THRESH_BINARY keeps pixels > level: back to index units at the top of that bin.
+    otsu = lo + (level + 1) * (hi - lo) / 255.0
+    return max(float(otsu), AUTO_FLOOR[index])
+
+
+def _working(image_bgr: np.ndarray, work_side: int | None) -> tuple[np.ndarray, float]:
+    height, width = image_bgr.shape[:2]
+    if work_side is None or max(height, width) <= work_side:
+        return image_bgr, 1.0
+    scale = work_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
+    if min_area <= 1:
+        return mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
+    return keep[labels]
+
+
+def vegetation_mask(image_bgr: np.ndarray, options: VegetationOptions | None = None) -> VegetationMask:
+    """Plant pixels of a BGR image, at the image's full resolution."""
+    options = options or VegetationOptions()
+    small, scale = _working(image_bgr, options.work_side)
+    values = vegetation_index(small, options.index)
+    threshold = (auto_threshold(values, options.index) if options.threshold == "auto"
+                 else float(options.threshold))
+    mask = _drop_small(values > threshold, options.min_area * scale * scale)
+    height, width = image_bgr.shape[:2]
+    if scale != 1.0:
+        up = cv2.resize(mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR)
+        mask = up > 127
+    return VegetationMask(mask, values, threshold, scale)
