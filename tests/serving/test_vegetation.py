@@ -117,6 +117,6 @@ def test_field_mask_lies_in_the_labelled_plant_boxes(dataset: str, pattern: str,
         inside = (mask & boxes).sum() / mask.sum()
         # CWFID leaves some small plants unlabelled (its own masks hold more plant than its boxes)
         assert inside > 0.6, f"{path.name}: only {inside:.2f} of the mask is inside plant boxes"
-        assert inside > 2 * boxes.mean(), f"{path.name}: no better than chance"
+        assert inside > min(boxes.mean() + 0.05, 0.99), f"{path.name}: no better than chance"
         shares.append(inside)
     assert np.mean(shares) > 0.8, f"mean share of the mask inside plant boxes {np.mean(shares):.2f}"
