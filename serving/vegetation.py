@@ -122,3 +122,25 @@ def vegetation_mask(image_bgr: np.ndarray, options: VegetationOptions | None = N
         up = cv2.resize(mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR)
         mask = up > 127
     return VegetationMask(mask, values, threshold, scale)
+
+
+def box_raster(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels under any of the x1, y1, x2, y2 pixel boxes."""
+    height, width = shape
+    inside = np.zeros(shape, bool)
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        c0, c1 = max(0, int(round(x1))), min(width, int(round(x2)))
+        r0, r1 = max(0, int(round(y1))), min(height, int(round(y2)))
+        inside[r0:r1, c0:c1] = True
+    return inside
+
+
+def plant_cover(mask: np.ndarray, weed_boxes: np.ndarray, crop_boxes: np.ndarray) -> float:
+    """Fraction of the image's pixels that are vegetation inside a weed box and in no crop box
+    (a pixel under both a crop and a weed box counts as crop)."""
+    if mask.size == 0 or len(weed_boxes) == 0:
+        return 0.0
+    weed = box_raster(weed_boxes, mask.shape) & mask
+    if len(crop_boxes):
+        weed &= ~box_raster(crop_boxes, mask.shape)
+    return float(weed.sum()) / mask.size

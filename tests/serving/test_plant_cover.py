@@ -1,0 +1,26 @@
+"""Plant-area weed cover: vegetation inside weed boxes and outside crop boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.vegetation import box_raster, plant_cover
+
+
+def test_box_raster_covers_the_box_pixels() -> None:
+    inside = box_raster(np.array([[2, 1, 5, 4], [-3, -3, 1, 1]], np.float32), (6, 8))
+    assert inside.sum() == 3 * 3 + 1
+    assert inside[1:4, 2:5].all() and inside[0, 0] and not inside[5, 7]
+
+
+def test_plant_cover_counts_only_weed_vegetation_outside_crops() -> None:
+    mask = np.zeros((10, 10), bool)
+    mask[0:4, 0:4] = True  # 16 plant pixels
+    weed = np.array([[0, 0, 4, 4]], np.float32)
+    assert plant_cover(mask, weed, np.zeros((0, 4), np.float32)) == pytest.approx(0.16)
+    crop = np.array([[0, 0, 2, 4]], np.float32)  # covers half of the weed box: crop wins
+    assert plant_cover(mask, weed, crop) == pytest.approx(0.08)
+    soil_box = np.array([[5, 5, 10, 10]], np.float32)  # a weed box on bare soil: no cover
+    assert plant_cover(mask, soil_box, np.zeros((0, 4), np.float32)) == 0.0
+    assert plant_cover(mask, np.zeros((0, 4), np.float32), crop) == 0.0
