@@ -19,6 +19,7 @@ from serving.postprocess import decode_output, infer_layout
 from serving.preprocess import Letterbox, letterbox, to_blob
 from serving.result import DetectionResult
 from serving.tiling import should_tile, tile_windows
+from serving.vegetation import vegetation_mask
 
 # Best first; whatever this ONNX Runtime build offers, CPU last as the fallback.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
@@ -145,6 +146,8 @@ class Detector:
         detections = parts[0] if len(parts) == 1 else classwise_nms(
             Detections.concat(parts), iou, options.max_det)
 
-        inference_ms = (time.perf_counter() - start) * 1000
-        return DetectionResult(detections, width, height, self.class_names, self.model_info,
-                               {"inference": inference_ms})
+        result = DetectionResult(detections, width, height, self.class_names, self.model_info)
+        if len(result._weed_boxes()):  # plant-area weed cover (~5 ms per frame, only when needed)
+            result.vegetation = vegetation_mask(image).mask
+        result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
+        return result

@@ -9,6 +9,7 @@ import numpy as np
 
 from serving.detections import Detections
 from serving.geometry import lanes_hit, union_area
+from serving.vegetation import plant_cover
 
 WEED_CLASS_NAMES = ("weed",)
 
@@ -21,6 +22,8 @@ class DetectionResult:
     class_names: list[str]
     model: dict[str, str]
     timing_ms: dict[str, float] = field(default_factory=dict)
+    # (H, W) bool plant pixels (serving.vegetation); None when no weed was found (cover is 0 then)
+    vegetation: np.ndarray | None = None
 
     @property
     def weed_class_ids(self) -> list[int]:
@@ -31,11 +34,27 @@ class DetectionResult:
         is_weed[self.weed_class_ids] = True
         return self.detections.boxes[is_weed[self.detections.class_ids]]
 
+    def _other_boxes(self) -> np.ndarray:
+        is_weed = np.zeros(len(self.class_names), bool)
+        is_weed[self.weed_class_ids] = True
+        return self.detections.boxes[~is_weed[self.detections.class_ids]]
+
     def counts(self) -> dict[str, int]:
         per_class = np.bincount(self.detections.class_ids, minlength=len(self.class_names))
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
     def weed_cover(self) -> float:
+        """Plant area: the share of the image's pixels that are vegetation inside a weed box and
+        in no crop (non-weed) box."""
+        weeds = self._weed_boxes()
+        if len(weeds) == 0:
+            return 0.0
+        if self.vegetation is None:
+            raise ValueError("weed cover needs the vegetation mask of the image")
+        return plant_cover(self.vegetation, weeds, self._other_boxes())
+
+    def weed_box_cover(self) -> float:
+        """Box area: the share of the image under the union of weed boxes."""
         area = float(self.width * self.height)
         return union_area(self._weed_boxes()) / area if area else 0.0
 
@@ -60,6 +79,7 @@ class DetectionResult:
             "detections": self.detection_dicts(),
             "counts": self.counts(),
             "weed_cover": round(self.weed_cover(), 6),
+            "weed_box_cover": round(self.weed_box_cover(), 6),
         }
         if lanes is not None:
             answer["lanes"] = self.lanes(lanes)

@@ -35,7 +35,9 @@ class DetectAnswer(BaseModel):
     image: ImageSize
     detections: list[Detection]
     counts: dict[str, int] = Field(description="every class of the model, zeros included")
-    weed_cover: float = Field(ge=0, le=1, description="fraction of the image under weed boxes")
+    weed_cover: float = Field(ge=0, le=1, description="fraction of the image's pixels that are "
+                              "vegetation inside weed boxes and not in crop boxes (plant area)")
+    weed_box_cover: float = Field(ge=0, le=1, description="fraction of the image under weed boxes")
     lanes: list[bool] | None = Field(None, description="only when asked: weed in vertical strip i")
     timing_ms: dict[str, float]
 

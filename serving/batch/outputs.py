@@ -17,7 +17,7 @@ Record = dict[str, Any]
 JSONL = "detections.jsonl"
 SUMMARY_CSV = "summary.csv"
 GEOJSON = "detections.geojson"
-CSV_COLUMNS = ("path", "crops", "weeds", "weed_cover", "error")
+CSV_COLUMNS = ("path", "crops", "weeds", "weed_cover", "weed_box_cover", "error")
 
 
 def load_records(jsonl: Path) -> list[Record]:
@@ -76,11 +76,11 @@ def summary_csv(records: Iterable[Record]) -> str:
     for r in records:
         if "error" in r:
             error = r["error"]
-            writer.writerow([r["path"], "", "", "", f"{error.get('code')}: {error.get('message')}"])
+            writer.writerow([r["path"], "", "", "", "", f"{error.get('code')}: {error.get('message')}"])
         else:
             counts = r.get("counts", {})
             writer.writerow([r["path"], counts.get("crop", 0), counts.get("weed", 0),
-                             r.get("weed_cover", 0.0), ""])
+                             r.get("weed_cover", 0.0), r.get("weed_box_cover", 0.0), ""])
     return buffer.getvalue()
 
 
@@ -97,7 +97,8 @@ def feature_collection(records: Iterable[Record]) -> dict[str, Any]:
             "geometry": {"type": "Point",
                          "coordinates": [round(gps["lon"], 7), round(gps["lat"], 7)]},
             "properties": {"path": r["path"], "weeds": counts.get("weed", 0),
-                           "crops": counts.get("crop", 0), "weed_cover": r.get("weed_cover", 0.0)},
+                           "crops": counts.get("crop", 0), "weed_cover": r.get("weed_cover", 0.0),
+                           "weed_box_cover": r.get("weed_box_cover", 0.0)},
         })
     return {"type": "FeatureCollection", "features": features}
 

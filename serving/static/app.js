@@ -220,7 +220,7 @@
   }
 
   function buildSummaryHead() {
-    const cells = ["Photo", ...state.classes.map(columnLabel), "Weed cover", "Status"];
+    const cells = ["Photo", ...state.classes.map(columnLabel), "Weed box cover", "Status"];
     el.summaryHead.replaceChildren(...cells.map((text, i) => {
       const th = document.createElement("th");
       th.scope = "col";
@@ -649,7 +649,7 @@
       if (name === "weed") return plural(n, "weed", "weeds");
       return `${n}\u00a0${name}`;
     });
-    parts.push(`weed\u00a0cover\u00a0${formatCover(photo.cover)}`);
+    parts.push(`weed\u00a0box\u00a0cover\u00a0${formatCover(photo.cover)}`);
     photo.countsText.textContent = parts.join(" · ");
     for (const name of state.classes) {
       if (photo.cells[name]) photo.cells[name].textContent = String(photo.counts[name] || 0);
@@ -746,7 +746,7 @@
   }
 
   function summaryCsv() {
-    const header = ["file", ...state.classes, "weed_cover_percent", "min_confidence"];
+    const header = ["file", ...state.classes, "weed_box_cover_percent", "min_confidence"];
     const lines = [header.map(csvField).join(",")];
     for (const photo of state.photos) {
       if (!photo.answer || photo.removed) continue;
@@ -770,7 +770,7 @@
         file: p.name,
         image: p.answer.image,
         counts: p.counts,
-        weed_cover: roundTo(p.cover, 6),
+        weed_box_cover: roundTo(p.cover, 6),
         detections: p.dets.slice(0, p.visible),
       } : { file: p.name, error: p.failedMessage })),
     };

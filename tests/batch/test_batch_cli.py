@@ -19,7 +19,7 @@ from tests.batch.conftest import BIG_SIZE, Survey, geotagged_jpeg, make_survey
 from tests.batch.helpers import check_geojson, error_lines, read_csv, read_jsonl, run_cli
 from tests.conftest import REPO
 
-ANSWER_KEYS = {"path", "model", "image", "detections", "counts", "weed_cover"}
+ANSWER_KEYS = {"path", "model", "image", "detections", "counts", "weed_cover", "weed_box_cover"}
 
 
 def test_batch_writes_jsonl_csv_and_geojson(survey: Survey, tmp_path: Path, detector: Detector) -> None:
@@ -58,6 +58,7 @@ def test_batch_writes_jsonl_csv_and_geojson(survey: Survey, tmp_path: Path, dete
             assert int(row["weeds"]) == record["counts"]["weed"]
             assert int(row["crops"]) == record["counts"]["crop"]
             assert float(row["weed_cover"]) == record["weed_cover"]
+            assert float(row["weed_box_cover"]) == record["weed_box_cover"]
 
     collection = json.loads((out / outputs.GEOJSON).read_text())
     check_geojson(collection)
@@ -66,7 +67,7 @@ def test_batch_writes_jsonl_csv_and_geojson(survey: Survey, tmp_path: Path, dete
     for feature in features:
         lat, lon = survey.geotagged[Path(feature["properties"]["path"])]
         assert feature["geometry"]["coordinates"] == [pytest.approx(lon, abs=1e-6), pytest.approx(lat, abs=1e-6)]
-        assert set(feature["properties"]) == {"path", "weeds", "crops", "weed_cover"}
+        assert set(feature["properties"]) == {"path", "weeds", "crops", "weed_cover", "weed_box_cover"}
 
 
 def test_real_survey_images(shared_data: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from serving.batch import outputs
 
 def record(path: str, weeds: int = 0, gps: tuple[float, float] | None = None) -> dict:
     r = {"path": path, "image": {"width": 10, "height": 10}, "detections": [],
-         "counts": {"crop": 1, "weed": weeds}, "weed_cover": 0.25}
+         "counts": {"crop": 1, "weed": weeds}, "weed_cover": 0.25, "weed_box_cover": 0.5}
     if gps:
         r["gps"] = {"lat": gps[0], "lon": gps[1]}
     return r
@@ -41,8 +41,10 @@ def test_finalize_sorts_dedupes_and_regenerates(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO((tmp_path / outputs.SUMMARY_CSV).read_text())))
     assert [r["path"] for r in rows] == ["/a.png", "/b.jpg", "/c.jpg"]
     assert rows[0]["error"] == "undecodable_image: bad" and rows[0]["weeds"] == ""
-    assert (rows[2]["crops"], rows[2]["weeds"], rows[2]["weed_cover"], rows[2]["error"]) == ("1", "3", "0.25", "")
+    assert (rows[2]["crops"], rows[2]["weeds"], rows[2]["weed_cover"], rows[2]["weed_box_cover"],
+            rows[2]["error"]) == ("1", "3", "0.25", "0.5", "")
     collection = json.loads((tmp_path / outputs.GEOJSON).read_text())
     assert collection == {"type": "FeatureCollection", "features": [{
         "type": "Feature", "geometry": {"type": "Point", "coordinates": [2.5, -1.5]},
-        "properties": {"path": "/c.jpg", "weeds": 3, "crops": 1, "weed_cover": 0.25}}]}
+        "properties": {"path": "/c.jpg", "weeds": 3, "crops": 1, "weed_cover": 0.25,
+                       "weed_box_cover": 0.5}}]}
