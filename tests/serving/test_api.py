@@ -37,7 +37,9 @@ def test_detect_raw_answer_follows_the_contract(client: TestClient, shipped_mode
     assert body["image"] == {"width": 640, "height": 480}
     assert set(body["counts"]) == set(card["classes"])
     assert sum(body["counts"].values()) == len(body["detections"])
-    assert 0.0 <= body["weed_cover"] <= body["weed_box_cover"] <= 1.0  # plants lie in their boxes
+    assert 0.0 <= body["weed_box_cover"] <= 1.0
+    # plants lie in their boxes (slack: the mask counts whole pixels, box cover exact fractions)
+    assert 0.0 <= body["weed_cover"] <= body["weed_box_cover"] + 0.01
     assert "lanes" not in body
     assert set(body["timing_ms"]) == {"decode", "inference", "total"}
     for det in body["detections"]:
