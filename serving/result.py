@@ -11,7 +11,8 @@ from serving.detections import Detections
 from serving.geometry import lanes_hit, union_area
 from serving.vegetation import plant_cover
 
-WEED_CLASS_NAMES = ("weed",)
+# `plant`: green-on-brown mode (serving/green.py), where every plant on a fallow field is a target.
+WEED_CLASS_NAMES = ("weed", "plant")
 
 
 @dataclass
@@ -24,6 +25,7 @@ class DetectionResult:
     timing_ms: dict[str, float] = field(default_factory=dict)
     # (H, W) bool plant pixels (serving.vegetation); None when no weed was found (cover is 0 then)
     vegetation: np.ndarray | None = None
+    areas: np.ndarray | None = None  # plant pixels per detection (green-on-brown mode only)
 
     @property
     def weed_class_ids(self) -> list[int]:
@@ -62,6 +64,13 @@ class DetectionResult:
         return lanes_hit(self._weed_boxes(), self.width, count)
 
     def detection_dicts(self) -> list[dict[str, Any]]:
+        dets = self.detections
+        if self.areas is not None:
+            return [{**d, "area": int(round(float(a)))}
+                    for d, a in zip(self._plain_dicts(), self.areas)]
+        return self._plain_dicts()
+
+    def _plain_dicts(self) -> list[dict[str, Any]]:
         dets = self.detections
         return [
             {"class_id": int(c), "class_name": self.class_names[int(c)],

@@ -144,3 +144,33 @@ def plant_cover(mask: np.ndarray, weed_boxes: np.ndarray, crop_boxes: np.ndarray
     if len(crop_boxes):
         weed &= ~box_raster(crop_boxes, mask.shape)
     return float(weed.sum()) / mask.size
+
+
+@dataclass(frozen=True)
+class PlantRegions:
+    boxes: np.ndarray  # (N, 4) float32 x1, y1, x2, y2 pixels of the full image
+    areas: np.ndarray  # (N,) float32 plant pixels of each region (full-image pixels)
+    scores: np.ndarray  # (N,) float32 mean index margin above the threshold, 0-1
+    mask: np.ndarray  # (H, W) bool, the regions kept
+
+
+def plant_regions(image_bgr: np.ndarray, options: VegetationOptions | None = None) -> PlantRegions:
+    """Each connected vegetation region of at least `min_area` pixels, with its box, area and
+    score (the region's mean index margin over the threshold, as a share of the index's headroom)."""
+    options = options or VegetationOptions()
+    veg = vegetation_mask(image_bgr, options)
+    small = veg.index > veg.threshold
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(small.astype(np.uint8), connectivity=8)
+    scale = veg.scale
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float32) / (scale * scale)
+    keep = np.flatnonzero(areas >= options.min_area) + 1
+    headroom = max(INDEX_RANGE[options.index][1] - veg.threshold, 1e-6)
+    margin = np.clip((veg.index - veg.threshold) / headroom, 0, 1)
+    sums = np.bincount(labels.ravel(), weights=margin.ravel(), minlength=count)
+    scores = (sums[keep] / np.maximum(stats[keep, cv2.CC_STAT_AREA], 1)).astype(np.float32)
+    height, width = image_bgr.shape[:2]
+    x, y = stats[keep, cv2.CC_STAT_LEFT], stats[keep, cv2.CC_STAT_TOP]
+    w, h = stats[keep, cv2.CC_STAT_WIDTH], stats[keep, cv2.CC_STAT_HEIGHT]
+    boxes = np.stack([x / scale, y / scale, (x + w) / scale, (y + h) / scale], axis=1).astype(np.float32)
+    boxes = np.clip(boxes.reshape(-1, 4), 0, [width, height, width, height]).astype(np.float32)
+    return PlantRegions(boxes, areas[keep - 1], scores, veg.mask)

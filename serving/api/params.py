@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.detector import DetectOptions
 from serving.errors import InvalidParameter
+from serving.vegetation import VegetationOptions
 
 
 class DetectParams(BaseModel):
@@ -27,6 +28,12 @@ class DetectParams(BaseModel):
     max_det: int = Field(300, ge=1, le=1000, description="at most this many boxes")
     tile: Literal["auto", "on", "off"] = Field("auto", description="tile big images")
     lanes: int | None = Field(None, ge=1, le=64, description="sprayer lanes: N vertical strips")
+    mode: Literal["model", "green"] = Field("model", description="green: no model, every vegetation "
+                                            "region is a `plant` (green-on-brown)")
+    veg_index: Literal["exg", "exgr", "hsv"] = Field("exg", description="mode=green: vegetation index")
+    veg_threshold: Literal["auto"] | float = Field("auto", description="mode=green: index threshold, "
+                                                   "or auto (Otsu)")
+    min_area: int = Field(50, ge=1, description="mode=green: smallest plant region, pixels")
 
 
 def _openapi_parameters() -> list[dict[str, Any]]:
@@ -42,6 +49,7 @@ DETECT_QUERY_OPENAPI: list[dict[str, Any]] = _openapi_parameters()
 class DetectQuery:
     options: DetectOptions
     lanes: int | None
+    green: VegetationOptions | None = None  # mode=green: no model runs
 
 
 def detect_query(request: Request) -> DetectQuery:
@@ -61,5 +69,7 @@ def detect_query(request: Request) -> DetectQuery:
             class_ids = detector.class_ids_for(names) if detector else None
         except ValueError as exc:
             raise InvalidParameter(f"classes: {exc}") from exc
+    green = (VegetationOptions(params.veg_index, params.veg_threshold, params.min_area)
+             if params.mode == "green" else None)
     return DetectQuery(DetectOptions(conf=params.conf, iou=params.iou, classes=class_ids,
-                                     max_det=params.max_det, tile=params.tile), params.lanes)
+                                     max_det=params.max_det, tile=params.tile), params.lanes, green)

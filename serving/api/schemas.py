@@ -28,6 +28,7 @@ class Detection(BaseModel):
     class_name: str
     confidence: float = Field(ge=0, le=1)
     box: Box
+    area: int | None = Field(None, description="mode=green only: the region's plant pixels")
 
 
 class DetectAnswer(BaseModel):

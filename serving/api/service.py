@@ -14,8 +14,10 @@ from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
 from serving.errors import NotReady, Overloaded
+from serving.green import green_detect
 from serving.imaging import decode_image, warm_up_decoding
 from serving.result import DetectionResult
+from serving.vegetation import VegetationOptions
 
 log = logging.getLogger("weedscan")
 
@@ -84,9 +86,13 @@ class InferenceService:
                              f"retry after {self.settings.retry_after_s} s")
         return _Admission(self)
 
-    async def detect_bytes(self, data: bytes, options: DetectOptions) -> tuple[DetectionResult, np.ndarray]:
-        """Decode and detect one image; the caller holds an admission."""
-        detector = self.require_ready()
+    async def detect_bytes(self, data: bytes, options: DetectOptions,
+                           green: VegetationOptions | None = None) -> tuple[DetectionResult, np.ndarray]:
+        """Decode and detect one image; the caller holds an admission. With `green`, no model
+        runs: the vegetation regions are the detections (green-on-brown)."""
+        detector: Detector | _Green = self.require_ready()
+        if green is not None:
+            detector = _Green(green)
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         if len(data) <= INLINE_DECODE_MAX_BYTES:
@@ -107,11 +113,21 @@ class InferenceService:
                             "total": (done - start) * 1000}
         return result, image
 
-    def _decode_and_detect(self, detector: Detector, data: bytes,
+    def _decode_and_detect(self, detector: Detector | _Green, data: bytes,
                            options: DetectOptions) -> tuple[np.ndarray, float, DetectionResult]:
         start = time.perf_counter()
         image = decode_image(data, self.settings.max_pixels)
         return image, time.perf_counter() - start, detector.detect(image, options)
+
+
+class _Green:
+    """Stands in for the detector in mode=green."""
+
+    def __init__(self, options: VegetationOptions) -> None:
+        self.options = options
+
+    def detect(self, image: np.ndarray, options: DetectOptions) -> DetectionResult:
+        return green_detect(image, self.options, options.max_det)
 
 
 def _inference_executor() -> ThreadPoolExecutor:

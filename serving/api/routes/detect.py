@@ -50,7 +50,7 @@ async def detect(request: Request) -> JSONResponse:
     service = _service(request)
     with service.admit():
         data = await read_image_upload(request, service.settings.max_upload_bytes)
-        result, _ = await service.detect_bytes(data, query.options)
+        result, _ = await service.detect_bytes(data, query.options, query.green)
     return JSONResponse(result.to_dict(lanes=query.lanes))
 
 
@@ -68,7 +68,7 @@ async def detect_batch(request: Request) -> JSONResponse:
                 if len(part.data) > service.settings.max_upload_bytes:
                     raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
                                           f"limit of {service.settings.max_upload_bytes} bytes")
-                result, _ = await service.detect_bytes(bytes(part.data), query.options)
+                result, _ = await service.detect_bytes(bytes(part.data), query.options, query.green)
                 results.append(result.to_dict(lanes=query.lanes))
             except ClientError as exc:
                 results.append(error_item(exc))
@@ -87,7 +87,7 @@ async def annotate_image(
     service = _service(request)
     with service.admit():
         data = await read_image_upload(request, service.settings.max_upload_bytes)
-        result, image = await service.detect_bytes(data, query.options)
+        result, image = await service.detect_bytes(data, query.options, query.green)
         drawn = await asyncio.to_thread(
             lambda: annotate.encode(annotate.draw(image, result), format))
     return Response(drawn, media_type=f"image/{format}")

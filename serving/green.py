@@ -1,0 +1,32 @@
+"""Green-on-brown mode: no model; every vegetation region is a `plant` detection (fallow fields,
+where any plant is to be sprayed). Answers have the model mode's shape: counts, cover, lanes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from serving.detections import Detections
+from serving.result import DetectionResult
+from serving.vegetation import VegetationOptions, plant_regions
+
+GREEN_CLASSES = ["plant"]
+
+
+def green_detect(image: np.ndarray, options: VegetationOptions | None = None,
+                 max_det: int = 1000) -> DetectionResult:
+    options = options or VegetationOptions(min_area=50)
+    start = time.perf_counter()
+    regions = plant_regions(image, options)
+    order = np.argsort(-regions.areas, kind="stable")[:max_det]  # biggest plants first
+    dets = Detections(regions.boxes[order], regions.scores[order],
+                      np.zeros(len(order), np.int64))
+    height, width = image.shape[:2]
+    threshold = options.threshold if options.threshold == "auto" else f"{float(options.threshold):g}"
+    model = {"name": "green-on-brown", "version": f"{options.index}/{threshold}/{options.min_area}",
+             "sha256": ""}
+    result = DetectionResult(dets, width, height, GREEN_CLASSES, model, vegetation=regions.mask,
+                             areas=regions.areas[order])
+    result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
+    return result
