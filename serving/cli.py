@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -67,10 +67,16 @@ def detect(
     tile: Annotated[str, typer.Option(help="auto, on or off")] = "auto",
     lanes: Annotated[Optional[int], typer.Option(min=1, max=64, help="sprayer lanes")] = None,
     save_dir: Annotated[Optional[Path], typer.Option(help="also write annotated images here")] = None,
+    mode: Annotated[str, typer.Option(help="model, or green: no model, every vegetation region "
+                                      "is a plant (green-on-brown)")] = "model",
+    veg_index: Annotated[str, typer.Option(help="mode green: exg, exgr or hsv")] = "exg",
+    veg_threshold: Annotated[str, typer.Option(help="mode green: auto (Otsu) or a number")] = "auto",
+    min_area: Annotated[int, typer.Option(min=1, help="mode green: smallest plant, pixels")] = 50,
 ) -> None:
     """Detect crops and weeds in image files: one JSON line per image on stdout.
 
     Example: weedscan detect field1.jpg field2.png --save-dir out/
+             weedscan detect fallow.jpg --mode green --lanes 8
     """
     from serving import annotate
     from serving.detector import TILE_MODES, DetectOptions, Detector
@@ -79,11 +85,17 @@ def detect(
 
     if tile not in TILE_MODES:
         fail(f"--tile must be one of {', '.join(TILE_MODES)}")
+    if mode not in ("model", "green"):
+        fail("--mode must be model or green")
     settings = Settings(**({"model": model} if model else {}))
-    try:
-        detector = Detector(settings.model, threads=settings.threads)
-    except ModelCardError as exc:
-        fail(str(exc))
+    detector: Any
+    if mode == "green":
+        detector = green_detector(veg_index, veg_threshold, min_area)
+    else:
+        try:
+            detector = Detector(settings.model, threads=settings.threads)
+        except ModelCardError as exc:
+            fail(str(exc))
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     options = DetectOptions(conf=conf, iou=iou, tile=tile)
@@ -106,6 +118,27 @@ def detect(
         sys.stdout.flush()
     if failures:
         raise typer.Exit(1)
+
+
+def green_detector(veg_index: str, veg_threshold: str, min_area: int) -> Any:
+    """Something with the detector's `detect(image, options)` for --mode green; bad values fail."""
+    from serving.green import green_detect
+    from serving.vegetation import VegetationOptions
+
+    try:
+        threshold: Any = veg_threshold if veg_threshold == "auto" else float(veg_threshold)
+    except ValueError:
+        fail(f"--veg-threshold must be auto or a number, not {veg_threshold!r}")
+    try:
+        options = VegetationOptions(veg_index, threshold, min_area)  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(f"--veg-{exc}" if str(exc).startswith("index") else str(exc))
+
+    class Green:
+        def detect(self, image: Any, detect_options: Any) -> Any:
+            return green_detect(image, options, detect_options.max_det)
+
+    return Green()
 
 
 def register_serving_commands(app: typer.Typer) -> None:

@@ -3,6 +3,11 @@ in-process client and a real server."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -106,3 +111,23 @@ def test_green_mode_over_http(live_server: LiveServer) -> None:
     bad = live_server.http.post("/v1/detect", content=JPEG, headers={"Content-Type": "image/jpeg"},
                                 params={"mode": "green", "veg_threshold": "x"})
     assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("veg_threshold")
+
+
+def run_detect(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.cli", "detect", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_detect_cli_green_mode(tmp_path: Path) -> None:
+    field = tmp_path / "field.jpg"
+    field.write_bytes(JPEG)
+    done = run_detect(str(field), "--mode", "green", "--lanes", "4", "--save-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    check_plants(answer)
+    assert answer["lanes"] == [True, False, True, True]
+    assert cv2.imread(answer["annotated"]).shape == (480, 640, 3)
+    for bad, name in ((["--veg-index", "ndvi"], "--veg-index"), (["--veg-threshold", "x"], "--veg-threshold"),
+                      (["--mode", "grey"], "--mode"), (["--min-area", "0"], "min-area")):
+        done = run_detect(str(field), "--mode", "green", *bad)
+        assert done.returncode == 2 and name in done.stderr and "Traceback" not in done.stderr, done.stderr
