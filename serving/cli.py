@@ -120,9 +120,8 @@ def detect(
         raise typer.Exit(1)
 
 
-def green_detector(veg_index: str, veg_threshold: str, min_area: int) -> Any:
-    """Something with the detector's `detect(image, options)` for --mode green; bad values fail."""
-    from serving.green import green_detect
+def green_options(veg_index: str, veg_threshold: str, min_area: int) -> Any:
+    """The VegetationOptions of --veg-index, --veg-threshold, --min-area; bad values fail."""
     from serving.vegetation import VegetationOptions
 
     try:
@@ -133,6 +132,14 @@ def green_detector(veg_index: str, veg_threshold: str, min_area: int) -> Any:
         options = VegetationOptions(veg_index, threshold, min_area)  # type: ignore[arg-type]
     except ValueError as exc:
         fail(f"--veg-{exc}" if str(exc).startswith("index") else str(exc))
+    return options
+
+
+def green_detector(veg_index: str, veg_threshold: str, min_area: int) -> Any:
+    """Something with the detector's `detect(image, options)` for --mode green; bad values fail."""
+    from serving.green import green_detect
+
+    options = green_options(veg_index, veg_threshold, min_area)
 
     class Green:
         def detect(self, image: Any, detect_options: Any) -> Any:

@@ -3,6 +3,7 @@ where any plant is to be sprayed). Answers have the model mode's shape: counts, 
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
@@ -14,6 +15,15 @@ from serving.vegetation import VegetationOptions, plant_regions
 GREEN_CLASSES = ["plant"]
 
 
+def green_model_info(options: VegetationOptions) -> dict[str, str]:
+    """Stands in for the model card in answers; the sha256 names the settings, so batch results
+    of other settings are not mixed in."""
+    threshold = options.threshold if options.threshold == "auto" else f"{float(options.threshold):g}"
+    version = f"{options.index}/{threshold}/{options.min_area}"
+    digest = hashlib.sha256(f"green-on-brown {version}".encode()).hexdigest()
+    return {"name": "green-on-brown", "version": version, "sha256": digest}
+
+
 def green_detect(image: np.ndarray, options: VegetationOptions | None = None,
                  max_det: int = 1000) -> DetectionResult:
     options = options or VegetationOptions(min_area=50)
@@ -23,10 +33,7 @@ def green_detect(image: np.ndarray, options: VegetationOptions | None = None,
     dets = Detections(regions.boxes[order], regions.scores[order],
                       np.zeros(len(order), np.int64))
     height, width = image.shape[:2]
-    threshold = options.threshold if options.threshold == "auto" else f"{float(options.threshold):g}"
-    model = {"name": "green-on-brown", "version": f"{options.index}/{threshold}/{options.min_area}",
-             "sha256": ""}
-    result = DetectionResult(dets, width, height, GREEN_CLASSES, model, vegetation=regions.mask,
+    result = DetectionResult(dets, width, height, GREEN_CLASSES, green_model_info(options), vegetation=regions.mask,
                              areas=regions.areas[order])
     result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
     return result

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import fail
+from serving.cli import fail, green_options
 
 
 def batch(
@@ -25,6 +25,11 @@ def batch(
     retry_errors: Annotated[bool, typer.Option(help="rerun images recorded as errors")] = False,
     timing: Annotated[bool, typer.Option(help="keep timing_ms in detections.jsonl")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    mode: Annotated[str, typer.Option(help="model, or green: no model, every vegetation region "
+                                      "is a plant (green-on-brown)")] = "model",
+    veg_index: Annotated[str, typer.Option(help="mode green: exg, exgr or hsv")] = "exg",
+    veg_threshold: Annotated[str, typer.Option(help="mode green: auto (Otsu) or a number")] = "auto",
+    min_area: Annotated[int, typer.Option(min=1, help="mode green: smallest plant, pixels")] = 50,
 ) -> None:
     """Detect crops and weeds in every image of a survey; a rerun resumes where the last stopped.
 
@@ -44,9 +49,12 @@ def batch(
 
     if tile not in TILE_MODES:
         fail(f"--tile must be one of {', '.join(TILE_MODES)}")
+    if mode not in ("model", "green"):
+        fail("--mode must be model or green")
+    green = green_options(veg_index, veg_threshold, min_area) if mode == "green" else None
     settings = Settings(**({"model": model} if model else {}))
     job = BatchJob(model=str(settings.model), threads=settings.threads,
-                   max_pixels=settings.max_pixels, tile=tile, timing=timing)
+                   max_pixels=settings.max_pixels, tile=tile, timing=timing, green=green)
     try:
         report = run_batch(inputs, out, job, workers=workers, ray_address=ray_address,
                            limit=limit, retry_errors=retry_errors, progress=progress)

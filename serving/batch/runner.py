@@ -13,6 +13,7 @@ from serving.batch import outputs
 from serving.batch.inputs import find_images
 from serving.batch.local_runner import cpu_count, run_local
 from serving.batch.work import BatchJob, Record
+from serving.green import green_model_info
 from serving.model_card import load_card
 
 
@@ -39,7 +40,10 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
     `limit` stops after that many new images (a first look; the next run goes on from there).
     """
     paths = find_images(inputs)
-    card = load_card(Path(job.model))  # a missing model or a sha256 mismatch fails here, once
+    if job.green is None:
+        card = load_card(Path(job.model))  # a missing model or a sha256 mismatch fails here, once
+    else:
+        card = green_model_info(job.green)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = outputs.load_records(out_dir / outputs.JSONL)
     _check_same_model(records, str(card["sha256"]), out_dir)

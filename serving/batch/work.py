@@ -10,7 +10,9 @@ from typing import Any
 from serving.detector import DetectOptions, Detector
 from serving.errors import ClientError
 from serving.exif_gps import read_gps
+from serving.green import green_detect
 from serving.imaging import decode_image
+from serving.vegetation import VegetationOptions
 
 Record = dict[str, Any]
 
@@ -24,6 +26,7 @@ class BatchJob:
     max_pixels: int = 64_000_000
     tile: str = "auto"
     timing: bool = False  # keep timing_ms in the records (it differs from run to run)
+    green: VegetationOptions | None = None  # mode green: no model, vegetation regions are plants
 
 
 def error_record(path: str, code: str, message: str) -> Record:
@@ -36,7 +39,8 @@ class ImageWorker:
     def __init__(self, job: BatchJob) -> None:
         self.job = job
         # The driver verified the model's sha256 once; workers skip re-hashing it.
-        self.detector = Detector(job.model, threads=job.threads, verify=False)
+        self.detector = (Detector(job.model, threads=job.threads, verify=False)
+                         if job.green is None else None)
         self.options = DetectOptions(tile=job.tile)
 
     def process(self, path: str) -> Record:
@@ -45,7 +49,8 @@ class ImageWorker:
             data = Path(path).read_bytes()
             image = decode_image(data, self.job.max_pixels)
             decoded = time.perf_counter()
-            result = self.detector.detect(image, self.options)
+            result = (self.detector.detect(image, self.options) if self.detector is not None
+                      else green_detect(image, self.job.green))
         except OSError as exc:
             return error_record(path, "unreadable_file", exc.strerror or str(exc))
         except ClientError as exc:
