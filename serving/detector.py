@@ -147,7 +147,8 @@ class Detector:
             Detections.concat(parts), iou, options.max_det)
 
         result = DetectionResult(detections, width, height, self.class_names, self.model_info)
-        if len(result._weed_boxes()):  # plant-area weed cover (~5 ms per frame, only when needed)
-            result.vegetation = vegetation_mask(image).mask
+        if len(result._weed_boxes()):  # plant-area weed cover, only when needed; the mask at
+            # working resolution (long side 512) is enough for an area share, and cheap
+            result.vegetation = vegetation_mask(image, full_resolution=False).mask
         result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
         return result

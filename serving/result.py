@@ -23,7 +23,8 @@ class DetectionResult:
     class_names: list[str]
     model: dict[str, str]
     timing_ms: dict[str, float] = field(default_factory=dict)
-    # (H, W) bool plant pixels (serving.vegetation); None when no weed was found (cover is 0 then)
+    # bool plant pixels (serving.vegetation), at full or working resolution; None when no weed
+    # was found (cover is 0 then)
     vegetation: np.ndarray | None = None
     areas: np.ndarray | None = None  # plant pixels per detection (green-on-brown mode only)
 
@@ -53,7 +54,7 @@ class DetectionResult:
             return 0.0
         if self.vegetation is None:
             raise ValueError("weed cover needs the vegetation mask of the image")
-        return plant_cover(self.vegetation, weeds, self._other_boxes())
+        return plant_cover(self.vegetation, weeds, self._other_boxes(), (self.height, self.width))
 
     def weed_box_cover(self) -> float:
         """Box area: the share of the image under the union of weed boxes."""

@@ -15,6 +15,8 @@ resolution (long side `work_side`, INTER_AREA) and the mask is upsampled back.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -92,12 +94,14 @@ def auto_threshold(values: np.ndarray, index: VegIndex) -> float:
 
 
 def _working(image_bgr: np.ndarray, work_side: int | None) -> tuple[np.ndarray, float]:
+    """The image shrunk by a whole factor so its long side is at most work_side: OpenCV's
+    area filter has a fast path for whole factors (2 ms instead of 7 ms for a 1296 px frame)."""
     height, width = image_bgr.shape[:2]
     if work_side is None or max(height, width) <= work_side:
         return image_bgr, 1.0
-    scale = work_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA), scale
+    factor = math.ceil(max(height, width) / work_side)
+    small = cv2.resize(image_bgr, None, fx=1.0 / factor, fy=1.0 / factor, interpolation=cv2.INTER_AREA)
+    return small, small.shape[1] / width
 
 
 def _drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -109,8 +113,10 @@ def _drop_small(mask: np.ndarray, min_area: float) -> np.ndarray:
     return keep[labels]
 
 
-def vegetation_mask(image_bgr: np.ndarray, options: VegetationOptions | None = None) -> VegetationMask:
-    """Plant pixels of a BGR image, at the image's full resolution."""
+def vegetation_mask(image_bgr: np.ndarray, options: VegetationOptions | None = None,
+                    full_resolution: bool = True) -> VegetationMask:
+    """Plant pixels of a BGR image, at the image's full resolution (or, with
+    full_resolution=False, at the working resolution: enough for area shares, and cheaper)."""
     options = options or VegetationOptions()
     small, scale = _working(image_bgr, options.work_side)
     values = vegetation_index(small, options.index)
@@ -118,7 +124,7 @@ def vegetation_mask(image_bgr: np.ndarray, options: VegetationOptions | None = N
                  else float(options.threshold))
     mask = _drop_small(values > threshold, options.min_area * scale * scale)
     height, width = image_bgr.shape[:2]
-    if scale != 1.0:
+    if scale != 1.0 and full_resolution:
         up = cv2.resize(mask.astype(np.uint8) * 255, (width, height), interpolation=cv2.INTER_LINEAR)
         mask = up > 127
     return VegetationMask(mask, values, threshold, scale)
@@ -135,11 +141,17 @@ def box_raster(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return inside
 
 
-def plant_cover(mask: np.ndarray, weed_boxes: np.ndarray, crop_boxes: np.ndarray) -> float:
+def plant_cover(mask: np.ndarray, weed_boxes: np.ndarray, crop_boxes: np.ndarray,
+                image_shape: tuple[int, int] | None = None) -> float:
     """Fraction of the image's pixels that are vegetation inside a weed box and in no crop box
-    (a pixel under both a crop and a weed box counts as crop)."""
+    (a pixel under both a crop and a weed box counts as crop). Boxes are in pixels of an image
+    of image_shape (H, W); a smaller mask (working resolution) gets them scaled down."""
     if mask.size == 0 or len(weed_boxes) == 0:
         return 0.0
+    if image_shape is not None and tuple(image_shape) != mask.shape:
+        factor = np.array([mask.shape[1] / image_shape[1], mask.shape[0] / image_shape[0]] * 2)
+        weed_boxes = np.asarray(weed_boxes, np.float64).reshape(-1, 4) * factor
+        crop_boxes = np.asarray(crop_boxes, np.float64).reshape(-1, 4) * factor
     weed = box_raster(weed_boxes, mask.shape) & mask
     if len(crop_boxes):
         weed &= ~box_raster(crop_boxes, mask.shape)
