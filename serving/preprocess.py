@@ -35,7 +35,7 @@ def letterbox(image: np.ndarray, size: int, stride: int | None = None) -> tuple[
     work; models exported with dynamic height and width accept that)."""
     height, width = image.shape[:2]
     ratio = min(size / height, size / width)
-    new_w, new_h = round(width * ratio), round(height * ratio)
+    new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))  # a 1000x1 image: 1 px, not 0
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     dw, dh = size - new_w, size - new_h
