@@ -98,7 +98,10 @@ class Detector:
         """Class names -> ids; ValueError names the unknown ones."""
         unknown = [n for n in names if n not in self.class_names]
         if unknown:
-            raise ValueError(f"unknown class(es) {', '.join(unknown)}; "
+            shown = ", ".join(n[:40] for n in unknown[:5])  # capped: never echo a whole list back
+            if len(unknown) > 5:
+                shown += f" and {len(unknown) - 5} more"
+            raise ValueError(f"unknown class(es) {shown}; "
                              f"this model knows {', '.join(self.class_names)}")
         return tuple(self.class_names.index(n) for n in names)
 
