@@ -40,6 +40,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, ServiceUnavailable):
             headers = {"Retry-After": str(request.app.state.settings.retry_after_s)}
+        elif exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
+            headers = {"WWW-Authenticate": 'Bearer realm="weedscan"'}
         return error_response(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
