@@ -15,12 +15,17 @@ from typing import Any
 _NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_has_native_bf16() -> bool:
+def cpu_has_any_flag(wanted: tuple[str, ...]) -> bool:
+    """Whether /proc/cpuinfo lists any of these CPU flags (False where it cannot be read)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+    return any(flag in flags for flag in wanted)
+
+
+def cpu_has_native_bf16() -> bool:
+    return cpu_has_any_flag(_NATIVE_BF16_FLAGS)
 
 
 def make_trainer_class(bf16: bool, threads: int | None = None):  # noqa: ANN201 - a DetectionTrainer subclass

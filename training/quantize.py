@@ -24,6 +24,7 @@ import numpy as np
 from serving.detector import Detector
 from serving.model_card import card_path_for, sha256_of
 from serving.preprocess import letterbox, to_blob
+from training.bf16 import cpu_has_any_flag
 from training.evaluate import evaluate
 from training.trainset import YoloDataset
 
@@ -69,11 +70,7 @@ _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 def cpu_has_vnni() -> bool:
     """Without VNNI, u8 x s8 products summed in 16 bits can saturate: weights then use 7 bits."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in _VNNI_FLAGS)
+    return cpu_has_any_flag(_VNNI_FLAGS)
 
 
 def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 128,
