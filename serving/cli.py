@@ -136,16 +136,10 @@ def green_options(veg_index: str, veg_threshold: str, min_area: int) -> Any:
 
 
 def green_detector(veg_index: str, veg_threshold: str, min_area: int) -> Any:
-    """Something with the detector's `detect(image, options)` for --mode green; bad values fail."""
-    from serving.green import green_detect
+    """The detector stand-in for --mode green; bad values fail."""
+    from serving.green import GreenDetector
 
-    options = green_options(veg_index, veg_threshold, min_area)
-
-    class Green:
-        def detect(self, image: Any, detect_options: Any) -> Any:
-            return green_detect(image, options, detect_options.max_det)
-
-    return Green()
+    return GreenDetector(green_options(veg_index, veg_threshold, min_area))
 
 
 def register_serving_commands(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from serving.detections import Detections
+from serving.detector import DetectOptions
 from serving.result import DetectionResult
 from serving.vegetation import VegetationOptions, plant_regions
 
@@ -37,3 +38,13 @@ def green_detect(image: np.ndarray, options: VegetationOptions | None = None,
                              areas=regions.areas[order])
     result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
     return result
+
+
+class GreenDetector:
+    """Stands in for the model's Detector in mode=green: the same `detect(image, options)`."""
+
+    def __init__(self, options: VegetationOptions) -> None:
+        self.options = options
+
+    def detect(self, image: np.ndarray, options: DetectOptions) -> DetectionResult:
+        return green_detect(image, self.options, options.max_det)

@@ -33,14 +33,16 @@ class DetectionResult:
         return [i for i, name in enumerate(self.class_names) if name in WEED_CLASS_NAMES]
 
     def _weed_boxes(self) -> np.ndarray:
-        is_weed = np.zeros(len(self.class_names), bool)
-        is_weed[self.weed_class_ids] = True
-        return self.detections.boxes[is_weed[self.detections.class_ids]]
+        return self.detections.boxes[self._is_weed()]
 
     def _other_boxes(self) -> np.ndarray:
+        return self.detections.boxes[~self._is_weed()]
+
+    def _is_weed(self) -> np.ndarray:
+        """Per detection: is its class a weed class."""
         is_weed = np.zeros(len(self.class_names), bool)
         is_weed[self.weed_class_ids] = True
-        return self.detections.boxes[~is_weed[self.detections.class_ids]]
+        return is_weed[self.detections.class_ids]
 
     def counts(self) -> dict[str, int]:
         per_class = np.bincount(self.detections.class_ids, minlength=len(self.class_names))
@@ -65,7 +67,6 @@ class DetectionResult:
         return lanes_hit(self._weed_boxes(), self.width, count)
 
     def detection_dicts(self) -> list[dict[str, Any]]:
-        dets = self.detections
         if self.areas is not None:
             return [{**d, "area": int(round(float(a)))}
                     for d, a in zip(self._plain_dicts(), self.areas)]

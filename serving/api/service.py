@@ -14,7 +14,7 @@ from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
 from serving.errors import NotReady, Overloaded
-from serving.green import green_detect
+from serving.green import GreenDetector
 from serving.imaging import decode_image, warm_up_decoding
 from serving.result import DetectionResult
 from serving.vegetation import VegetationOptions
@@ -90,9 +90,9 @@ class InferenceService:
                            green: VegetationOptions | None = None) -> tuple[DetectionResult, np.ndarray]:
         """Decode and detect one image; the caller holds an admission. With `green`, no model
         runs: the vegetation regions are the detections (green-on-brown)."""
-        detector: Detector | _Green = self.require_ready()
+        detector: Detector | GreenDetector = self.require_ready()
         if green is not None:
-            detector = _Green(green)
+            detector = GreenDetector(green)
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         if len(data) <= INLINE_DECODE_MAX_BYTES:
@@ -113,21 +113,11 @@ class InferenceService:
                             "total": (done - start) * 1000}
         return result, image
 
-    def _decode_and_detect(self, detector: Detector | _Green, data: bytes,
+    def _decode_and_detect(self, detector: Detector | GreenDetector, data: bytes,
                            options: DetectOptions) -> tuple[np.ndarray, float, DetectionResult]:
         start = time.perf_counter()
         image = decode_image(data, self.settings.max_pixels)
         return image, time.perf_counter() - start, detector.detect(image, options)
-
-
-class _Green:
-    """Stands in for the detector in mode=green."""
-
-    def __init__(self, options: VegetationOptions) -> None:
-        self.options = options
-
-    def detect(self, image: np.ndarray, options: DetectOptions) -> DetectionResult:
-        return green_detect(image, self.options, options.max_det)
 
 
 def _inference_executor() -> ThreadPoolExecutor:
