@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.netguard import no_network
+from training.evaluate import box_iou
 from tests.training.test_chain import make_dataset
 
 PRETRAINED = (Path(__file__).resolve().parents[2] / ".." / "shared" / "pretrained").resolve()
@@ -45,13 +46,6 @@ def confident_boxes(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     kept = np.asarray(kept, int).reshape(-1)
     xyxy = np.column_stack([corner[:, 0], corner[:, 1], corner[:, 0] + corner[:, 2], corner[:, 1] + corner[:, 3]])
     return xyxy[kept], classes[kept]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
 def torch_output(model, x: np.ndarray, end2end: bool) -> np.ndarray:  # noqa: ANN001
@@ -93,7 +87,7 @@ def test_a_rebuilt_coco_model_finds_the_onnx_files_boxes(file_name: str) -> None
                                                (boxes, classes, ref_boxes, ref_classes)):
             for box, cls in zip(one, one_cls):
                 same = other[other_cls == cls]
-                assert len(same) and iou(box[None], same).max() >= 0.85, (image_name, box, cls)
+                assert len(same) and box_iou(box[None], same).max() >= 0.85, (image_name, box, cls)
                 compared += 1
     assert compared >= 8
 
