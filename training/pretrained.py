@@ -13,7 +13,10 @@ Ultralytics' state-dict names, so the weights can be rebuilt into a trainable De
   nearly the same in train mode, so fine-tuning starts from the pretrained features rather than
   from unit-variance activations;
 - an end-to-end YOLO26 export holds only the one-to-one head; the one-to-many head that training
-  also uses starts as a copy of it.
+  also uses starts as a copy of it;
+- the class branch's hidden width depends on the class count it was first built for (80 for COCO)
+  and Ultralytics keeps that width when it fine-tunes to fewer classes, so the branch is built at
+  the width the file holds (a weedscan export of a COCO fine-tune is 80 wide with 2 classes).
 """
 
 from __future__ import annotations
@@ -132,6 +135,28 @@ def _conv_bn_pairs(model: Any) -> list[tuple[str, Any, Any]]:
     return pairs
 
 
+def _match_class_branch_width(model: Any, yaml_name: str, tensors: dict[str, np.ndarray]) -> None:
+    """Rebuild the head's class branches at the hidden width stored in the file, if it differs."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    index = len(model.model) - 1
+    head = model.model[-1]
+    for attr in ("cv3", "one2one_cv3"):
+        branches = getattr(head, attr, None)
+        key = next((k for k in (f"model.{index}.{attr}.0.0.conv.weight", f"model.{index}.{attr}.0.0.1.conv.weight")
+                    if k in tensors), None)
+        if branches is None or key is None:
+            continue
+        width = int(tensors[key].shape[0])
+        if width == branches[0][-1].in_channels:
+            continue
+        # c3 = max(ch0, min(nc, 100)): a model built for `width` classes has branches that wide.
+        donor = getattr(DetectionModel(yaml_name, nc=width, verbose=False).model[-1], attr)
+        for branch in donor:
+            branch[-1] = type(branch[-1])(width, head.nc, 1)
+        setattr(head, attr, donor)
+
+
 def _fill_from_onnx(model: Any, tensors: dict[str, np.ndarray], end2end: bool) -> None:
     import torch
     import torch.nn as nn
@@ -213,6 +238,7 @@ def rebuild_from_onnx(onnx_path: Path, calibration: list[Path]) -> tuple[Any, Pr
         raise PretrainedError(f"{onnx_path.name} has no class names in its metadata")
     tensors = onnx_tensors(onnx_path)
     model = DetectionModel(yaml_name, nc=len(names), verbose=False)
+    _match_class_branch_width(model, yaml_name, tensors)
     head = model.model[-1]
     end2end = getattr(head, "one2one_cv2", None) is not None  # one-to-one head in the file
     _fill_from_onnx(model, tensors, end2end)

@@ -93,6 +93,35 @@ def test_a_rebuilt_coco_model_finds_the_onnx_files_boxes(file_name: str) -> None
 
 
 @pytest.mark.slow
+def test_the_shipped_model_is_rebuilt_with_its_wide_class_branch(shared_data: Path,
+                                                                 shipped_model: Path) -> None:
+    """A COCO fine-tune keeps the 80-wide class branch with 2 classes: training can restart from it."""
+    import onnxruntime as ort
+
+    from training.pretrained import rebuild_from_onnx
+
+    images = sorted((shared_data / "sesame" / "images" / "val").iterdir())[:6]
+    model, origin = rebuild_from_onnx(shipped_model, images[:4])
+    head = model.model[-1]
+    assert model.names == {0: "crop", 1: "weed"} and head.nc == 2
+    assert origin.architecture == "yolov8n.yaml"
+    session = ort.InferenceSession(str(shipped_model), providers=["CPUExecutionProvider"])
+    compared = 0
+    for path in images:
+        x = model_input(cv2.imread(str(path)), 320)
+        reference = session.run(None, {session.get_inputs()[0].name: x})[0]
+        ours = torch_output(model, x, end2end=False)
+        assert ours.shape == reference.shape
+        ref_boxes, ref_classes = confident_boxes(reference)
+        boxes, classes = confident_boxes(ours)
+        assert len(boxes) == len(ref_boxes), path.name
+        for box, cls in zip(ref_boxes, ref_classes):
+            assert box_iou(box[None], boxes[classes == cls]).max() >= 0.9, (path.name, box)
+            compared += 1
+    assert compared >= 3, "the shipped model should find plants on sesame val"
+
+
+@pytest.mark.slow
 def test_rebuilt_weights_load_into_a_two_class_model() -> None:
     from ultralytics.nn.tasks import DetectionModel
 
