@@ -157,9 +157,11 @@ def quantize_command(
     model: Annotated[Path, typer.Argument(help="fp32 ONNX model with its card")],
     data: Annotated[list[Path], typer.Option("--data", help="datasets: train split calibrates, val split scores")],
     out: Annotated[Optional[Path], typer.Option(help="output .onnx (default: NAME-int8.onnx beside the model)")] = None,
-    calib: Annotated[int, typer.Option(min=1, help="calibration images")] = 128,
+    calib: Annotated[int, typer.Option(min=1, help="calibration images")] = 256,
     keep_last_convs: Annotated[bool, typer.Option(help="keep the head's last convs in float")] = True,
     ops: Annotated[str, typer.Option(help="all: every operator with an int8 kernel; conv: convolutions only")] = "all",
+    method: Annotated[str, typer.Option(help="activation ranges: minmax, percentile or entropy")] = "minmax",
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing output")] = False,
 ) -> None:
     """Make an int8 copy of an ONNX model (static quantization calibrated on training images)
     and score it; ship it only if it holds accuracy and runs faster (benchmarks/bench_int8.py).
@@ -167,7 +169,7 @@ def quantize_command(
     Example: weedscan quantize models/weedscan.onnx --data ../shared/data/sesame --data ../shared/data/cwfid
     """
     from serving.errors import ModelCardError
-    from training.quantize import quantize
+    from training.quantize import CALIBRATION_METHODS, quantize
     from training.trainset import DatasetError
 
     if not model.is_file():
@@ -175,8 +177,12 @@ def quantize_command(
     out = out or model.with_name(f"{model.stem}-int8.onnx")
     if ops not in ("all", "conv"):
         fail(f"--ops takes all or conv, got '{ops}'")
+    if method not in CALIBRATION_METHODS:
+        fail(f"--method takes {', '.join(CALIBRATION_METHODS)}, got '{method}'")
+    if out.exists() and not force:
+        fail(f"{out} exists: pass --force to overwrite it, or --out for another file")
     try:
-        quantize(model, data, out, calib, keep_last_convs, ops=ops)
+        quantize(model, data, out, calib, keep_last_convs, ops=ops, method=method)
     except (ModelCardError, DatasetError) as exc:
         fail(str(exc))
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")

@@ -4,8 +4,9 @@ QDQ format, uint8 activations x int8 per-channel weights. By default every opera
 can run in int8 is quantized (`ops="all"`): with only the convolutions in int8 (`ops="conv"`),
 each SiLU (Sigmoid, Mul), Add, Concat and Resize between them runs in float behind a
 dequantize/quantize pair, and at 320 px that traffic ate the whole int8 gain (measured in
-benchmarks/RESULTS.md). The box decoding of the head (DFL) and, by default, the head's last
-convolutions stay in float, where int8 rounding costs the most accuracy.
+benchmarks/RESULTS.md). The head after its conv branches (box decoding, class
+Sigmoid, the output Concat) and, by default, the branches' last convolutions stay in float, where
+int8 rounding costs the most accuracy.
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ class _Reader:
 
 
 def head_nodes_to_keep_float(model: Any, keep_last_convs: bool) -> list[str]:  # noqa: ANN401
-    """Names of the head's DFL nodes (and optionally the last conv of each branch)."""
+    """Names of the head's nodes after its conv branches (and optionally each branch's last conv)."""
     names = [n.name for n in model.graph.node]
     indices = [int(m.group(1)) for n in names if (m := re.match(r"/model\.(\d+)/", n))]
     if not indices:
         return []
     head = f"/model.{max(indices)}/"
-    keep = [n for n in names if n.startswith(head) and "/dfl/" in n]
+    # Everything of the head outside its conv branches: the DFL, the anchor arithmetic, the class
+    # Sigmoid and the final Concat. Quantized, that Concat shares one uint8 scale between pixel
+    # coordinates (0..320) and class probabilities (0..1): every score rounds to 0 or 1.25.
+    keep = [n for n in names if n.startswith(head) and not re.search(r"/(one2one_)?cv[23]\.\d+\.", n)]
     if keep_last_convs:
         # cv2.i.2 / cv3.i.2 (and one2one_ twins): the convs producing box and class logits.
         keep += [n for n in names if n.startswith(head) and re.search(r"cv[23]\.\d+\.2/Conv$", n)]
@@ -65,6 +69,10 @@ def head_nodes_to_keep_float(model: Any, keep_last_convs: bool) -> list[str]:  #
 
 
 QUANTIZED_OPS = {"all": None, "conv": ["Conv"]}  # None: every operator ORT has an int8 kernel for
+# Activation ranges: MinMax takes each tensor's extremes over the calibration images; Percentile
+# clips the rare outliers (99.999th percentile), spending the 256 levels on the values that occur.
+CALIBRATION_METHODS = {"minmax": lambda m: m.MinMax, "percentile": lambda m: m.Percentile,
+                       "entropy": lambda m: m.Entropy}
 _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -73,9 +81,9 @@ def cpu_has_vnni() -> bool:
     return cpu_has_any_flag(_VNNI_FLAGS)
 
 
-def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 128,
+def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 256,
              keep_last_convs: bool = True, evaluate_on: str | None = "val",
-             ops: str = "all") -> Path:
+             ops: str = "all", method: str = "minmax") -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -90,12 +98,12 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
             str(prepared), str(out_path), _Reader(detector.input_name, detector.input_size, paths),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS[ops], per_channel=True,
             reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep_float, calibrate_method=CalibrationMethod.MinMax)
+            nodes_to_exclude=keep_float, calibrate_method=CALIBRATION_METHODS[method](CalibrationMethod))
 
     card = dict(detector.card)
     card.update({"name": f"{card['name']}-int8", "sha256": sha256_of(out_path),
                  "precision": "int8 (ONNX Runtime static quantization, QDQ, per-channel)",
-                 "quantization": {"calibration_images": len(paths), "method": "MinMax",
+                 "quantization": {"calibration_images": len(paths), "method": method,
                                   "operators": ops, "reduce_range": not cpu_has_vnni(),
                                   "float_nodes": keep_float, "source_sha256": card["sha256"]}})
     card_path_for(out_path).write_text(json.dumps(card, indent=2) + "\n")

@@ -56,8 +56,18 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
     reference = fp32_detector.session.run(None, {fp32_detector.input_name: blob})[0]
     quantized = int8_detector.session.run(None, {int8_detector.input_name: blob})[0]
     assert np.corrcoef(reference.ravel(), quantized.ravel())[0, 1] > 0.98
+    # Class scores stay probabilities: an int8 output Concat would share one scale with the pixel
+    # coordinates beside them and round every score to 0 or ~1.25.
+    scores = quantized[0, 4:]
+    assert scores.max() <= 1.0 and len(np.unique(scores)) > 100
+    assert np.abs(reference[0, 4:] - scores).max() < 0.25  # calibrated on 8 synthetic images
     answer = int8_detector.detect(image, DetectOptions(tile="off"))
     assert answer.detections.scores.size == len(answer.detections.boxes)
 
     refused = CliRunner().invoke(app, ["quantize", str(model), "--data", str(data_yaml), "--ops", "fp16"])
     assert refused.exit_code != 0 and "--ops takes all or conv" in refused.output
+    refused = CliRunner().invoke(app, ["quantize", str(model), "--data", str(data_yaml), "--method", "kl"])
+    assert refused.exit_code != 0 and "--method takes minmax" in refused.output
+    kept = out.read_bytes()
+    refused = CliRunner().invoke(app, ["quantize", str(model), "--data", str(data_yaml), "--out", str(out)])
+    assert refused.exit_code != 0 and "--force" in refused.output and out.read_bytes() == kept
