@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     # Idle keep-alive connections stay open this long. uvicorn's 5 s would close a robot's
     # connection during a pause at the headland, and its next frame could hit the closing socket.
     keep_alive_s: int = Field(75, ge=1)
+    # A request body must arrive within body_timeout_s, plus one second per body_min_rate_kb_s
+    # KiB received: a stalled or trickling upload gets 408 and never holds an inference slot.
+    body_timeout_s: float = Field(15.0, gt=0)
+    body_min_rate_kb_s: float = Field(16.0, gt=0)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -53,6 +57,10 @@ class Settings(BaseSettings):
     @property
     def max_batch_bytes(self) -> int:
         return int(self.max_batch_mb * 1024 * 1024)
+
+    @property
+    def body_min_rate_bytes(self) -> float:
+        return self.body_min_rate_kb_s * 1024
 
     def inference_threads(self) -> int:
         """Cores shared fairly between worker processes, so they do not oversubscribe the CPU."""

@@ -6,6 +6,7 @@ never touch the disk, so multipart is parsed here with python-multipart's stream
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -23,6 +24,22 @@ class MissingField(ClientError):
     status, code = 422, "missing_field"
 
 
+class BodyTimeout(ClientError):
+    status, code = 408, "body_timeout"
+
+
+@dataclass(frozen=True)
+class BodyPace:
+    """How long a body may take to arrive: `grace_s`, plus one second per `min_rate` bytes
+    received (Apache mod_reqtimeout's rule). A client slower than `min_rate` runs out of time."""
+
+    grace_s: float
+    min_rate: float  # bytes per second
+
+    def allowed_s(self, received: int) -> float:
+        return self.grace_s + received / self.min_rate
+
+
 @dataclass
 class Part:
     name: str
@@ -31,16 +48,26 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+async def read_limited(request: Request, limit: int, pace: BodyPace) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes, and
+    with 408 when it arrives slower than `pace` allows. A client that leaves raises Starlette's
+    ClientDisconnect."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {int(declared)} bytes; the limit is {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+    start = asyncio.get_running_loop().time()
+    try:
+        async with asyncio.timeout_at(start + pace.allowed_s(0)) as budget:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+                budget.reschedule(start + pace.allowed_s(len(body)))
+    except TimeoutError:
+        raise BodyTimeout(f"the body did not arrive in time ({len(body)} bytes in "
+                          f"{pace.allowed_s(len(body)):.0f} s; at least {pace.min_rate / 1024:g} "
+                          f"KiB/s after the first {pace.grace_s:g} s)") from None
     return bytes(body)
 
 
@@ -94,27 +121,28 @@ def media_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_image_upload(request: Request, limit: int) -> bytes:
+async def read_image_upload(request: Request, limit: int, pace: BodyPace) -> bytes:
     """The image of a detect/annotate request: raw image body or multipart field `image`."""
     media_type = media_type_of(request)
     if media_type == "multipart/form-data":
-        body = await read_limited(request, limit)
+        body = await read_limited(request, limit, pace)
         for part in parse_multipart(body, request.headers["content-type"]):
             if part.name == "image":
                 return bytes(part.data)
         raise MissingField("the multipart body has no 'image' field")
     if media_type in SUPPORTED_MEDIA_TYPES:
-        return await read_limited(request, limit)
+        return await read_limited(request, limit, pace)
     raise UnsupportedMediaType(
         f"Content-Type '{media_type or '(none)'}' is not supported; send multipart/form-data with "
         f"the file in field 'image', or the raw bytes as one of {', '.join(SUPPORTED_MEDIA_TYPES)}")
 
 
-async def read_batch_uploads(request: Request, limit: int, max_files: int) -> list[Part]:
+async def read_batch_uploads(request: Request, limit: int, max_files: int,
+                             pace: BodyPace) -> list[Part]:
     if media_type_of(request) != "multipart/form-data":
         raise UnsupportedMediaType("the batch endpoint takes multipart/form-data with files in "
                                    "field 'images'")
-    body = await read_limited(request, limit)
+    body = await read_limited(request, limit, pace)
     images = [p for p in parse_multipart(body, request.headers["content-type"]) if p.name == "images"]
     if not images:
         raise MissingField("the multipart body has no 'images' field")

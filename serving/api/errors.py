@@ -8,12 +8,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from serving.errors import ClientError, ServiceUnavailable
 
 log = logging.getLogger("weedscan")
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# nginx's "client closed request": the client left before its body arrived. Nobody reads the
+# answer; the status is for /metrics, apart from the server's own failures (500).
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(status: int, code: str, message: str,
@@ -42,7 +46,15 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(request.app.state.settings.retry_after_s)}
         elif exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="weedscan"'}
+        elif exc.status == 408:  # the rest of a stalled body is not worth waiting for
+            headers = {"Connection": "close"}
         return error_response(exc.status, exc.code, exc.message, headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        log.warning("client closed the connection during %s %s", request.method, request.url.path)
+        return error_response(CLIENT_CLOSED_REQUEST, "client_closed_request",
+                              "the client closed the connection before the request was read")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -78,12 +78,17 @@ class InferenceService:
                            else "the model is still loading; retry shortly")
         return self.detector
 
-    def admit(self) -> _Admission:
+    def check_admission(self) -> None:
+        """Refuse (503) when not ready or full; takes no slot."""
         self.require_ready()
         if self._inflight >= self.settings.max_inflight:
             self.metrics.rejected.inc()
             raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
                              f"retry after {self.settings.retry_after_s} s")
+
+    def admit(self) -> _Admission:
+        """A slot for `with`; refused like check_admission."""
+        self.check_admission()
         return _Admission(self)
 
     async def detect_bytes(self, data: bytes, options: DetectOptions,

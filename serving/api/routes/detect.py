@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from serving import annotate
 from serving.api.auth import require_api_key
-from serving.api.bodies import read_batch_uploads, read_image_upload
+from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
 from serving.api.errors import error_item
 from serving.api.params import DETECT_QUERY_OPENAPI, detect_query
 from serving.api.schemas import BatchAnswer, DetectAnswer, ErrorAnswer
@@ -42,14 +42,24 @@ def _service(request: Request) -> InferenceService:
     return request.app.state.service
 
 
+def _pace(service: InferenceService) -> BodyPace:
+    return BodyPace(service.settings.body_timeout_s, service.settings.body_min_rate_bytes)
+
+
+# The body is read before a request takes an inference slot, so a stalled or trickling upload
+# (408 when too slow) holds only its own connection; `check_admission` first refuses a full or
+# unready server without reading the body.
+
+
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
              summary="Detect crops and weeds in one image")
 async def detect(request: Request) -> JSONResponse:
     """The image as multipart field `image`, or as the raw body with an image Content-Type."""
     query = detect_query(request)
     service = _service(request)
+    service.check_admission()
+    data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service))
     with service.admit():
-        data = await read_image_upload(request, service.settings.max_upload_bytes)
         result, _ = await service.detect_bytes(data, query.options, query.green)
     return JSONResponse(result.to_dict(lanes=query.lanes))
 
@@ -60,9 +70,10 @@ async def detect_batch(request: Request) -> JSONResponse:
     query = detect_query(request)
     service = _service(request)
     results: list[dict[str, Any]] = []
+    service.check_admission()
+    parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
+                                     service.settings.max_batch_files, _pace(service))
     with service.admit():
-        parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
-                                         service.settings.max_batch_files)
         for part in parts:
             try:
                 if len(part.data) > service.settings.max_upload_bytes:
@@ -85,8 +96,9 @@ async def annotate_image(
 ) -> Response:
     query = detect_query(request)
     service = _service(request)
+    service.check_admission()
+    data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service))
     with service.admit():
-        data = await read_image_upload(request, service.settings.max_upload_bytes)
         result, image = await service.detect_bytes(data, query.options, query.green)
         drawn = await asyncio.to_thread(
             lambda: annotate.encode(annotate.draw(image, result), format))
