@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from serving.api.errors import install_error_handlers
+from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
 from serving.api.routes import detect, page, system
 from serving.api.routes.page import STATIC_DIR
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
