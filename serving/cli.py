@@ -79,8 +79,8 @@ def detect(
              weedscan detect fallow.jpg --mode green --lanes 8
     """
     from serving import annotate
-    from serving.detector import TILE_MODES, DetectOptions, Detector
-    from serving.errors import ClientError, ModelCardError
+    from serving.detector import TILE_MODES, DetectOptions
+    from serving.errors import ClientError
     from serving.imaging import decode_image
 
     if tile not in TILE_MODES:
@@ -92,10 +92,7 @@ def detect(
     if mode == "green":
         detector = green_detector(veg_index, veg_threshold, min_area)
     else:
-        try:
-            detector = Detector(settings.model, threads=settings.threads)
-        except ModelCardError as exc:
-            fail(str(exc))
+        detector = open_detector(settings.model, settings.threads)
     if save_dir:
         save_dir.mkdir(parents=True, exist_ok=True)
     options = DetectOptions(conf=conf, iou=iou, tile=tile)
@@ -118,6 +115,18 @@ def detect(
         sys.stdout.flush()
     if failures:
         raise typer.Exit(1)
+
+
+def open_detector(model: Path, threads: int | None) -> Any:
+    """The model's Detector; a missing, mismatched or damaged model fails with one line."""
+    from serving.detector import Detector
+
+    try:
+        return Detector(model, threads=threads)
+    except Exception as exc:  # ONNX Runtime raises its own types for a damaged file
+        from serving.api.service import model_load_error
+
+        fail(model_load_error(model, exc))
 
 
 def green_options(veg_index: str, veg_threshold: str, min_area: int) -> Any:

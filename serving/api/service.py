@@ -8,12 +8,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pathlib import Path
+
 import numpy as np
 
 from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
-from serving.errors import NotReady, Overloaded
+from serving.errors import ModelCardError, NotReady, Overloaded
 from serving.green import GreenDetector
 from serving.imaging import decode_image, warm_up_decoding
 from serving.result import DetectionResult
@@ -26,6 +28,15 @@ log = logging.getLogger("weedscan")
 # (phone and drone photos, 50-500 ms to decode) are decoded in the thread pool so that they do
 # not hold the inference lane while other requests wait.
 INLINE_DECODE_MAX_BYTES = 1 << 20
+
+
+def model_load_error(path: Path, exc: BaseException) -> str:
+    """One line that says why a model could not be opened (for the log, /readyz and the CLI)."""
+    if isinstance(exc, ModelCardError):  # missing file or card, or a sha256 mismatch: says so
+        return str(exc)
+    detail = " ".join(str(exc).split()) or type(exc).__name__  # ONNX Runtime's text, one line
+    return (f"ONNX Runtime cannot load the model {path} (damaged, truncated or not a weedscan "
+            f"ONNX model): {detail}")
 
 
 class InferenceService:
@@ -55,9 +66,10 @@ class InferenceService:
                                     "providers": ",".join(self.detector.providers)})
             self.ready = not self._closed  # a shutdown while loading wins
             log.info("model %s ready on %s", self.detector.model_info["name"], self.detector.providers)
-        except Exception as exc:  # reported by /readyz; the CLI validates the model before start
-            self.load_error = str(exc)
-            log.error("could not load the model: %s", exc)
+        except Exception as exc:  # reported by /readyz; the CLI validates the card before start
+            self.load_error = model_load_error(self.settings.model, exc)
+            log.error("error: the model did not load, /readyz answers 503 until restarted with a "
+                      "good one: %s", self.load_error)
 
     def start_loading(self) -> threading.Thread:
         if self._closed:  # the app's lifespan runs again (e.g. a test client entered twice)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import fail, green_options
+from serving.cli import fail, green_options, open_detector
 
 
 def batch(
@@ -53,6 +53,8 @@ def batch(
         fail("--mode must be model or green")
     green = green_options(veg_index, veg_threshold, min_area) if mode == "green" else None
     settings = Settings(**({"model": model} if model else {}))
+    if green is None:  # open the model once here: a damaged one fails with one line, not in
+        open_detector(settings.model, 1)  # every worker with a traceback
     job = BatchJob(model=str(settings.model), threads=settings.threads,
                    max_pixels=settings.max_pixels, tile=tile, timing=timing, green=green)
     try:
