@@ -2,6 +2,7 @@
 
 What the page shows is checked against what the API answers for the same photo and the same
 confidence threshold, never against a fixed number of boxes: the shipped model will change.
+The screenshots (desktop and phone, a real field photo with its boxes) land in /tmp/page-shots.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from serving.geometry import union_area
+from serving.exif_gps import read_gps
+from serving.vegetation import vegetation_mask
 from tests import images
 from tests.serving.conftest import LiveServer
 
@@ -35,11 +38,15 @@ expect = sync_api.expect
 pytestmark = pytest.mark.slow
 
 DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 375, "height": 812}
-SCREENS = Path("/tmp/weedscan-screens")
+PHONE = {"width": 390, "height": 844}
+SCREENS = Path("/tmp/page-shots")
 PAGE_FLOOR = 0.05                 # what the page asks /v1/detect for when the URL says nothing
 FALLBACK_FLOORS = (0.01, 0.001)   # for a model too weak to find anything at the page's floor
-CSV_HEADER = ["file", "crop", "weed", "weed_box_cover_percent", "min_confidence"]
+CSV_HEADER = ["file", "crop", "weed", "weed_cover_percent", "min_confidence", "mode",
+              "latitude", "longitude"]
+COVER_HELP = ("share of the photo covered by weed plants (vegetation pixels inside weed boxes, "
+              "not in crop boxes)")
+BOX = "svg.overlay g.box[data-class]"
 TIMEOUT_MS = 60_000
 BROKEN = "broken.jpg"
 
@@ -88,18 +95,30 @@ def api_boxes(answer: dict[str, Any]) -> list[tuple]:
                   for d in answer["detections"])
 
 
-def shown_boxes(page: Any, name: str) -> list[tuple]:
+def shown_boxes(page: Any, name: str, scope: str | None = None) -> list[tuple]:
+    scope = scope or f'li.photo[data-file="{name}"]'
     raw = page.eval_on_selector_all(
-        f'li.photo[data-file="{name}"] svg.overlay rect[data-class]:not([hidden])',
-        """rects => rects.map(r => [r.dataset.class, +r.getAttribute('x'), +r.getAttribute('y'),
-                                  +r.getAttribute('x') + +r.getAttribute('width'),
+        f'{scope} {BOX}:not([hidden]) rect.line',
+        """rects => rects.map(r => [r.parentNode.dataset.class, +r.getAttribute('x'),
+                                  +r.getAttribute('y'), +r.getAttribute('x') + +r.getAttribute('width'),
                                   +r.getAttribute('y') + +r.getAttribute('height')])""")
     return sorted(box_key(*r) for r in raw)
 
 
 def shown_locator(page: Any, name: str, cls: str | None = None) -> Any:
     which = f'[data-class="{cls}"]' if cls else "[data-class]"
-    return page.locator(f'li.photo[data-file="{name}"] svg.overlay rect{which}:not([hidden])')
+    return page.locator(f'li.photo[data-file="{name}"] svg.overlay g.box{which}:not([hidden])')
+
+
+def wait_covers(page: Any) -> None:
+    """Until the server has answered the weed cover of every photo at the slider's threshold."""
+    expect(page.locator('td[data-col="weed_cover"][data-state="pending"]')).to_have_count(0)
+
+
+def page_cover_text(fraction: float) -> str:
+    """The page's formatCover."""
+    pct = fraction * 100
+    return f"{pct:.2f}\u00a0%" if 0 < pct < 1 else f"{pct:.1f}\u00a0%"
 
 
 def set_slider(session: Session, value: float) -> None:
@@ -112,14 +131,6 @@ def set_slider(session: Session, value: float) -> None:
 
 def wait_finished(page: Any, timeout: float = TIMEOUT_MS) -> None:
     expect(page.locator("#status")).to_have_attribute("data-state", "finished", timeout=timeout)
-
-
-def weed_cover_percent(answer: dict[str, Any]) -> float:
-    """The union of the answer's (rounded) weed boxes, as the page must compute it."""
-    boxes = np.array([[d["box"][k] for k in ("x1", "y1", "x2", "y2")]
-                      for d in answer["detections"] if d["class_name"] == "weed"], float)
-    area = answer["image"]["width"] * answer["image"]["height"]
-    return 100 * union_area(boxes.reshape(-1, 4)) / area
 
 
 def choose_floor(http: httpx.Client, uploads: list[Upload]) -> float:
@@ -208,6 +219,7 @@ def session(browser: Any, web_server: LiveServer, real_uploads: list[Upload]) ->
     uploads = [*real_uploads, broken]
     page.get_by_label("Choose photos").set_input_files([u.payload() for u in uploads])
     wait_finished(page)
+    wait_covers(page)
     yield Session(page, web_server, real_uploads, floor, limits[1], decimals,
                   pick_middle(scores, floor, limits[1]), scored, requests, errors)
     context.close()
@@ -234,21 +246,55 @@ def test_boxes_drawn_match_the_api_and_the_slider_hides_some(session: Session) -
         f"moving the slider from {session.floor} to {session.middle} hid no box: {totals}")
 
 
-def test_slider_filters_in_the_page_without_uploading_again(session: Session) -> None:
+def test_slider_filters_in_the_page_and_asks_the_cover_once_it_rests(session: Session) -> None:
     page = session.page
     detects = lambda: sum("/v1/detect" in url for url in session.requests)  # noqa: E731
-    before = detects()
     set_slider(session, session.floor)
-    all_shown = page.locator("svg.overlay rect[data-class]:not([hidden])").count()
+    wait_covers(page)
+    before = detects()
+    all_shown = page.locator(f"{BOX}:not([hidden])").count()
     set_slider(session, session.middle)
-    expect(page.locator("svg.overlay rect[data-class]:not([hidden])")).not_to_have_count(all_shown)
+    expect(page.locator(f"{BOX}:not([hidden])")).not_to_have_count(all_shown)
     page.locator("#conf").focus()                      # the keyboard moves it too
     page.keyboard.press("Home")
     expect(page.locator("#conf-value")).to_have_text(f"≥ {session.floor:.{session.decimals}f}")
-    expect(page.locator("svg.overlay rect[data-class]:not([hidden])")).to_have_count(all_shown)
+    expect(page.locator(f"{BOX}:not([hidden])")).to_have_count(all_shown)
     page.keyboard.press("End")
     expect(page.locator("#conf-value")).to_have_text(f"≥ {1:.{session.decimals}f}")
-    assert detects() == before, "moving the slider must not send the photos again"
+    expect(page.locator(f"{BOX}:not([hidden])")).to_have_count(0)
+    page.keyboard.press("Home")
+    wait_covers(page)
+    page.wait_for_timeout(800)   # past the page's wait for the slider to rest
+    assert detects() == before, "the boxes follow the slider without sending the photos again"
+    # Resting at a position with fewer boxes asks the server for their weed cover, once per photo
+    # at most; coming back asks nothing more.
+    set_slider(session, session.middle)
+    wait_covers(page)
+    page.wait_for_timeout(800)
+    asked = detects() - before
+    assert asked <= len(session.uploads), f"{asked} requests for the cover of {len(session.uploads)} photos"
+    set_slider(session, session.floor)
+    set_slider(session, session.middle)
+    page.wait_for_timeout(800)
+    wait_covers(page)
+    assert detects() - before == asked, "a cover the server gave is kept"
+
+
+def test_weed_cover_is_the_servers_plant_area(session: Session) -> None:
+    page, http = session.page, session.server.http
+    expect(page.locator("#cover-help")).to_contain_text(COVER_HELP)
+    expect(page.locator("#summary-head")).to_contain_text("Weed cover")
+    expect(page.locator("body")).not_to_contain_text("box cover")
+    for threshold in (session.floor, session.middle):
+        set_slider(session, threshold)
+        wait_covers(page)
+        for upload in session.uploads:
+            answer = detect(http, upload, threshold)
+            text = page_cover_text(answer["weed_cover"])
+            expect(page.locator(f'#summary-body tr[data-file="{upload.name}"] td[data-col="weed_cover"]')
+                   ).to_have_text(text)
+            expect(page.locator(f'li.photo[data-file="{upload.name}"] .photo-counts')
+                   ).to_contain_text(f"weed\u00a0cover\u00a0{text}")
 
 
 def test_broken_file_gets_a_message_and_the_others_carry_on(session: Session) -> None:
@@ -268,6 +314,7 @@ def test_broken_file_gets_a_message_and_the_others_carry_on(session: Session) ->
 def test_csv_download_has_one_row_per_photo_with_the_page_numbers(session: Session) -> None:
     page, http = session.page, session.server.http
     set_slider(session, session.middle)
+    wait_covers(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download table (CSV)").click()
     assert download.value.suggested_filename.endswith(".csv")
@@ -277,16 +324,16 @@ def test_csv_download_has_one_row_per_photo_with_the_page_numbers(session: Sessi
     for upload, row in zip(session.uploads, rows[1:]):
         answer = detect(http, upload, session.middle)
         assert [int(row[1]), int(row[2])] == [answer["counts"]["crop"], answer["counts"]["weed"]]
-        cover = float(row[3])
-        assert cover == pytest.approx(weed_cover_percent(answer), abs=2e-3)
-        # the page shows box cover (of the boxes above its slider); server: unrounded boxes
-        assert cover == pytest.approx(100 * answer["weed_box_cover"], abs=0.25)
+        # the server's plant-area cover of the boxes above the slider, never a box area
+        assert float(row[3]) == pytest.approx(100 * answer["weed_cover"], abs=6e-4)
         assert float(row[4]) == pytest.approx(session.middle)
+        assert row[5:] == ["model", "", ""], "no GPS in these photos"
 
 
 def test_json_and_png_downloads(session: Session) -> None:
     page, http = session.page, session.server.http
     set_slider(session, session.middle)
+    wait_covers(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download detections (JSON)").click()
     exported = json.loads(Path(download.value.path()).read_text("utf-8"))
@@ -297,6 +344,7 @@ def test_json_and_png_downloads(session: Session) -> None:
         answer = detect(http, upload, session.middle)
         assert by_file[upload.name]["counts"] == answer["counts"]
         assert len(by_file[upload.name]["detections"]) == len(answer["detections"])
+        assert by_file[upload.name]["weed_cover"] == pytest.approx(answer["weed_cover"], abs=1e-6)
     first = session.uploads[0]
     with page.expect_download() as download:
         page.get_by_role("button", name=f"Download {first.name} with boxes as PNG").click()
@@ -329,6 +377,247 @@ def test_keyboard_and_labels(session: Session) -> None:
     assert outline != "none", "the file picker shows no focus ring"
 
 
+# ---- looking at the photos: labels, the large view, the mask, GPS, green-on-brown -----------
+
+def css_rgb(colour: str) -> tuple[float, float, float]:
+    """'rgb(r, g, b)' or '#rrggbb' as 0-255 floats."""
+    if colour.startswith("#"):
+        return tuple(float(int(colour[i:i + 2], 16)) for i in (1, 3, 5))  # type: ignore[return-value]
+    parts = re.findall(r"[\d.]+", colour)[:3]
+    return tuple(float(v) for v in parts)  # type: ignore[return-value]
+
+
+def luminance(rgb: tuple[float, ...]) -> float:
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in rgb)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def box_strokes(page: Any, scope: str, cls: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    line, halo = page.eval_on_selector(
+        f'{scope} {BOX}[data-class="{cls}"]',
+        "g => [getComputedStyle(g.querySelector('.line')).stroke,"
+        " getComputedStyle(g.querySelector('.halo')).stroke]")
+    return css_rgb(line), css_rgb(halo)
+
+
+def test_crop_boxes_stand_out_on_green_plants_and_from_weed_boxes(session: Session) -> None:
+    page, http = session.page, session.server.http
+    set_slider(session, session.floor)
+    field = session.uploads[1]                  # CWFID: crop and weed boxes on green plants
+    answer = detect(http, field, session.floor)
+    crops = [d["box"] for d in answer["detections"] if d["class_name"] == "crop"]
+    if not crops or not answer["counts"]["weed"]:
+        pytest.skip(f"the model finds no crop or no weed in {field.name}")
+    image = cv2.imdecode(np.frombuffer(field.data, np.uint8), cv2.IMREAD_COLOR)
+    plant = vegetation_mask(image).mask
+    inside = np.zeros_like(plant)
+    for b in crops:
+        inside[int(b["y1"]):int(b["y2"]), int(b["x1"]):int(b["x2"])] = True
+    green = tuple(float(v) for v in image[plant & inside].mean(axis=0)[::-1])   # RGB
+    scope = f'li.photo[data-file="{field.name}"]'
+    crop_line, crop_halo = box_strokes(page, scope, "crop")
+    weed_line, _ = box_strokes(page, scope, "weed")
+    assert contrast(crop_line, green) >= 3, (
+        f"crop boxes {crop_line} are hard to see on the crop's leaves {green}")
+    assert contrast(crop_line, crop_halo) >= 7, "the double outline needs a light line on a dark halo"
+    assert contrast(crop_halo, (200.0, 190.0, 170.0)) >= 7, "the halo must read on pale soil too"
+    assert np.linalg.norm(np.subtract(crop_line, weed_line)) > 150 and contrast(crop_line, weed_line) >= 2, (
+        f"crop {crop_line} and weed {weed_line} boxes must differ, in brightness too (colour blindness)")
+    legend = page.eval_on_selector_all("#legend .swatch", "s => s.map(e => [e.dataset.class, "
+                                       "getComputedStyle(e).borderTopColor])")
+    assert {cls: css_rgb(c) for cls, c in legend} == {"crop": crop_line, "weed": weed_line}
+
+
+def test_box_labels_show_class_and_confidence_on_hover(session: Session) -> None:
+    page = session.page
+    set_slider(session, session.floor)
+    name = session.uploads[1].name
+    card = page.locator(f'li.photo[data-file="{name}"]')
+    top = card.locator(f"{BOX}:not([hidden])").last       # drawn last: the smallest, on top
+    cls, conf = top.get_attribute("data-class"), float(top.get_attribute("data-confidence"))
+    label = card.locator(".box-label")
+    expect(label).to_be_hidden()
+    top.hover()
+    expect(label).to_be_visible()
+    expect(label).to_have_text(f"{cls} {conf:.2f}")
+    page.mouse.move(1, 1)
+    expect(label).to_be_hidden()
+
+
+def test_a_photo_opens_large_with_its_boxes_labels_on_focus_and_tap(session: Session) -> None:
+    page = session.page
+    set_slider(session, session.middle)
+    name = session.uploads[1].name
+    card = page.locator(f'li.photo[data-file="{name}"]')
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_hidden()
+    card.locator(".figure").click()                        # a click on the photo opens it
+    expect(viewer).to_be_visible()
+    expect(page.locator("#viewer-title")).to_have_text(name)
+    assert shown_boxes(page, name, "#viewer") == shown_boxes(page, name), "the same boxes, large"
+    assert shown_boxes(page, name, "#viewer"), "no boxes in the large view: nothing was checked"
+    size = page.eval_on_selector("#viewer-figure", "f => [f.clientWidth, f.clientHeight]")
+    card_size = page.eval_on_selector(f'li.photo[data-file="{name}"] .figure', "f => f.clientWidth")
+    assert size[0] > 1.5 * card_size, f"the large view ({size}) is not larger than the card ({card_size})"
+    expect(page.locator("#viewer-counts")).to_have_text(card.locator(".photo-counts").inner_text())
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    open_button = card.get_by_role("button", name=f"View {name} large")
+    expect(open_button).to_be_focused()                    # focus goes back where it was
+    open_button.press("Enter")
+    expect(viewer).to_be_visible()
+    expect(page.get_by_role("button", name="Close")).to_be_focused()
+    page.keyboard.press("Tab")                             # the keyboard reaches each box
+    focused = page.evaluate("[document.activeElement.dataset.class, +document.activeElement.dataset.confidence,"
+                            " document.activeElement.getAttribute('aria-label')]")
+    label = page.locator("#viewer-label")
+    expect(label).to_be_visible()
+    expect(label).to_have_text(f"{focused[0]} {focused[1]:.2f}")
+    assert focused[2] == f"{focused[0]}, confidence {focused[1]:.2f}"
+    top = page.locator(f"#viewer {BOX}:not([hidden])").last
+    top.click()                                            # a tap (click) on a box
+    expect(label).to_have_text(f"{top.get_attribute('data-class')} "
+                               f"{float(top.get_attribute('data-confidence')):.2f}")
+    page.get_by_role("button", name="Close").click()
+    expect(viewer).to_be_hidden()
+    assert not session.page_errors
+
+
+def test_vegetation_mask_overlay_is_the_servers_mask(session: Session) -> None:
+    page = session.page
+    expect(page.locator("li.photo canvas.mask:visible")).to_have_count(0)
+    page.locator("#show-mask").check()
+    for upload, min_iou in zip(session.uploads, (0.97, 0.995)):   # a JPEG, a PNG
+        canvas = page.locator(f'li.photo[data-file="{upload.name}"] canvas.mask')
+        expect(canvas).to_have_attribute("data-ready", "true")
+        expect(canvas).to_be_visible()
+        width, height, bits, threshold = canvas.evaluate(
+            """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                      const out = new Array(c.width * c.height);
+                      for (let i = 0; i < out.length; i += 1) out[i] = d[4 * i + 3] ? '1' : '0';
+                      return [c.width, c.height, out.join(''), +c.dataset.threshold]; }""")
+        image = cv2.imdecode(np.frombuffer(upload.data, np.uint8), cv2.IMREAD_COLOR)
+        server = vegetation_mask(image, full_resolution=False)   # what weed_cover is computed on
+        ours = (np.frombuffer(bits.encode(), np.uint8) == ord("1")).reshape(height, width)
+        assert ours.shape == server.mask.shape
+        iou = (ours & server.mask).sum() / max(1, (ours | server.mask).sum())
+        assert iou >= min_iou, f"{upload.name}: the page's mask has IoU {iou:.4f} with the server's"
+        assert threshold == pytest.approx(server.threshold, abs=0.02)
+        assert server.mask.mean() > 0.02, f"{upload.name}: hardly any plant: nothing was checked"
+    page.locator(f'li.photo[data-file="{session.uploads[0].name}"] .photo-open').click()
+    expect(page.locator("#viewer-show-mask")).to_be_checked()
+    expect(page.locator("#viewer-mask")).to_have_attribute("data-ready", "true")
+    expect(page.locator("#viewer-mask")).to_be_visible()
+    page.locator("#viewer-show-mask").uncheck()          # one switch, in both places
+    expect(page.locator("#viewer-mask")).to_be_hidden()
+    page.keyboard.press("Escape")
+    expect(page.locator("#show-mask")).not_to_be_checked()
+    expect(page.locator("li.photo canvas.mask:visible")).to_have_count(0)
+
+
+def _dms(value: float) -> tuple[float, float, float]:
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    return (float(degrees), float(minutes), round(((value - degrees) * 60 - minutes) * 60, 4))
+
+
+def with_gps(jpeg: bytes, lat: float, lon: float, fmt: str) -> bytes:
+    """The photo re-encoded as `fmt` with an EXIF GPS position, as phones and drones write it."""
+    exif = Image.Exif()
+    gps = exif.get_ifd(0x8825)
+    gps.update({1: "N" if lat >= 0 else "S", 2: _dms(abs(lat)), 3: "E" if lon >= 0 else "W",
+                4: _dms(abs(lon))})
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).convert("RGB").save(out, fmt, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def gps_line(lat: float, lon: float) -> str:
+    part = lambda v, plus, minus: f"{abs(v):.6f}°\u00a0{minus if v < 0 else plus}"  # noqa: E731
+    return f"Taken at {part(lat, 'N', 'S')}, {part(lon, 'E', 'W')} (GPS in the photo)"
+
+
+def test_exif_gps_position_is_shown_where_the_photo_has_one(browser: Any, web_server: LiveServer,
+                                                            real_uploads: list[Upload]) -> None:
+    context, page, requests, errors = open_page(browser, web_server.url + "/")
+    expect(page.locator("#model-info")).to_contain_text("Model:")
+    photo = real_uploads[0].data
+    uploads = [Upload("gps.jpg", with_gps(photo, -33.8651432, 151.2099123, "JPEG"), "image/jpeg"),
+               Upload("gps.png", with_gps(photo, 52.5200066, -13.404954, "PNG"), "image/png"),
+               Upload("gps.webp", with_gps(photo, 7.25, 80.6, "WEBP"), "image/webp"),
+               Upload("no-gps.jpg", photo, "image/jpeg")]
+    page.get_by_label("Choose photos").set_input_files([u.payload() for u in uploads])
+    wait_finished(page)
+    for upload in uploads[:3]:
+        fix = read_gps(upload.data)                       # what `weedscan batch` reads
+        assert fix is not None, f"{upload.name}: the test photo has no position for the server either"
+        card = page.locator(f'li.photo[data-file="{upload.name}"]')
+        expect(card.locator(".photo-gps")).to_have_text(gps_line(fix.lat, fix.lon))
+        assert float(card.get_attribute("data-lat")) == pytest.approx(fix.lat, abs=1e-9)
+        assert float(card.get_attribute("data-lon")) == pytest.approx(fix.lon, abs=1e-9)
+    expect(page.locator('li.photo[data-file="no-gps.jpg"] .photo-gps')).to_be_hidden()
+    page.locator('li.photo[data-file="gps.jpg"] .photo-open').click()
+    expect(page.locator("#viewer-gps")).to_have_text(gps_line(-33.8651432, 151.2099123))
+    page.keyboard.press("Escape")
+    wait_covers(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download table (CSV)").click()
+    rows = {r[0]: r for r in csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8")))}
+    assert [float(v) for v in rows["gps.jpg"][-2:]] == pytest.approx([-33.8651432, 151.2099123], abs=1e-6)
+    assert rows["no-gps.jpg"][-2:] == ["", ""]
+    own = web_server.url + "/"
+    assert all(u.startswith((own, "blob:", "data:")) for u in requests), "no map tiles or lookups"
+    assert not errors
+    context.close()
+
+
+def test_green_on_brown_switch_asks_for_mode_green(browser: Any, web_server: LiveServer,
+                                                   real_uploads: list[Upload]) -> None:
+    context, page, requests, errors = open_page(browser, web_server.url + "/")
+    expect(page.locator("#model-info")).to_contain_text("Model:")
+    field = real_uploads[1]
+    card = page.locator(f'li.photo[data-file="{field.name}"]')
+    page.get_by_label("Choose photos").set_input_files([field.payload()])
+    wait_finished(page)
+    expect(card).to_have_attribute("data-status", "done")
+    detects = lambda: [u for u in requests if "/v1/detect" in u]  # noqa: E731
+    assert not any("mode=green" in u for u in detects())
+    sent = len(detects())
+    page.get_by_label("Every green plant").check()
+    wait_finished(page)
+    expect(card).to_have_attribute("data-status", "done")
+    expect(page.locator("#summary-head")).to_contain_text("Plants")
+    assert len(detects()) == sent + 1 and "mode=green" in detects()[-1], detects()
+    answer = web_server.http.post("/v1/detect", params={"conf": PAGE_FLOOR, "mode": "green"},
+                                  files={"image": (field.name, field.data, field.mime)}).json()
+    assert answer["counts"]["plant"] > 0, "no plant found: nothing was checked"
+    expect(page.locator(f'#summary-body tr[data-file="{field.name}"] td[data-col="plant"]')
+           ).to_have_text(str(answer["counts"]["plant"]))
+    assert shown_boxes(page, field.name) == api_boxes(answer)
+    expect(page.locator(f'#summary-body tr[data-file="{field.name}"] td[data-col="weed_cover"]')
+           ).to_have_text(page_cover_text(answer["weed_cover"]))
+    expect(page.locator("#conf")).to_be_disabled()
+    expect(page.locator("#cover-help")).to_contain_text("vegetation pixels inside the plant boxes")
+    page.get_by_label("Crops and weeds").check()            # and back to the model
+    wait_finished(page)
+    expect(card).to_have_attribute("data-status", "done")
+    wait_covers(page)
+    assert "mode=green" not in detects()[sent + 1]
+    threshold = float(page.eval_on_selector("#conf", "c => c.value"))
+    model = detect(web_server.http, field, threshold)
+    expect(page.locator("#summary-head")).to_contain_text("Crops")
+    expect(page.locator(f'#summary-body tr[data-file="{field.name}"] td[data-col="weed"]')
+           ).to_have_text(str(model["counts"]["weed"]))
+    expect(page.locator("#conf")).to_be_enabled()
+    assert not errors
+    context.close()
+
+
 def showcase_threshold(session: Session) -> float:
     """For the screenshots: the highest slider position that still shows every class found."""
     classes = {cls for _, cls in session.scored}
@@ -342,10 +631,13 @@ def showcase_threshold(session: Session) -> float:
 
 
 def test_screenshots_desktop_and_phone(session: Session, tmp_path: Path) -> None:
+    """Full page with results, then the large view with a box label, at desktop and phone size."""
     page = session.page
     set_slider(session, showcase_threshold(session))
+    wait_covers(page)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     SCREENS.mkdir(parents=True, exist_ok=True)
+    field = session.uploads[1].name
     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(viewport)
         page.evaluate("window.scrollTo(0, 0)")
@@ -355,6 +647,20 @@ def test_screenshots_desktop_and_phone(session: Session, tmp_path: Path) -> None
         page.screenshot(path=str(shot), full_page=True)
         assert png_size(shot.read_bytes())[0] == viewport["width"]
         shutil.copy(shot, SCREENS / shot.name)
+        page.locator(f'li.photo[data-file="{field}"] .photo-open').click()
+        viewer = page.locator("#viewer")
+        expect(viewer).to_be_visible()
+        page.keyboard.press("Tab")
+        expect(page.locator("#viewer-label")).to_be_visible()
+        box = viewer.bounding_box()
+        assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= viewport["width"] + 0.5, (
+            f"{label}: the large view {box} does not fit the screen")
+        figure = page.locator("#viewer-figure").bounding_box()
+        assert figure["y"] + figure["height"] <= viewport["height"] + 0.5, (
+            f"{label}: the photo {figure} does not fit on the screen")
+        save_screen(page, tmp_path, f"weedscan-{label}-large.png", full_page=False)
+        page.keyboard.press("Escape")
+        expect(viewer).to_be_hidden()
     page.set_viewport_size(DESKTOP)
 
 
@@ -404,9 +710,9 @@ def locked_server(browser: Any, shipped_model: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-def save_screen(page: Any, tmp_path: Path, name: str) -> None:
+def save_screen(page: Any, tmp_path: Path, name: str, full_page: bool = True) -> None:
     shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
+    page.screenshot(path=str(shot), full_page=full_page)
     SCREENS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, SCREENS / name)
 
