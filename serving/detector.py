@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from serving.detections import Detections
 from serving.geometry import classwise_nms
-from serving.model_card import load_card
+from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
 from serving.preprocess import Letterbox, letterbox, to_blob
 from serving.result import DetectionResult
@@ -59,8 +59,9 @@ class Detector:
         default they busy-wait ~50 ms for the next one: good for back-to-back runs, a burnt core
         for a server whose next request is still on the wire)."""
         self.model_path = Path(model_path)
-        self.card: dict[str, Any] = load_card(self.model_path, verify=verify)
-        self.class_names: list[str] = list(self.card["classes"])
+        self.model_card: ModelCard = load_card(self.model_path, verify=verify)
+        self.card: dict[str, Any] = self.model_card.model_dump(mode="json", exclude_none=True)
+        self.class_names: list[str] = list(self.model_card.classes)
         self.tiling = tiling or TilingConfig()
 
         options = ort.SessionOptions()
@@ -73,22 +74,20 @@ class Detector:
                                             providers=available_providers())
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
-        self.input_size = int(self.card.get("input_size") or model_input.shape[2])
+        self.input_size = int(self.model_card.input_size or model_input.shape[2])
         self.dynamic_batch = not isinstance(model_input.shape[0], int)
         # Dynamic height/width: a single frame is padded only to the stride (as Ultralytics does).
         dynamic_shape = not all(isinstance(d, int) for d in model_input.shape[2:])
         stride = int(self.session.get_modelmeta().custom_metadata_map.get("stride", 32))
         self.frame_stride: int | None = stride if dynamic_shape else None
         output_shape = self.session.get_outputs()[0].shape
-        self.layout = self.card.get("output_layout") or infer_layout(output_shape, len(self.class_names))
-        thresholds = self.card.get("thresholds", {})
-        self.default_conf = float(thresholds.get("conf", 0.25))
-        self.default_iou = float(thresholds.get("iou", 0.7))
+        self.layout = self.model_card.output_layout or infer_layout(output_shape, len(self.class_names))
+        self.default_conf = self.model_card.thresholds.conf
+        self.default_iou = self.model_card.thresholds.iou
 
     @property
     def model_info(self) -> dict[str, str]:
-        return {"name": str(self.card["name"]), "version": str(self.card.get("version", "")),
-                "sha256": str(self.card["sha256"])}
+        return self.model_card.model_info()
 
     @property
     def providers(self) -> list[str]:

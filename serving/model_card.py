@@ -1,13 +1,61 @@
-"""The model card (models/NAME.json) and the check that it belongs to its .onnx file."""
+"""The model card (models/NAME.json): one typed schema, one reader, one writer.
+
+Loading validates the card and checks that it belongs to its .onnx file (sha256). `weedscan
+export` and `weedscan quantize` write it through `write_card`; `GET /v1/models` returns it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.errors import ModelCardError
+
+
+class Thresholds(BaseModel):
+    """Defaults a request gets when it sets no conf/iou."""
+
+    conf: float = Field(0.25, ge=0, le=1, description="minimum confidence of a detection")
+    iou: float = Field(0.7, ge=0, le=1, description="NMS IoU above which the weaker box is dropped")
+    conf_source: Optional[str] = Field(
+        None, description="how conf was chosen, e.g. the confidence of maximum F1 on the val images")
+
+
+class ModelCard(BaseModel):
+    """What a model is, what it was trained on, how it scored and what it should not be used for.
+
+    The fields serving relies on are typed strictly; the descriptive ones (training data, recipe,
+    metrics) keep the shapes `weedscan export` and `weedscan eval` produce.
+    """
+
+    model_config = ConfigDict(extra="allow")  # a newer exporter may add fields: keep them
+
+    name: str = Field(min_length=1)
+    version: str = ""
+    created: Optional[str] = None
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the .onnx file")
+    task: Literal["detect"] = "detect"
+    classes: list[str] = Field(min_length=1, description="class names in output order")
+    input_size: Optional[int] = Field(None, ge=32, description="square model input in pixels")
+    output_layout: Optional[Literal["raw", "end2end"]] = None
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    precision: str = "fp32"
+    training_data: list[dict[str, Any]] = Field(default_factory=list)
+    training_recipe: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="val scores per dataset")
+    export_parity: dict[str, Any] = Field(default_factory=dict)
+    quantization: Optional[dict[str, Any]] = None
+    licence: str = "unknown"
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
+
+    def model_info(self) -> dict[str, str]:
+        """What each answer says about the model that produced it."""
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
 
 def sha256_of(path: Path) -> str:
@@ -22,24 +70,38 @@ def card_path_for(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
-def load_card(model_path: Path, verify: bool = True) -> dict[str, Any]:
-    """Read NAME.json beside NAME.onnx; refuse it when its sha256 does not match the model."""
+def _validation_message(card_path: Path, exc: ValidationError) -> str:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'card'}: {e['msg']}" for e in exc.errors())
+    return f"model card {card_path} is invalid: {problems}"
+
+
+def load_card(model_path: Path, verify: bool = True) -> ModelCard:
+    """Read NAME.json beside NAME.onnx; refuse it when invalid or when its sha256 does not match."""
     card_path = card_path_for(model_path)
     if not model_path.is_file():
         raise ModelCardError(f"model file not found: {model_path}")
     if not card_path.is_file():
         raise ModelCardError(f"model card not found: {card_path} (every model needs its card)")
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelCardError(f"model card {card_path} is not valid JSON: {exc}") from exc
-    for key in ("name", "classes", "sha256"):
-        if key not in card:
-            raise ModelCardError(f"model card {card_path} lacks the field '{key}'")
+        card = ModelCard.model_validate_json(card_path.read_bytes())
+    except OSError as exc:
+        raise ModelCardError(f"model card {card_path} cannot be read: {exc}") from exc
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise ModelCardError(f"model card {card_path} is not valid JSON: {exc.errors()[0]['msg']}") from exc
+        raise ModelCardError(_validation_message(card_path, exc)) from exc
     if verify:
         actual = sha256_of(model_path)
-        if actual != card["sha256"]:
+        if actual != card.sha256:
             raise ModelCardError(
-                f"sha256 of {model_path.name} is {actual} but its card says {card['sha256']}: "
+                f"sha256 of {model_path.name} is {actual} but its card says {card.sha256}: "
                 "the model and its card do not belong together; refusing to load")
     return card
+
+
+def write_card(model_path: Path, card: ModelCard) -> Path:
+    """The one writer of NAME.json (validated again, so no tool can write a card serving refuses)."""
+    checked = ModelCard.model_validate(card.model_dump())
+    path = card_path_for(model_path)
+    path.write_text(checked.model_dump_json(indent=2, exclude_none=True) + "\n")
+    return path

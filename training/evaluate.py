@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -106,8 +106,8 @@ def _at_threshold(stats: list[ImageStats], conf: float, class_id: int | None) ->
     return precision, recall
 
 
-def summarize(stats: list[ImageStats], names: list[str], conf: float,
-              plots_dir: Path | None = None) -> dict[str, Any]:
+def _det_metrics(stats: list[ImageStats], names: list[str], plots_dir: Path | None = None) -> Any:  # noqa: ANN401
+    """Ultralytics' DetMetrics over these images, processed (AP, P/R/F1 curves)."""
     from training.offline import import_ultralytics
 
     import_ultralytics()
@@ -121,12 +121,38 @@ def summarize(stats: list[ImageStats], names: list[str], conf: float,
     if plots_dir is not None:
         plots_dir.mkdir(parents=True, exist_ok=True)
     metrics.process(save_dir=plots_dir or Path("."), plot=plots_dir is not None)
-    box = metrics.box
+    return metrics
+
+
+def max_f1_point(box: Any) -> tuple[float, float]:  # noqa: ANN401 - Ultralytics' Metric
+    """(confidence, F1) where the class-mean F1 curve peaks, smoothed as Ultralytics does."""
+    from ultralytics.utils.metrics import smooth
+
+    curve = np.asarray(box.f1_curve)
+    if curve.size == 0 or not np.any(curve):
+        return float("nan"), 0.0
+    mean_f1 = smooth(curve.mean(0), 0.1)
+    best = int(mean_f1.argmax())
+    return float(box.px[best]), float(mean_f1[best])
+
+
+def max_f1_conf(stats: list[ImageStats], names: list[str]) -> float | None:
+    """The confidence threshold of maximum F1 over these images (None: nothing was detected)."""
+    conf, _ = max_f1_point(_det_metrics(stats, names).box)
+    return None if np.isnan(conf) else round(conf, 2)
+
+
+def summarize(stats: list[ImageStats], names: list[str], conf: float,
+              plots_dir: Path | None = None) -> dict[str, Any]:
+    box = _det_metrics(stats, names, plots_dir).box
     precision, recall = _at_threshold(stats, conf, None)
+    best_conf, best_f1 = max_f1_point(box)
     report: dict[str, Any] = {
         "images": len(stats), "instances": int(sum(len(s.target_cls) for s in stats)),
         "mAP50": round(float(box.map50), 4), "mAP50-95": round(float(box.map), 4),
-        "precision": round(precision, 4), "recall": round(recall, 4), "conf": conf, "per_class": {},
+        "precision": round(precision, 4), "recall": round(recall, 4), "conf": conf,
+        "max_f1": {"conf": None if np.isnan(best_conf) else round(best_conf, 3), "f1": round(best_f1, 4)},
+        "per_class": {},
     }
     ap_index = list(box.ap_class_index)
     for class_id, name in enumerate(names):
@@ -187,19 +213,31 @@ def confusion_plot(stats: list[ImageStats], names: list[str], conf: float, out: 
 
 
 def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
-             plots_dir: Path | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Scores per dataset, as a JSON-ready dict."""
+             plots_dir: Path | None = None, threads: int | None = None,
+             conf: float | Literal["max-f1"] | None = None) -> dict[str, Any]:
+    """Scores per dataset, as a JSON-ready dict. Precision and recall are taken at `conf`: the
+    model card's default (None), a number, or "max-f1": the confidence of maximum F1 over the
+    images of all datasets together (report["conf"] says which was used)."""
     from training.offline import import_ultralytics
 
     import_ultralytics()  # AP comes from Ultralytics: say so before scoring, not after
     detector = Detector(model_path, threads=threads)
-    conf = detector.default_conf
-    report: dict[str, Any] = {"model": detector.model_info, "split": split, "datasets": {}}
+    per_dataset = {}
     for yaml_path in data_yamls:
         dataset = YoloDataset.from_yaml(yaml_path)
-        stats = collect(detector, dataset, split)
-        ds_plots = plots_dir / dataset.name if plots_dir else None
-        report["datasets"][dataset.name] = summarize(stats, detector.class_names, conf, ds_plots)
+        per_dataset[dataset.name] = collect(detector, dataset, split)
+    source = "given"
+    if conf == "max-f1":
+        pooled = [s for stats in per_dataset.values() for s in stats]
+        chosen = max_f1_conf(pooled, detector.class_names) if pooled else None
+        conf, source = (detector.default_conf, "card") if chosen is None else (chosen, "max-f1")
+    elif conf is None:
+        conf, source = detector.default_conf, "card"
+    report: dict[str, Any] = {"model": detector.model_info, "split": split, "conf": conf,
+                              "conf_source": source, "datasets": {}}
+    for name, stats in per_dataset.items():
+        ds_plots = plots_dir / name if plots_dir else None
+        report["datasets"][name] = summarize(stats, detector.class_names, conf, ds_plots)
         if ds_plots is not None:
             confusion_plot(stats, detector.class_names, conf, ds_plots / "confusion_matrix.png")
     return report

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from serving.detector import DetectOptions, Detector
-from serving.model_card import card_path_for, sha256_of
+from serving.model_card import ModelCard, Thresholds, card_path_for, sha256_of, write_card
 from serving.postprocess import END_TO_END, infer_layout
 from serving.preprocess import letterbox, to_blob
 from training.evaluate import box_iou, evaluate
@@ -24,7 +24,6 @@ from training.train import RUN_RECORD
 from training.trainset import YoloDataset
 
 DATASET_CARDS_DIR = Path(__file__).resolve().parents[1] / "datasets"
-DEFAULT_THRESHOLDS = {"conf": 0.25, "iou": 0.7}
 PARITY_MIN_IOU = 0.8  # the .pt letterboxes to a stride multiple, ONNX to a square: boxes move a little
 PARITY_MIN_SCORE = 0.4  # boxes near the threshold may flip either way; compare the clear ones
 PARITY_MAX_RAW_GAP = 1e-3  # fp32 export vs .pt on the same input: float rounding only
@@ -130,7 +129,7 @@ def _dataset_entry(yaml_path: str, split: str) -> dict[str, Any]:
 
 def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[str, Any],
                record: dict[str, Any], metrics: dict[str, Any], parity: dict[str, Any],
-               compute: str | None) -> dict[str, Any]:
+               compute: str | None, thresholds: Thresholds | None = None) -> ModelCard:
     config = record.get("config", {})
     data = config.get("data", [])
     training_data = []
@@ -143,7 +142,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
     pretrained = record.get("pretrained") or {}
     weights_terms = (f"; starting weights {pretrained['file']}: {pretrained['licence']}"
                      if pretrained.get("licence") else "")
-    return {
+    return ModelCard(**{
         "name": name,
         "version": version,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -152,7 +151,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "classes": detector_inputs["classes"],
         "input_size": detector_inputs["input_size"],
         "output_layout": detector_inputs["layout"],
-        "thresholds": DEFAULT_THRESHOLDS,
+        "thresholds": thresholds or Thresholds(),
         "training_data": training_data,
         "training_recipe": {
             "architecture": config.get("model"),
@@ -175,7 +174,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "intended_use": "Detecting crop plants and weeds in top-down field photos (robot cameras, "
                         "hand-held photos) to count weeds, estimate weed cover and drive sprayers.",
         "limitations": measured_limitations(training_data, metrics, pretrained),
-    }
+    })
 
 
 def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str, Any],
@@ -219,12 +218,6 @@ def onnx_metadata(onnx_path: Path) -> dict[str, Any]:
     return {"classes": classes, "input_size": input_size, "layout": layout}
 
 
-def write_card(onnx_path: Path, card: dict[str, Any]) -> Path:
-    path = card_path_for(onnx_path)
-    path.write_text(json.dumps(card, indent=2) + "\n")
-    return path
-
-
 def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
            models_dir: Path = Path("models"), version: str | None = None,
            imgsz: int | None = None, compute: str | None = None,
@@ -254,7 +247,15 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
 
     sample = [p for y in data_yamls for p in YoloDataset.from_yaml(y).images(split)[:parity_images]]
     parity = check_parity(weights, detector, sample)
-    metrics = evaluate(onnx_path, data_yamls, split)["datasets"] if data_yamls else {}
+    thresholds = Thresholds()
+    metrics: dict[str, Any] = {}
+    if data_yamls:
+        # The default confidence is the one of maximum F1 on the val images, not a fixed 0.25.
+        report = evaluate(onnx_path, data_yamls, split, conf="max-f1")
+        metrics = report["datasets"]
+        if report["conf_source"] == "max-f1":
+            thresholds = Thresholds(conf=report["conf"], conf_source=(
+                f"maximum F1 (class mean) over the {split} images of {', '.join(metrics)} together"))
     write_card(onnx_path, build_card(name, version, onnx_path, inputs, record, metrics, parity,
-                                     compute))
+                                     compute, thresholds))
     return onnx_path

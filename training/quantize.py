@@ -11,7 +11,6 @@ int8 rounding costs the most accuracy.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import tempfile
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 
 from serving.detector import Detector
-from serving.model_card import card_path_for, sha256_of
+from serving.model_card import sha256_of, write_card
 from serving.preprocess import letterbox, to_blob
 from training.bf16 import cpu_has_any_flag
 from training.evaluate import evaluate
@@ -100,14 +99,15 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
             reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float, calibrate_method=CALIBRATION_METHODS[method](CalibrationMethod))
 
-    card = dict(detector.card)
-    card.update({"name": f"{card['name']}-int8", "sha256": sha256_of(out_path),
-                 "precision": "int8 (ONNX Runtime static quantization, QDQ, per-channel)",
-                 "quantization": {"calibration_images": len(paths), "method": method,
-                                  "operators": ops, "reduce_range": not cpu_has_vnni(),
-                                  "float_nodes": keep_float, "source_sha256": card["sha256"]}})
-    card_path_for(out_path).write_text(json.dumps(card, indent=2) + "\n")
-    if evaluate_on:
-        card["metrics"] = evaluate(out_path, data_yamls, evaluate_on)["datasets"]
-        card_path_for(out_path).write_text(json.dumps(card, indent=2) + "\n")
+    source = detector.model_card
+    card = source.model_copy(update={
+        "name": f"{source.name}-int8", "sha256": sha256_of(out_path),
+        "precision": "int8 (ONNX Runtime static quantization, QDQ, per-channel)",
+        "quantization": {"calibration_images": len(paths), "method": method, "operators": ops,
+                         "reduce_range": not cpu_has_vnni(), "float_nodes": keep_float,
+                         "source_sha256": source.sha256}})
+    write_card(out_path, card)
+    if evaluate_on:  # scored at the source's default confidence, so the two cards compare
+        card = card.model_copy(update={"metrics": evaluate(out_path, data_yamls, evaluate_on)["datasets"]})
+        write_card(out_path, card)
     return out_path

@@ -41,12 +41,12 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
     """
     paths = find_images(inputs)
     if job.green is None:
-        card = load_card(Path(job.model))  # a missing model or a sha256 mismatch fails here, once
+        model_sha256 = load_card(Path(job.model)).sha256  # a missing model or a bad card fails here
     else:
-        card = green_model_info(job.green)
+        model_sha256 = str(green_model_info(job.green)["sha256"])
     out_dir.mkdir(parents=True, exist_ok=True)
     records = outputs.load_records(out_dir / outputs.JSONL)
-    _check_same_model(records, str(card["sha256"]), out_dir)
+    _check_same_model(records, model_sha256, out_dir)
     done = {r["path"] for r in records if not (retry_errors and "error" in r)}
     todo = [p for p in paths if p not in done]
     if limit is not None:

@@ -50,6 +50,32 @@ def test_missing_or_broken_card(shipped_model: Path, tmp_path: Path) -> None:
         Detector(tmp_path / "absent.onnx")
 
 
+@pytest.mark.parametrize(("change", "named"), [
+    ({"classes": []}, "classes"), ({"sha256": "abc"}, "sha256"), ({"thresholds": {"conf": 1.5}}, "thresholds.conf"),
+    ({"output_layout": "yolo"}, "output_layout"), ({"name": None}, "name")])
+def test_an_invalid_card_is_refused_naming_the_field(shipped_model: Path, tmp_path: Path,
+                                                     change: dict, named: str) -> None:
+    model = copy_model(shipped_model, tmp_path)
+    card = json.loads(model.with_suffix(".json").read_text())
+    card.update(change)
+    model.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match=f"invalid: {named}"):
+        Detector(model)
+
+
+def test_the_card_round_trips_through_its_one_writer(shipped_model: Path, tmp_path: Path) -> None:
+    from serving.model_card import ModelCard, load_card, write_card
+
+    card = load_card(shipped_model)
+    assert card.thresholds.conf == Detector(shipped_model).default_conf
+    written = write_card(tmp_path / "copy.onnx", card)
+    assert written == tmp_path / "copy.json"
+    assert ModelCard.model_validate_json(written.read_text()) == card
+    with pytest.raises(ValueError, match="classes"):  # the writer refuses what the reader would
+        write_card(tmp_path / "bad.onnx", card.model_copy(update={"classes": []}))
+    assert not (tmp_path / "bad.json").exists()
+
+
 def test_detect_cli_prints_json_lines_and_saves_annotated_images(shipped_model: Path, tmp_path: Path) -> None:
     good = tmp_path / "field.jpg"
     good.write_bytes(images.encode(images.field_like(400, 300)))

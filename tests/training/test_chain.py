@@ -98,7 +98,15 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     with pytest.raises(ParityError, match="raw output differs"):
         check_parity(weights, ServingDetector(shipped_model),
                      [tmp_path / "tiny" / "images" / "val" / "val_0.jpg"])
-    assert set(card["metrics"]["tiny"]) >= {"mAP50", "mAP50-95", "precision", "recall", "per_class"}
+    assert set(card["metrics"]["tiny"]) >= {"mAP50", "mAP50-95", "precision", "recall", "per_class", "max_f1"}
+    # The default confidence is measured (max F1 on val) unless the model found nothing to measure.
+    thresholds, tiny = card["thresholds"], card["metrics"]["tiny"]
+    assert tiny["conf"] == thresholds["conf"]
+    if "conf_source" in thresholds:
+        assert "maximum F1" in thresholds["conf_source"]
+        assert abs(thresholds["conf"] - tiny["max_f1"]["conf"]) <= 0.005
+    else:
+        assert thresholds["conf"] == 0.25 and tiny["max_f1"]["conf"] is None
     result = json.loads(report.read_text())["datasets"]["tiny"]
     assert result["images"] == 4 and result["instances"] == 12
     assert (tmp_path / "plots" / "tiny" / "confusion_matrix.png").is_file()

@@ -239,5 +239,5 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
     assert record["pretrained"]["format"] == "onnx" and record["pretrained"]["file"] == start.name
     card = build_card("tiny", "1", start, {"classes": ["crop", "weed"], "input_size": 96,
                                            "layout": "raw"}, record, {}, {}, None)
-    assert card["training_recipe"]["pretrained_start"]["sha256"] == sha256_of(start)
-    assert start.name in card["licence"]
+    assert card.training_recipe["pretrained_start"]["sha256"] == sha256_of(start)
+    assert start.name in card.licence
