@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -108,8 +109,12 @@ def train(config: TrainConfig) -> Path:
     config.name = fresh_run_name(config.project, config.name)
     run_dir = run_dir_of(config)
     run_dir.mkdir(parents=True)
-    data_yaml = build_training_set(config.data, run_dir / "data", config.repeats)
-    start_weights, pretrained = _starting_weights(config, data_yaml)
+    try:
+        data_yaml = build_training_set(config.data, run_dir / "data", config.repeats)
+        start_weights, pretrained = _starting_weights(config, data_yaml)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # refused before training: leave no empty run behind
+        raise
     model = YOLO(start_weights or config.model, task="detect")
     bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
     trainer = make_trainer_class(bf16, config.threads)

@@ -167,8 +167,9 @@ def test_train_refuses_bad_input_with_one_clear_line(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong" / "data.yaml"
     wrong.parent.mkdir()
     wrong.write_text(yaml.safe_dump({"train": "images/train", "names": ["a", "b", "c"]}))
-    classes = runner.invoke(app, ["train", "--data", str(wrong)])
+    classes = runner.invoke(app, ["train", "--data", str(wrong), "--project", str(tmp_path / "runs")])
     assert classes.exit_code != 0 and "canonical" in classes.output
+    assert not list((tmp_path / "runs").glob("*")), "a refused run leaves no folder behind"
     weights = runner.invoke(app, ["export", str(tmp_path / "none.pt")])
     assert weights.exit_code != 0 and "not found" in weights.output
     evaluation = runner.invoke(app, ["eval", str(tmp_path / "none.onnx"), "--data", str(bad)])
