@@ -623,6 +623,7 @@
     photo.countsText.textContent = "";
     for (const name of state.classes) photo.cells[name].textContent = "–";
     photo.cells.cover.textContent = "–";
+    photo.cells.cover.dataset.state = "";
     photo.openButton.disabled = true;
     photo.img.alt = `Photo ${photo.name} (not analysed)`;
     if (retryable && photo.url) {
@@ -764,6 +765,8 @@
       if (photo.url) URL.revokeObjectURL(photo.url);
       photo.url = copy;
       photo.img.src = copy;
+      photo.maskPromise = null;              // the mask is computed from what is shown
+      if (state.showMask) showMaskOn(photo);
     } catch {
       photo.card.classList.add("no-preview");
       photo.pngButton.disabled = true;
@@ -993,7 +996,8 @@
 
   function csvField(value) {
     let text = String(value);
-    if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;   // keep spreadsheets from running formulas
+    // keep spreadsheets from running formulas (a number, such as a negative latitude, is no formula)
+    if (typeof value !== "number" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
     return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   }
 
@@ -1009,8 +1013,8 @@
         Number.isFinite(photo.cover) ? (photo.cover * 100).toFixed(3) : "",
         state.mode === "green" ? "" : state.threshold.toFixed(decimals),
         state.mode,
-        photo.gps ? photo.gps.lat.toFixed(7) : "",
-        photo.gps ? photo.gps.lon.toFixed(7) : "",
+        photo.gps ? roundTo(photo.gps.lat, 7) : "",
+        photo.gps ? roundTo(photo.gps.lon, 7) : "",
       ].map(csvField).join(","));
     }
     return `${lines.join("\r\n")}\r\n`;
@@ -1345,7 +1349,10 @@
       photo.maskPromise = maskChain = maskChain.then(() => computeMask(photo)).then((mask) => {
         photo.mask = mask;
         return mask;
-      }, () => null);
+      }, () => {
+        photo.maskPromise = null;            // not decodable (yet): try again next time
+        return null;
+      });
     }
     return photo.maskPromise;
   }

@@ -520,6 +520,40 @@ def test_vegetation_mask_overlay_is_the_servers_mask(session: Session) -> None:
     expect(page.locator("li.photo canvas.mask:visible")).to_have_count(0)
 
 
+def test_on_a_phone_a_tap_opens_the_photo_and_a_tap_on_a_box_shows_its_label(
+        browser: Any, web_server: LiveServer, real_uploads: list[Upload]) -> None:
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web_server.url + "/")
+    expect(page.locator("#model-info")).to_contain_text("Model:")
+    field = real_uploads[1]
+    page.get_by_label("Choose photos").set_input_files([field.payload()])
+    wait_finished(page)
+    card = page.locator(f'li.photo[data-file="{field.name}"]')
+    card.locator(".figure").tap()
+    viewer = page.locator("#viewer")
+    expect(viewer).to_be_visible()
+    box = viewer.bounding_box()
+    assert box["width"] <= PHONE["width"] + 0.5 and box["height"] <= PHONE["height"] + 0.5, box
+    top = page.locator(f"#viewer {BOX}:not([hidden])").last
+    if not top.count():
+        pytest.skip(f"no box on {field.name} at the card's threshold")
+    top.tap()
+    label = page.locator("#viewer-label")
+    expect(label).to_be_visible()
+    expect(label).to_have_text(f"{top.get_attribute('data-class')} "
+                               f"{float(top.get_attribute('data-confidence')):.2f}")
+    label_box, screen = label.bounding_box(), PHONE["width"]
+    assert label_box["x"] >= 0 and label_box["x"] + label_box["width"] <= screen + 0.5, label_box
+    page.get_by_role("button", name="Close").tap()
+    expect(viewer).to_be_hidden()
+    assert page.evaluate("document.documentElement.scrollWidth") <= screen
+    assert not errors
+    context.close()
+
+
 def _dms(value: float) -> tuple[float, float, float]:
     degrees = int(value)
     minutes = int((value - degrees) * 60)
