@@ -59,13 +59,14 @@ def list_() -> None:
         cards = list_cards()
         cache = default_cache_dir()
     use = {True: "commercial use ok", False: "no commercial use", None: "licence unverified"}
+    pad = " " * max([8, *(len(card.name) for card in cards)])
     for card in cards:
         fetched = cache / card.name / "data.yaml"
-        typer.echo(f"{card.name:<8} {card.title}")
-        typer.echo(f"{'':<8} {card.image_count} images {card.image_size[0]}x{card.image_size[1]}, "
+        typer.echo(f"{card.name:<{len(pad)}} {card.title}")
+        typer.echo(f"{pad} {card.image_count} images {card.image_size[0]}x{card.image_size[1]}, "
                    f"{card.native_format}; {card.licence.name} ({use[card.licence.commercial_use]})")
-        typer.echo(f"{'':<8} fetch: {card.download.url}"
-                   + (f"\n{'':<8} fetched: {fetched}" if fetched.is_file() else ""))
+        typer.echo(f"{pad} fetch: {card.download.url}"
+                   + (f"\n{pad} fetched: {fetched}" if fetched.is_file() else ""))
     typer.echo(f"cards: {cards_dir()}")
 
 

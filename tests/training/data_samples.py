@@ -1,8 +1,10 @@
 """Tiny datasets for the `weedscan data` tests, written into tmp folders: a CWFID-style native
-release, a sesame-style one (YOLO txt pairs), a YOLO dataset folder, and zips of them."""
+release, a sesame-style one (YOLO txt pairs), LabelMe JSON tiles (potato-uav), Pascal VOC frame
+halves (sugarbeet-jmpap), a YOLO dataset folder, and zips of them."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -112,3 +114,67 @@ def shared_dataset(name: str) -> Path:
     if not (folder / "data.yaml").is_file():
         pytest.skip(f"public dataset {name} not found at {folder} (../shared/data is absent)")
     return folder
+
+
+TILE_SIZE = (80, 60)  # width, height of the LabelMe tiles: small, not square
+
+
+def write_labelme_release(root: Path, columns: int = 10, rows: int = 2) -> Path:
+    """dataset/annotation_json_raw/images/tile_<x>_<y>.jpg + .json (AnyLabeling, as in
+    paglab/UAV-weed-detection-paper) and a json_labels/ copy of the JSONs.
+
+    Each tile has a potato square (10..30, 5..25), a weed polygon running off the right edge and
+    a zero-width weed polygon that the converter must drop."""
+    folder = root / "dataset" / "annotation_json_raw" / "images"
+    width, height = TILE_SIZE
+    shapes = [
+        {"label": "potato", "points": [[10, 5], [30, 5], [30, 25], [10, 25]], "shape_type": "polygon"},
+        {"label": "weed", "points": [[60, 30], [95, 40], [70, 55]], "shape_type": "polygon"},
+        {"label": "weed", "points": [[40, 10], [40, 20], [40, 30]], "shape_type": "polygon"},
+    ]
+    for x in range(columns):
+        for y in range(rows):
+            stem = f"tile_{x}_{y}"
+            write_image(folder / f"{stem}.jpg", picture(x * 100 + y, width, height))
+            body = {"version": "0.3.3", "flags": {}, "shapes": shapes,
+                    "imagePath": f"..\\after_crop\\{stem}.jpg", "imageData": None,
+                    "imageHeight": height, "imageWidth": width}
+            for where in (folder, folder.parent / "json_labels"):
+                where.mkdir(parents=True, exist_ok=True)
+                (where / f"{stem}.json").write_text(json.dumps(body))
+    return root
+
+
+VOC_SIZE = (64, 64)
+VOC_OBJECTS = [("sugarbeet", 1, 10, 20, 30), ("weed", 40, 1, 70, 20), ("weed", 5, 50, 5, 60)]
+
+
+def voc_xml(filename: str, size: tuple[int, int] = VOC_SIZE,
+            objects: list[tuple[str, float, float, float, float]] | None = None) -> str:
+    """A LabelImg-style Pascal VOC annotation."""
+    parts = [f"<annotation><folder>train</folder><filename>{filename}</filename><path />"
+             f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"]
+    for name, x1, y1, x2, y2 in VOC_OBJECTS if objects is None else objects:
+        parts.append(f"<object><name>{name}</name><difficult>0</difficult><bndbox>"
+                     f"<xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax>"
+                     "</bndbox></object>")
+    return "".join(parts) + "</annotation>"
+
+
+def write_voc_release(root: Path, videos: tuple[str, ...] = ("X", "X2"), frames: int = 10,
+                      step: int = 20) -> Path:
+    """data/{train,val}/{image,annotation}/<video>-<frame>-<half>.png|.xml, as in
+    jmpap/YOLOV2-Tensorflow-2.0: every frame cut in two halves, and the repository's val holding
+    the other half of some train frames (half 1 of every third frame)."""
+    for v, video in enumerate(videos):
+        for f in range(frames):
+            frame = 10 + f * step
+            for half in (0, 1):
+                stem = f"{video}-{frame}-{half}"
+                split = "val" if half == 1 and f % 3 == 0 else "train"
+                write_image(root / "data" / split / "image" / f"{stem}.png",
+                            picture(v * 10000 + frame * 2 + half, *VOC_SIZE))
+                xml = root / "data" / split / "annotation" / f"{stem}.xml"
+                xml.parent.mkdir(parents=True, exist_ok=True)
+                xml.write_text(voc_xml(f"{stem}.png"))
+    return root

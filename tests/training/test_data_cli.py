@@ -85,7 +85,8 @@ def test_check_corrupted_copy_fails_naming_the_files(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_name() -> None:
-    assert "unknown dataset 'nope' (known: cwfid, sesame)" in _one_error(_run("fetch", "nope"))
+    assert ("unknown dataset 'nope' (known: cwfid, potato-uav, sesame, sugarbeet-jmpap)"
+            in _one_error(_run("fetch", "nope")))
     assert "unknown dataset" in _one_error(_run("import", "nope", "--from", "."))
 
 

@@ -15,8 +15,9 @@ from training.data.yolo import yaml_problem
 from training.trainset import CANONICAL_CLASSES, DatasetError
 
 CARDS_ENV = "WEEDSCAN_DATASET_CARDS"
-NATIVE_FORMATS = ("cwfid-polygon-yaml", "yolo-txt")
-SPLIT_METHODS = ("file", "groups", "seeded")
+NATIVE_FORMATS = ("cwfid-polygon-yaml", "yolo-txt", "labelme-json", "voc-xml")
+SPLIT_METHODS = ("file", "groups", "seeded", "blocks")
+BLOCK_ENDS = ("start", "end")  # split.at of method "blocks"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -37,11 +38,13 @@ class Licence:
 
 @dataclass(frozen=True)
 class Split:
-    method: str        # file | groups | seeded
+    method: str        # file | groups | seeded | blocks
     file: str | None   # the dataset's own split file (method "file")
     seed: int
     val: float
     test: float
+    key: str | None = None  # method "blocks": regex on the image stem, groups `pos` (and `seq`)
+    at: str = "end"         # method "blocks": held-out blocks at the start or end of each seq
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,13 @@ def _parse(data: dict[str, Any], path: Path) -> DatasetCard:
     if method not in SPLIT_METHODS:
         raise DatasetError(f"dataset card {path}: split.method '{method}' is not one of "
                            f"{', '.join(SPLIT_METHODS)}")
+    key = need(split, "key", str, "split.") if method == "blocks" else None
+    if key is not None:
+        _check_block_key(key, path)
+    at = str(split.get("at", "end"))
+    if at not in BLOCK_ENDS:
+        raise DatasetError(f"dataset card {path}: split.at '{at}' is not one of "
+                           f"{', '.join(BLOCK_ENDS)}")
     return DatasetCard(
         name=name, title=need(data, "title", str), homepage=need(data, "homepage", str),
         download=Download(url=need(download, "url", str, "download."),
@@ -156,6 +166,17 @@ def _parse(data: dict[str, Any], path: Path) -> DatasetCard:
         split=Split(method=method, file=need(split, "file", (str, type(None)), "split."),
                     seed=need(split, "seed", int, "split."),
                     val=float(need(split, "val", (int, float), "split.")),
-                    test=float(need(split, "test", (int, float), "split."))),
+                    test=float(need(split, "test", (int, float), "split.")), key=key,
+                    at=at),
         path=path,
     )
+
+
+def _check_block_key(key: str, path: Path) -> None:
+    """split.key must compile and name a `pos` group (a tile column, a frame number)."""
+    try:
+        pattern = re.compile(key)
+    except re.error as exc:
+        raise DatasetError(f"dataset card {path}: split.key is not a valid regex: {exc}") from None
+    if "pos" not in pattern.groupindex:
+        raise DatasetError(f"dataset card {path}: split.key must have a (?P<pos>...) group")

@@ -1,14 +1,16 @@
 """Native dataset releases -> YOLO folders on the canonical classes (crop, weed).
 
-`import_dataset` takes either a native release (CWFID polygon YAMLs, sesame YOLO txt pairs) or
-an already-converted YOLO folder (one with data.yaml), and writes images/{split}, labels/{split},
-data.yaml and SOURCE.md. Images are copied byte for byte, never re-encoded."""
+`import_dataset` takes either a native release (CWFID polygon YAMLs, sesame YOLO txt pairs,
+LabelMe JSON polygons, Pascal VOC XML) or an already-converted YOLO folder (one with data.yaml),
+and writes images/{split}, labels/{split}, data.yaml and SOURCE.md. Images are copied byte for
+byte, never re-encoded."""
 
 from __future__ import annotations
 
 import re
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,9 @@ from tqdm import tqdm
 
 from training.data.cards import DatasetCard
 from training.data.check import check_dataset
-from training.data.split import group_split, near_duplicate_groups, seeded_split
+from training.data.labelme import find_labelme_root, labelme_boxes, labelme_pairs
+from training.data.split import block_split, group_split, near_duplicate_groups, seeded_split
+from training.data.voc import find_voc_annotations, voc_boxes, voc_pairs
 from training.data.yolo import (Box, format_box, output_folder, parse_label_line,
                                 pixel_box_to_yolo, write_data_yaml, yaml_problem)
 from training.trainset import IMAGE_SUFFIXES, DatasetError, YoloDataset, labels_folder
@@ -53,6 +57,10 @@ def import_dataset(card: DatasetCard, source: Path, out: Path,
         samples = yolo_samples(card, root)
     elif card.native_format == "cwfid-polygon-yaml":
         samples = cwfid_samples(card, root)
+    elif card.native_format == "labelme-json":
+        samples = paired_samples(card, labelme_pairs(root), labelme_boxes, progress)
+    elif card.native_format == "voc-xml":
+        samples = paired_samples(card, voc_pairs(root), voc_boxes, progress)
     else:
         samples = yolo_txt_samples(card, root, progress)
     if not samples:
@@ -85,14 +93,30 @@ def detect_layout(card: DatasetCard, source: Path) -> tuple[str, Path]:
         return "yolo", source
     if (source / "data.yaml").is_file():
         return "yolo", source / "data.yaml"
-    root = (_find_cwfid_root(source) if card.native_format == "cwfid-polygon-yaml"
-            else _find_yolo_txt_root(source))
+    root = _find_native_root(card.native_format, source)
     if root is None:
-        expected = ("images/NNN_image.png + annotations/NNN_annotation.yaml"
-                    if card.native_format == "cwfid-polygon-yaml" else "image + .txt label pairs")
+        expected = _EXPECTED[card.native_format]
         raise DatasetError(f"{source} is neither a YOLO dataset (no data.yaml) nor a native "
                            f"{card.name} release (expected {expected})")
     return "native", root
+
+
+_EXPECTED = {
+    "cwfid-polygon-yaml": "images/NNN_image.png + annotations/NNN_annotation.yaml",
+    "yolo-txt": "image + .txt label pairs",
+    "labelme-json": "image + LabelMe .json pairs side by side",
+    "voc-xml": "Pascal VOC .xml annotations and their images",
+}
+
+
+def _find_native_root(native_format: str, source: Path) -> Path | None:
+    if native_format == "cwfid-polygon-yaml":
+        return _find_cwfid_root(source)
+    if native_format == "labelme-json":
+        return find_labelme_root(source)
+    if native_format == "voc-xml":
+        return source if find_voc_annotations(source) else None
+    return _find_yolo_txt_root(source)
 
 
 # --- CWFID: polygon YAML per image -------------------------------------------------------------
@@ -190,17 +214,43 @@ def yolo_txt_samples(card: DatasetCard, root: Path, progress: bool = True) -> li
     names = _native_names(card, root)
     images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     boxes = {p: _read_labels(card, p.with_suffix(".txt"), names) for p in images}
-    if card.split.method == "groups":
+    split = assign_splits(card, images, progress)
+    return [Sample(split[p], p, p.stem, boxes[p]) for p in images]
+
+
+def assign_splits(card: DatasetCard, images: list[Path], progress: bool = True) -> dict[Path, str]:
+    """image -> split by the card's method: groups (near-duplicates together), blocks (tile
+    columns / video frames by the position in the name), else seeded (image by image)."""
+    method = card.split.method
+    if method == "blocks":
+        by_stem = block_split([p.stem for p in images], card.split.key or "", card.split.val,
+                              card.split.test, card.split.at)
+        return {p: by_stem[p.stem] for p in images}
+    if method == "groups":
         groups = near_duplicate_groups(list(tqdm(images, desc="hash", unit="img",
                                                  disable=None if progress else True)))
-        keys = [[p.name for p in g] for g in groups]
-    else:
-        keys = [[p.name] for p in images]
-    split = (group_split(keys, card.split.seed, card.split.val, card.split.test)
-             if card.split.method == "groups"
-             else seeded_split([k[0] for k in keys], card.split.seed, card.split.val,
-                               card.split.test))
-    return [Sample(split[p.name], p, p.stem, boxes[p]) for p in images]
+        by_name = group_split([[p.name for p in g] for g in groups], card.split.seed,
+                              card.split.val, card.split.test)
+    else:  # seeded, or "file" for a format without a split file of its own
+        by_name = seeded_split([p.name for p in images], card.split.seed, card.split.val,
+                               card.split.test)
+    return {p: by_name[p.name] for p in images}
+
+
+# --- one annotation file per image (LabelMe JSON, Pascal VOC XML) ------------------------------
+
+BoxReader = Callable[[DatasetCard, Path, tuple[int, int]], list[Box]]
+
+
+def paired_samples(card: DatasetCard, pairs: list[tuple[Path, Path]], read_boxes: BoxReader,
+                   progress: bool = True) -> list[Sample]:
+    """Samples from (image, annotation) pairs, split by the card; stems must be unique."""
+    stems = Counter(image.stem for image, _ in pairs)
+    if dupes := sorted(s for s, n in stems.items() if n > 1):
+        raise DatasetError(f"dataset {card.name}: several images are named {', '.join(dupes[:5])}")
+    boxes = {image: read_boxes(card, label, _image_size(image)) for image, label in pairs}
+    split = assign_splits(card, [image for image, _ in pairs], progress)
+    return [Sample(split[image], image, image.stem, boxes[image]) for image, _ in pairs]
 
 
 def _native_names(card: DatasetCard, root: Path) -> list[str]:

@@ -1,14 +1,17 @@
 """Seeded train/val/test splits, including a group-aware one that keeps near-duplicate images
-(flipped, turned or shifted copies of one photo) on the same side of the split."""
+(flipped, turned or shifted copies of one photo) on the same side of the split, and a spatial
+or temporal one (`block_split`) for tiles of one map or frames of one video."""
 
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from training.data.cards import BLOCK_ENDS
 from training.trainset import DatasetError
 
 HASH_SIDE = 16  # dHash of 16 x 16 = 256 bits
@@ -37,6 +40,45 @@ def group_split(groups: list[list[str]], seed: int, val: float, test: float) -> 
 
 def seeded_split(keys: list[str], seed: int, val: float, test: float) -> dict[str, str]:
     return group_split([[k] for k in sorted(keys)], seed, val, test)
+
+
+def block_split(stems: list[str], key: str, val: float, test: float,
+                at: str = "end") -> dict[str, str]:
+    """Contiguous blocks by position: stem -> split.
+
+    `key` matches each stem with a group `pos` (an integer: tile column, frame number) and an
+    optional `seq` (a video, a map). Within each seq the distinct positions are sorted; the
+    last (`at="start"`: the first) round(test * n) go to test, the round(val * n) next to them
+    to val, the rest to train (at least one each when the fraction is > 0 and there are 3
+    positions or more). Every stem at one position (both halves of a frame, a tile column)
+    lands in one split, and only one block edge touches train: train | val | test."""
+    if at not in BLOCK_ENDS:
+        raise DatasetError(f"block split at '{at}': expected one of {', '.join(BLOCK_ENDS)}")
+    pattern = re.compile(key)
+    positions: dict[str, dict[str, int]] = {}  # seq -> stem -> pos
+    for stem in stems:
+        match = pattern.fullmatch(stem)
+        if match is None:
+            raise DatasetError(f"image name '{stem}' does not match the split key {key!r}")
+        if not (match.group("pos") or "").isdigit():
+            raise DatasetError(f"image name '{stem}': the split key's pos "
+                               f"'{match.group('pos')}' is not a number")
+        seq = match.groupdict().get("seq") or ""
+        positions.setdefault(seq, {})[stem] = int(match.group("pos"))
+    assign: dict[str, str] = {}
+    for by_stem in positions.values():
+        order = sorted(set(by_stem.values()), reverse=at == "start")
+        n_test, n_val = (_block_count(f, len(order)) for f in (test, val))
+        first_val = max(0, len(order) - n_test - n_val)
+        split_of = {pos: "train" if i < first_val else "val" if i < len(order) - n_test else "test"
+                    for i, pos in enumerate(order)}
+        assign.update({stem: split_of[pos] for stem, pos in by_stem.items()})
+    return assign
+
+
+def _block_count(fraction: float, positions: int) -> int:
+    count = round(fraction * positions)
+    return max(1, count) if fraction > 0 and positions >= 3 else count
 
 
 def dhash_variants(image_path: Path) -> np.ndarray:
