@@ -318,6 +318,7 @@
       filterScheduled = false;
       for (const photo of state.photos) if (photo.answer) applyThreshold(photo);
       updateTotals();
+      el.photos.dataset.threshold = state.threshold.toFixed(decimals);   // applied (for tests)
     });
   }
 

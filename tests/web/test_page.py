@@ -127,6 +127,7 @@ def set_slider(session: Session, value: float) -> None:
         "#conf", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }",
         text)
     expect(session.page.locator("#conf-value")).to_have_text(f"≥ {text}")
+    expect(session.page.locator("#photos")).to_have_attribute("data-threshold", text)
 
 
 def wait_finished(page: Any, timeout: float = TIMEOUT_MS) -> None:
@@ -488,7 +489,7 @@ def test_a_photo_opens_large_with_its_boxes_labels_on_focus_and_tap(session: Ses
     assert not session.page_errors
 
 
-def test_vegetation_mask_overlay_is_the_servers_mask(session: Session) -> None:
+def test_vegetation_mask_overlay_is_the_servers_mask(session: Session, tmp_path: Path) -> None:
     page = session.page
     expect(page.locator("li.photo canvas.mask:visible")).to_have_count(0)
     page.locator("#show-mask").check()
@@ -509,10 +510,11 @@ def test_vegetation_mask_overlay_is_the_servers_mask(session: Session) -> None:
         assert iou >= min_iou, f"{upload.name}: the page's mask has IoU {iou:.4f} with the server's"
         assert threshold == pytest.approx(server.threshold, abs=0.02)
         assert server.mask.mean() > 0.02, f"{upload.name}: hardly any plant: nothing was checked"
-    page.locator(f'li.photo[data-file="{session.uploads[0].name}"] .photo-open').click()
+    page.locator(f'li.photo[data-file="{session.uploads[1].name}"] .photo-open').click()
     expect(page.locator("#viewer-show-mask")).to_be_checked()
     expect(page.locator("#viewer-mask")).to_have_attribute("data-ready", "true")
     expect(page.locator("#viewer-mask")).to_be_visible()
+    save_screen(page, tmp_path, "weedscan-desktop-large-mask.png", full_page=False)
     page.locator("#viewer-show-mask").uncheck()          # one switch, in both places
     expect(page.locator("#viewer-mask")).to_be_hidden()
     page.keyboard.press("Escape")
@@ -665,9 +667,13 @@ def showcase_threshold(session: Session) -> float:
 
 
 def test_screenshots_desktop_and_phone(session: Session, tmp_path: Path) -> None:
-    """Full page with results, then the large view with a box label, at desktop and phone size."""
+    """Full page with results (a box label shown), then the large view with a box label, at
+    desktop and phone size, at the model card's threshold (what a user sees first)."""
     page = session.page
-    set_slider(session, showcase_threshold(session))
+    card_conf = session.server.http.get("/v1/models").json()["models"][0]["thresholds"]["conf"]
+    scores = [score for score, _ in session.scored]
+    usable = session.floor < card_conf < 1 and all(abs(s - card_conf) > 1e-9 for s in scores)
+    set_slider(session, card_conf if usable else showcase_threshold(session))
     wait_covers(page)
     page.evaluate("document.activeElement && document.activeElement.blur()")
     SCREENS.mkdir(parents=True, exist_ok=True)
@@ -677,6 +683,9 @@ def test_screenshots_desktop_and_phone(session: Session, tmp_path: Path) -> None
         page.evaluate("window.scrollTo(0, 0)")
         overflow = page.evaluate("document.documentElement.scrollWidth")
         assert overflow <= viewport["width"], f"{label}: the page is {overflow}px wide"
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.locator(f'li.photo[data-file="{field}"] {BOX}:not([hidden])').last.hover()
+        expect(page.locator(f'li.photo[data-file="{field}"] .box-label')).to_be_visible()
         shot = tmp_path / f"weedscan-{label}.png"
         page.screenshot(path=str(shot), full_page=True)
         assert png_size(shot.read_bytes())[0] == viewport["width"]
