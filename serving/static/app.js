@@ -285,7 +285,8 @@
 
   const HELP = {
     model: {
-      conf: "Boxes below this confidence are hidden at once, without sending the photos again.",
+      conf: "Boxes below this confidence are hidden at once. When the slider rests, the server "
+        + "measures the weed cover of the boxes left (each photo is sent once more per setting).",
       cover: "share of the photo covered by weed plants (vegetation pixels inside weed boxes, "
         + "not in crop boxes), as the server measures it.",
     },
