@@ -28,8 +28,10 @@ FRAME = REPO.parent / "shared" / "data" / "cwfid" / "images" / "val"
 def recipe_of(card: dict) -> str:
     recipe = card.get("training_recipe", {})
     start = (recipe.get("pretrained_start") or {}).get("file", "scratch")
+    wall = recipe.get("wall_seconds")
+    compute = f", {wall / 3600:.2f} h" if wall else ""
     return (f"{recipe.get('architecture')} @ {card.get('input_size')} from {start}, "
-            f"{recipe.get('epochs_completed')} epochs")
+            f"{recipe.get('epochs_completed')} epochs{compute}")
 
 
 def main() -> None:

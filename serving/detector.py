@@ -13,12 +13,11 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.detections import Detections
-from serving.geometry import classwise_nms
 from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
 from serving.preprocess import Letterbox, letterbox, to_blob
 from serving.result import DetectionResult
-from serving.tiling import should_tile, tile_windows
+from serving.tiling import TileSlicer, should_tile
 from serving.vegetation import vegetation_mask
 
 # Best first; whatever this ONNX Runtime build offers, CPU last as the fallback.
@@ -123,12 +122,11 @@ class Detector:
         height, width = image.shape[:2]
         start = time.perf_counter()
 
+        slicer = TileSlicer(round(self.input_size * self.tiling.tile_scale), self.tiling.overlap)
         windows = [(0, 0, width, height)]
         if should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor,
                        self.tiling.auto_min_side):
-            side = round(self.input_size * self.tiling.tile_scale)
-            windows += [w for w in tile_windows(width, height, side, self.tiling.overlap)
-                        if w != (0, 0, width, height)]
+            windows = slicer.windows(width, height)
         inputs: list[np.ndarray] = []
         boxes_back: list[tuple[Letterbox, int, int]] = []
         stride = self.frame_stride if len(windows) == 1 else None  # a tile batch needs one shape
@@ -145,8 +143,7 @@ class Detector:
                 dets = decode_output(output, self.layout, conf, iou, options.max_det, options.classes)
                 parts.append(Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids)
                              .shifted(x0, y0))
-        detections = parts[0] if len(parts) == 1 else classwise_nms(
-            Detections.concat(parts), iou, options.max_det)
+        detections = slicer.merge(parts, windows, width, height, iou, options.max_det)
 
         result = DetectionResult(detections, width, height, self.class_names, self.model_info)
         if len(result._weed_boxes()):  # plant-area weed cover, only when needed; the mask at
