@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from serving.api.metrics import worker_metrics_dir
+    from serving.api.protocol import PROTOCOL_PATH
     from serving.errors import ModelCardError
     from serving.model_card import load_card
 
@@ -48,15 +49,34 @@ def serve(
     # Worker processes build their app from the environment: hand the overrides down.
     for key, value in overrides.items():
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
+    raise_file_limit(settings.max_connections)
     typer.echo(f"weedscan: serving {settings.model.name} on http://{settings.host}:{settings.port}/ "
                f"({settings.workers} worker(s), {settings.inference_threads()} inference threads each)")
     with worker_metrics_dir(settings.workers) as shared:
         if shared:
             typer.echo(f"weedscan: the workers add up their metrics in {shared}")
+        # The protocol adds head deadlines, header limits and the connection cap (it reads them
+        # from the WEEDSCAN_* environment, in each worker).
         uvicorn.run("serving.api.app:create_app_from_env", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers, log_level="info",
                     access_log=settings.access_log, timeout_keep_alive=settings.keep_alive_s,
-                    proxy_headers=False, server_header=False)
+                    proxy_headers=False, server_header=False, http=PROTOCOL_PATH)
+
+
+def raise_file_limit(connections: int) -> None:
+    """Let the process open a socket per allowed connection and the files it needs beside them:
+    at the file limit, accept() fails and every new client is reset, /healthz included."""
+    import resource
+
+    wanted = connections + 256  # the model, threads' pipes, logs, metric files
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        if new_soft < wanted:
+            typer.secho(f"warning: the open-file limit ({hard}) is below what "
+                        f"WEEDSCAN_MAX_CONNECTIONS={connections} needs ({wanted}); lower it or "
+                        "raise the limit (ulimit -n)", fg=typer.colors.YELLOW, err=True)
 
 
 def detect(

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     # KiB received: a stalled or trickling upload gets 408 and never holds an inference slot.
     body_timeout_s: float = Field(15.0, gt=0)
     body_min_rate_kb_s: float = Field(16.0, gt=0)
+    # Each request head (request line and headers) must arrive within header_timeout_s of the
+    # connection's start or of its first byte (a silent connection is closed, a slow head gets
+    # 408); it may hold at most max_header_kb KiB and max_headers headers (else 431). Beyond
+    # max_connections open connections, the longest-idle one is closed to make room.
+    header_timeout_s: float = Field(10.0, gt=0)
+    max_header_kb: int = Field(32, ge=1)
+    max_headers: int = Field(100, ge=1)
+    max_connections: int = Field(1000, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -57,6 +65,10 @@ class Settings(BaseSettings):
     @property
     def max_batch_bytes(self) -> int:
         return int(self.max_batch_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return self.max_header_kb * 1024
 
     @property
     def body_min_rate_bytes(self) -> float:

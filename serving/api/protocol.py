@@ -1,0 +1,213 @@
+"""uvicorn's httptools protocol with the connection limits it lacks (issue 12 #2, #3).
+
+uvicorn times out only idle keep-alive connections, and only until their next byte: a socket that
+never sends a request, or sends its head one byte at a time, is held forever; and httptools takes
+headers of any size and number. This subclass adds, per connection:
+
+- a deadline for each request head (from the connection's start or the head's first byte):
+  a silent connection is closed, a slow head gets 408;
+- a limit on the head's size and on its number of headers: 431;
+- a cap on open connections: over it, the longest-idle connection that never completed a request
+  is closed (else the longest idle one), or the newcomer gets 503 when none is idle.
+
+`weedscan serve` passes it to uvicorn as `http=`; its limits come from the WEEDSCAN_* settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from serving.config import Settings
+
+log = logging.getLogger("weedscan")
+
+PROTOCOL_PATH = "serving.api.protocol:GuardedHttpToolsProtocol"  # for uvicorn.run(http=...)
+_ticks = itertools.count()  # orders activity within one event-loop turn (loop.time() does not)
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    timeout_s: float
+    max_bytes: int
+    max_count: int
+    max_connections: int
+
+
+@lru_cache(maxsize=1)
+def limits_from_env() -> HeadLimits:
+    """Read once per process: worker processes get the settings through the environment."""
+    s = Settings()
+    return HeadLimits(s.header_timeout_s, s.max_header_bytes, s.max_headers, s.max_connections)
+
+
+class HeadRefused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits_from_env()
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._in_head = True  # between requests or inside a head (not yet complete)
+        self._head_bytes = 0  # of the current head, counted per received chunk
+        self._head_reset = False  # a new head began inside the current chunk
+        self._head_size = self._head_count = 0  # exact, from the parser's callbacks
+        self._last_active = 0  # a tick of _ticks
+        self._completed = 0  # requests answered on this connection
+
+    # --- connection -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._last_active = next(_ticks)
+        self._arm_head_timer()
+        if len(self.connections) > self.limits.max_connections:
+            self._make_room()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_active = next(_ticks)
+        self._head_reset = False
+        try:
+            self._feed(data)
+        except HeadRefused as refusal:
+            self._refuse(refusal)
+            return
+        if self._in_head and not self.transport.is_closing():
+            # A head still incomplete: httptools buffers it whole, so bound what it holds here
+            # (undercounts by at most the chunk in which the head began).
+            self._head_bytes = 0 if self._head_reset else self._head_bytes + len(data)
+            if self._head_bytes > self.limits.max_bytes:
+                self._refuse(self._too_large())
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, with a refusal raised in a callback (which httptools wraps
+        in its own error) answered as itself rather than as a 400."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, HeadRefused):
+                raise exc.__context__ from None
+            self._invalid()
+        except httptools.HttpParserError:
+            self._invalid()
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def _invalid(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    # --- parser callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_size, self._head_count = True, 0, 0
+        self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url), 0)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4, 1)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes, self._head_reset = True, 0, True
+
+    def on_response_complete(self) -> None:
+        self._completed += 1
+        self._last_active = next(_ticks)
+        super().on_response_complete()
+
+    # --- limits -----------------------------------------------------------------------------
+    def _count_head(self, size: int, count: int) -> None:
+        self._head_size += size
+        self._head_count += count
+        if self._head_count > self.limits.max_count:
+            raise HeadRefused(431, "too_many_headers",
+                              f"more than {self.limits.max_count} request headers")
+        if self._head_size > self.limits.max_bytes:
+            raise self._too_large()
+
+    def _too_large(self) -> HeadRefused:
+        return HeadRefused(431, "headers_too_large",
+                           f"the request head exceeds {self.limits.max_bytes} bytes")
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._arm_head_timer()  # a pipelined head waits for the answer before it
+            return
+        if self._head_size or self._head_bytes:
+            self._refuse(HeadRefused(408, "request_timeout", "the request head did not arrive "
+                                     f"within {self.limits.timeout_s:g} s"))
+        else:  # a connection that sent nothing: just close it, as for an idle keep-alive
+            self.transport.close()
+
+    def _idle(self) -> bool:
+        return not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete)
+
+    def _make_room(self) -> None:
+        """Over the cap: close the connection idle longest (preferring those that never
+        completed a request), or refuse this new one when every other one is busy."""
+        idle = [c for c in self.connections
+                if c is not self and isinstance(c, GuardedHttpToolsProtocol) and c._idle()]
+        if not idle:
+            log.warning("refused a connection: %d open, all busy (WEEDSCAN_MAX_CONNECTIONS)",
+                        len(self.connections) - 1)
+            self._refuse(HeadRefused(503, "overloaded", "too many open connections"))
+            return
+        victim = min(idle, key=lambda c: (c._completed > 0, c._last_active))
+        victim._cancel_head_timer()
+        victim.transport.close()
+
+    def _refuse(self, refusal: HeadRefused) -> None:
+        """Answer with the contract's JSON error and close; the head is never handed on."""
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        body = json.dumps({"error": {"code": refusal.code, "message": refusal.message}},
+                          separators=(",", ":")).encode()
+        headers = [b"content-type: application/json", b"content-length: %d" % len(body),
+                   b"connection: close"]
+        if refusal.status == 503:
+            headers.append(b"retry-after: 1")
+        self.transport.write(STATUS_LINE[refusal.status] + b"\r\n".join(headers) + b"\r\n\r\n" + body)
+        self.transport.close()

@@ -1,0 +1,106 @@
+"""Issue 12 #2 and #3 over real HTTP: silent and slowloris connections are closed (head deadline),
+open connections are capped (the longest-idle one makes room), oversized or countless headers
+get 431, and the server keeps answering everyone else."""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.robustness.rawhttp import open_socket, read_until_closed, request_head, status_of
+from tests.serving.conftest import LiveServer
+
+HEAD_TIMEOUT_S = "1"
+MAX_CONNECTIONS = 20
+
+
+@pytest.fixture(scope="module")
+def guarded(shipped_model: Path) -> Iterator[LiveServer]:
+    server = LiveServer(shipped_model, env={"WEEDSCAN_HEADER_TIMEOUT_S": HEAD_TIMEOUT_S,
+                                            "WEEDSCAN_MAX_HEADER_KB": "16",
+                                            "WEEDSCAN_MAX_HEADERS": "50"})
+    yield server
+    log = server.stop()
+    assert "Traceback" not in log, log[-4000:]
+
+
+def healthz(server: LiveServer) -> int:
+    """On a new connection, like a liveness probe."""
+    return httpx.get(f"{server.url}/healthz", timeout=30).status_code
+
+
+def test_silent_connections_are_closed(guarded: LiveServer) -> None:
+    silent = [open_socket(guarded.port) for _ in range(30)]
+    for sock in silent:
+        assert read_until_closed(sock) == b""  # closed without a word (a 30 s socket timeout fails)
+        sock.close()
+    assert healthz(guarded) == 200
+
+
+def test_a_slowloris_head_gets_408_and_is_closed(guarded: LiveServer) -> None:
+    sock = open_socket(guarded.port)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    for i in range(300):  # a header line every 0.1 s, until the server answers
+        if select.select([sock], [], [], 0.1)[0]:
+            break
+        sock.sendall(b"X-Slow-%d: a\r\n" % i)
+    answer = read_until_closed(sock)
+    assert status_of(answer) == 408 and b'"code":"request_timeout"' in answer, answer
+    assert healthz(guarded) == 200
+
+
+@pytest.mark.parametrize("headers, code", [
+    ({"X-Big": "a" * 20_000}, "headers_too_large"),
+    ({f"X-Many-{i}": "1" for i in range(60)}, "too_many_headers"),
+], ids=["one-20-KB-header", "60-headers"])
+def test_oversized_heads_get_431(guarded: LiveServer, headers: dict[str, str], code: str) -> None:
+    sock = open_socket(guarded.port)
+    sock.sendall(request_head("/healthz", headers, method="GET"))
+    answer = read_until_closed(sock)
+    assert status_of(answer) == 431 and f'"code":"{code}"'.encode() in answer, answer[:300]
+    within = {"X-Fine": "a" * 8_000, **{f"X-F-{i}": "1" for i in range(30)}}
+    assert httpx.get(f"{guarded.url}/healthz", headers=within, timeout=30).status_code == 200
+
+
+def test_a_head_sent_without_end_is_cut_off_early(guarded: LiveServer) -> None:
+    """16 MB of headers are not buffered: the server refuses and closes after the limit."""
+    sock = open_socket(guarded.port)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    line = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+    sent = 0
+    try:
+        while sent < 16 << 20:
+            sock.sendall(line * 64)
+            sent += len(line) * 64
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed: what it had read was refused
+    assert sent < 16 << 20  # it did not take them all
+    answer = read_until_closed(sock)
+    assert answer == b"" or status_of(answer) == 431, answer[:300]
+    assert healthz(guarded) == 200
+
+
+def test_idle_connections_over_the_cap_make_room(shipped_model: Path) -> None:
+    server = LiveServer(shipped_model, env={"WEEDSCAN_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+                                            "WEEDSCAN_HEADER_TIMEOUT_S": "600"})
+    try:
+        idle = [open_socket(server.port) for _ in range(2 * MAX_CONNECTIONS)]
+        assert [healthz(server) for _ in range(3)] == [200] * 3  # new clients get in
+        # The oldest idle connections were closed to make room (server.http's keep-alive one,
+        # which has completed requests, was spared): a prefix of them, at least cap + 1 long.
+        must_close = 2 * MAX_CONNECTIONS - (MAX_CONNECTIONS - 1)
+        pattern = "".join(
+            "C" if select.select([sock], [], [], 5 if i < must_close else 0)[0] else "."
+            for i, sock in enumerate(idle))
+        closed = pattern.count("C")
+        assert closed >= must_close and pattern == "C" * closed + "." * (len(idle) - closed), pattern
+        assert server.http.get("/healthz").status_code == 200
+        for sock in idle:
+            sock.close()
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log, log[-4000:]
