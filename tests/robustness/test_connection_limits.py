@@ -4,7 +4,10 @@ get 431, and the server keeps answering everyone else."""
 
 from __future__ import annotations
 
+import os
 import select
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import httpx
 import pytest
 
 from tests.robustness.rawhttp import open_socket, read_until_closed, request_head, status_of
-from tests.serving.conftest import LiveServer
+from tests.serving.conftest import LiveServer, free_port, wait_ready
 
 HEAD_TIMEOUT_S = "1"
 MAX_CONNECTIONS = 20
@@ -104,3 +107,33 @@ def test_idle_connections_over_the_cap_make_room(shipped_model: Path) -> None:
     finally:
         log = server.stop()
     assert "Traceback" not in log, log[-4000:]
+
+
+def test_an_idle_flood_past_the_file_limit_does_not_lock_out_new_clients(
+        shipped_model: Path, tmp_path: Path) -> None:
+    """Under `ulimit -n 300`, 400 idle sockets: the cap (200) keeps the server below its file
+    limit, so accept() never fails and /healthz answers; serve warns that the limit is low."""
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    command = (f"ulimit -n 300 && exec {sys.executable} -m training.cli serve --model "
+               f"{shipped_model} --host 127.0.0.1 --port {port}")
+    env = {**os.environ, "WEEDSCAN_THREADS": "1", "WEEDSCAN_MAX_CONNECTIONS": "200",
+           "WEEDSCAN_HEADER_TIMEOUT_S": "600"}
+    with log_path.open("w") as log:
+        server = subprocess.Popen(["sh", "-c", command], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    idle: list = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            wait_ready(http.get, timeout=120)
+            idle = [open_socket(port) for _ in range(400)]
+            assert [httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code
+                    for _ in range(3)] == [200] * 3
+    finally:
+        for sock in idle:
+            sock.close()
+        server.terminate()
+        server.wait(timeout=30)
+    text = log_path.read_text()
+    assert "open-file limit" in text and "Traceback" not in text, text[-3000:]
+    assert "accept" not in text.lower(), text[-3000:]  # no "socket.accept() out of resources"
