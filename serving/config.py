@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # KiB received: a stalled or trickling upload gets 408 and never holds an inference slot.
     body_timeout_s: float = Field(15.0, gt=0)
     body_min_rate_kb_s: float = Field(16.0, gt=0)
+    # Bodies are read before admission, so their memory has its own bound: bytes of request
+    # bodies held at once by a process; a body that would pass it gets 503 (Retry-After).
+    max_body_memory_mb: float = Field(256.0, gt=0)
     # Each request head (request line and headers) must arrive within header_timeout_s of the
     # connection's start or of its first byte (a silent connection is closed, a slow head gets
     # 408); it may hold at most max_header_kb KiB and max_headers headers (else 431). Beyond
@@ -65,6 +68,12 @@ class Settings(BaseSettings):
     @property
     def max_batch_bytes(self) -> int:
         return int(self.max_batch_mb * 1024 * 1024)
+
+    @property
+    def max_body_memory_bytes(self) -> int:
+        """Never below one batch (or one image): the biggest allowed body always fits alone."""
+        mb = max(self.max_body_memory_mb, self.max_batch_mb, self.max_upload_mb)
+        return int(mb * 1024 * 1024)
 
     @property
     def max_header_bytes(self) -> int:

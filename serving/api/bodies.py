@@ -7,6 +7,7 @@ never touch the disk, so multipart is parsed here with python-multipart's stream
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -26,6 +27,7 @@ class MissingField(ClientError):
 
 class BodyTimeout(ClientError):
     status, code = 408, "body_timeout"
+    close_connection = True  # the rest of a stalled body is not worth waiting for
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,10 @@ class Part:
     data: bytearray = field(default_factory=bytearray)
 
 
-async def read_limited(request: Request, limit: int, pace: BodyPace) -> bytes:
+Take = Callable[[int], None]  # accounts for each chunk's memory; raises to refuse it
+
+
+async def read_limited(request: Request, limit: int, pace: BodyPace, take: Take) -> bytes:
     """The whole body, refused with 413 as soon as it is known to exceed `limit` bytes, and
     with 408 when it arrives slower than `pace` allows. A client that leaves raises Starlette's
     ClientDisconnect."""
@@ -60,9 +65,10 @@ async def read_limited(request: Request, limit: int, pace: BodyPace) -> bytes:
     try:
         async with asyncio.timeout_at(start + pace.allowed_s(0)) as budget:
             async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
+                if len(body) + len(chunk) > limit:
                     raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+                take(len(chunk))
+                body += chunk
                 budget.reschedule(start + pace.allowed_s(len(body)))
     except TimeoutError:
         raise BodyTimeout(f"the body did not arrive in time ({len(body)} bytes in "
@@ -121,28 +127,28 @@ def media_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def read_image_upload(request: Request, limit: int, pace: BodyPace) -> bytes:
+async def read_image_upload(request: Request, limit: int, pace: BodyPace, take: Take) -> bytes:
     """The image of a detect/annotate request: raw image body or multipart field `image`."""
     media_type = media_type_of(request)
     if media_type == "multipart/form-data":
-        body = await read_limited(request, limit, pace)
+        body = await read_limited(request, limit, pace, take)
         for part in parse_multipart(body, request.headers["content-type"]):
             if part.name == "image":
                 return bytes(part.data)
         raise MissingField("the multipart body has no 'image' field")
     if media_type in SUPPORTED_MEDIA_TYPES:
-        return await read_limited(request, limit, pace)
+        return await read_limited(request, limit, pace, take)
     raise UnsupportedMediaType(
         f"Content-Type '{media_type or '(none)'}' is not supported; send multipart/form-data with "
         f"the file in field 'image', or the raw bytes as one of {', '.join(SUPPORTED_MEDIA_TYPES)}")
 
 
 async def read_batch_uploads(request: Request, limit: int, max_files: int,
-                             pace: BodyPace) -> list[Part]:
+                             pace: BodyPace, take: Take) -> list[Part]:
     if media_type_of(request) != "multipart/form-data":
         raise UnsupportedMediaType("the batch endpoint takes multipart/form-data with files in "
                                    "field 'images'")
-    body = await read_limited(request, limit, pace)
+    body = await read_limited(request, limit, pace, take)
     images = [p for p in parse_multipart(body, request.headers["content-type"]) if p.name == "images"]
     if not images:
         raise MissingField("the multipart body has no 'images' field")

@@ -46,8 +46,8 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": str(request.app.state.settings.retry_after_s)}
         elif exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="weedscan"'}
-        elif exc.status == 408:  # the rest of a stalled body is not worth waiting for
-            headers = {"Connection": "close"}
+        if getattr(exc, "close_connection", False):  # refused mid-body: the rest is not read
+            headers = {**(headers or {}), "Connection": "close"}
         return error_response(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(ClientDisconnect)

@@ -59,6 +59,9 @@ class Metrics:
                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.inflight = Gauge("weedscan_inflight_requests", "Images being decoded or inferred now",
                               registry=self.registry, multiprocess_mode="livesum")
+        self.body_bytes = Gauge("weedscan_request_body_bytes",
+                                "Bytes of request bodies received and held in memory now",
+                                registry=self.registry, multiprocess_mode="livesum")
         self.rejected = Counter("weedscan_overload_rejections_total",
                                 "Requests refused with 503 because the server was full",
                                 registry=self.registry)

@@ -15,7 +15,7 @@ import numpy as np
 from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
-from serving.errors import ModelCardError, NotReady, Overloaded
+from serving.errors import ModelCardError, NotReady, Overloaded, ServiceUnavailable
 from serving.green import GreenDetector
 from serving.imaging import decode_image, warm_up_decoding
 from serving.result import DetectionResult
@@ -50,6 +50,7 @@ class InferenceService:
         self.ready = False
         self.load_error: str | None = None
         self._inflight = 0
+        self._body_bytes = 0  # of request bodies held now (see hold_body)
         self._executor = _inference_executor()
         self._closed = False
 
@@ -97,6 +98,10 @@ class InferenceService:
             self.metrics.rejected.inc()
             raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
                              f"retry after {self.settings.retry_after_s} s")
+
+    def hold_body(self) -> BodyHold:
+        """Accounts for a request body's memory while the `with` block runs."""
+        return BodyHold(self)
 
     def admit(self) -> _Admission:
         """A slot for `with`; refused like check_admission."""
@@ -155,3 +160,36 @@ class _Admission:
     def __exit__(self, *exc: object) -> None:
         self.service._inflight -= 1
         self.service.metrics.inflight.dec()
+
+
+class BodyMemoryFull(ServiceUnavailable):
+    code = "overloaded"
+    close_connection = True  # the rest of the body is not read
+
+
+class BodyHold:
+    """Bytes of one request body, counted against WEEDSCAN_MAX_BODY_MEMORY_MB as they arrive
+    (a stalled upload holds only what it sent) and given back when the `with` block ends."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+        self.taken = 0
+
+    def take(self, size: int) -> None:
+        service = self.service
+        limit = service.settings.max_body_memory_bytes
+        if service._body_bytes + size > limit:
+            service.metrics.rejected.inc()
+            raise BodyMemoryFull(f"the server holds {service._body_bytes} bytes of uploads, its "
+                                 f"limit is {limit}; retry after {service.settings.retry_after_s} s")
+        service._body_bytes += size
+        self.taken += size
+        service.metrics.body_bytes.inc(size)
+
+    def __enter__(self) -> BodyHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.service._body_bytes -= self.taken
+        self.service.metrics.body_bytes.dec(self.taken)
+        self.taken = 0

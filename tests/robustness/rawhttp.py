@@ -59,6 +59,8 @@ def nothing_received(sock: socket.socket) -> bool:
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one Prometheus sample (0 when absent)."""
     for line in text.splitlines():
+        if line.startswith(name + " ") and not labels:
+            return float(line.rsplit(" ", 1)[1])
         if not line.startswith(name + "{"):
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))

@@ -87,3 +87,31 @@ def test_stalled_and_trickling_bodies_get_408_and_lose_their_connection(shipped_
     finally:
         log = server.stop()
     assert "Traceback" not in log, log[-4000:]
+
+
+def test_bodies_held_in_memory_are_bounded(shipped_model: Path) -> None:
+    """Bodies are read before admission, so their memory has its own bound: with 1 MiB for all
+    bodies, an upload that would pass it gets 503 (and its connection closes) while a small one
+    still fits; what a stalled upload sent is given back when it leaves."""
+    mib = "1"
+    server = LiveServer(shipped_model, env={"WEEDSCAN_MAX_BODY_MEMORY_MB": mib,
+                                            "WEEDSCAN_MAX_UPLOAD_MB": mib, "WEEDSCAN_MAX_BATCH_MB": mib,
+                                            "WEEDSCAN_BODY_TIMEOUT_S": "600"})
+
+    def held() -> float:
+        return metric(server.http.get("/metrics").text, "weedscan_request_body_bytes")
+
+    try:
+        big = stalled_upload(server.port, declared=1_040_000, sent=b"\xff" * 1_000_000)
+        assert poll(lambda: held() == 1_000_000), held()
+        over = stalled_upload(server.port, declared=100_000, sent=b"\xff" * 60_000)
+        answer = read_until_closed(over)
+        assert status_of(answer) == 503 and b'"code":"overloaded"' in answer, answer[:300]
+        assert b"retry-after" in answer.lower()
+        assert detect(server) == 200  # a small frame still fits beside the big upload
+        big.close()
+        assert poll(lambda: held() == 0), held()
+        assert detect(server) == 200
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log, log[-4000:]

@@ -48,7 +48,7 @@ def _pace(service: InferenceService) -> BodyPace:
 
 # The body is read before a request takes an inference slot, so a stalled or trickling upload
 # (408 when too slow) holds only its own connection; `check_admission` first refuses a full or
-# unready server without reading the body.
+# unready server without reading the body, and `hold_body` bounds the memory of bodies held.
 
 
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
@@ -58,9 +58,11 @@ async def detect(request: Request) -> JSONResponse:
     query = detect_query(request)
     service = _service(request)
     service.check_admission()
-    data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service))
-    with service.admit():
-        result, _ = await service.detect_bytes(data, query.options, query.green)
+    with service.hold_body() as body:
+        data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
+                                       body.take)
+        with service.admit():
+            result, _ = await service.detect_bytes(data, query.options, query.green)
     return JSONResponse(result.to_dict(lanes=query.lanes))
 
 
@@ -71,18 +73,20 @@ async def detect_batch(request: Request) -> JSONResponse:
     service = _service(request)
     results: list[dict[str, Any]] = []
     service.check_admission()
-    parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
-                                     service.settings.max_batch_files, _pace(service))
-    with service.admit():
-        for part in parts:
-            try:
-                if len(part.data) > service.settings.max_upload_bytes:
-                    raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
-                                          f"limit of {service.settings.max_upload_bytes} bytes")
-                result, _ = await service.detect_bytes(bytes(part.data), query.options, query.green)
-                results.append(result.to_dict(lanes=query.lanes))
-            except ClientError as exc:
-                results.append(error_item(exc))
+    with service.hold_body() as body:
+        parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
+                                         service.settings.max_batch_files, _pace(service), body.take)
+        with service.admit():
+            for part in parts:
+                try:
+                    if len(part.data) > service.settings.max_upload_bytes:
+                        raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
+                                              f"limit of {service.settings.max_upload_bytes} bytes")
+                    result, _ = await service.detect_bytes(bytes(part.data), query.options,
+                                                           query.green)
+                    results.append(result.to_dict(lanes=query.lanes))
+                except ClientError as exc:
+                    results.append(error_item(exc))
     return JSONResponse({"results": results})
 
 
@@ -97,9 +101,11 @@ async def annotate_image(
     query = detect_query(request)
     service = _service(request)
     service.check_admission()
-    data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service))
-    with service.admit():
-        result, image = await service.detect_bytes(data, query.options, query.green)
-        drawn = await asyncio.to_thread(
-            lambda: annotate.encode(annotate.draw(image, result), format))
+    with service.hold_body() as body:
+        data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
+                                       body.take)
+        with service.admit():
+            result, image = await service.detect_bytes(data, query.options, query.green)
+            drawn = await asyncio.to_thread(
+                lambda: annotate.encode(annotate.draw(image, result), format))
     return Response(drawn, media_type=f"image/{format}")
