@@ -104,10 +104,11 @@ def test_bodies_held_in_memory_are_bounded(shipped_model: Path) -> None:
     try:
         big = stalled_upload(server.port, declared=1_040_000, sent=b"\xff" * 1_000_000)
         assert poll(lambda: held() == 1_000_000), held()
-        over = stalled_upload(server.port, declared=100_000, sent=b"\xff" * 60_000)
+        over = stalled_upload(server.port, declared=100_000, sent=b"\xff" * 50_000)
         answer = read_until_closed(over)
         assert status_of(answer) == 503 and b'"code":"overloaded"' in answer, answer[:300]
         assert b"retry-after" in answer.lower()
+        assert len(JPEG) < (1 << 20) - 1_000_000
         assert detect(server) == 200  # a small frame still fits beside the big upload
         big.close()
         assert poll(lambda: held() == 0), held()
