@@ -13,8 +13,10 @@ Writes benchmarks/results/tiling.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -24,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result, stats_ms  # noqa: E402
 from serving.detector import DetectOptions, Detector, TilingConfig  # noqa: E402
-from serving.tiling import tile_windows  # noqa: E402
+from serving.detections import Detections  # noqa: E402
+from serving.geometry import classwise_nms  # noqa: E402
+from serving.tiling import TileSlicer, tile_windows  # noqa: E402
 from training.evaluate import EVAL_CONF, EVAL_IOU, ImageStats, match, read_labels, summarize  # noqa: E402
 from training.trainset import YoloDataset, labels_folder  # noqa: E402
 
@@ -74,6 +78,18 @@ def score(detector: Detector, frames: list, tile: str) -> float:
     return summarize(stats, detector.class_names, detector.default_conf)["mAP50"]
 
 
+@contextlib.contextmanager
+def nms_only_merge() -> Iterator[None]:
+    """The merge before the seam-aware slicer: class-wise NMS over all windows' boxes."""
+    original = TileSlicer.merge
+    TileSlicer.merge = lambda self, parts, windows, width, height, iou, max_det: classwise_nms(  # type: ignore[method-assign]
+        Detections.concat(parts), iou, max_det)
+    try:
+        yield
+    finally:
+        TileSlicer.merge = original  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=REPO / "models" / "weedscan.onnx")
@@ -92,6 +108,10 @@ def main() -> None:
              None, None)]
     rows.append(("mosaics, whole frame only (tiling off)", "1",
                  {name: score(reference, frames, "off") for name, frames in big.items()}, None, None))
+    with nms_only_merge():
+        baseline = Detector(args.model)  # default tiling, the tiles' boxes merged by NMS alone
+        rows.append(("default tiles, merged by NMS only (before the seam merge)", "-",
+                     {name: score(baseline, frames, "on") for name, frames in big.items()}, None, None))
     for tile_scale, overlap in SETTINGS:
         detector = Detector(args.model, tiling=TilingConfig(tile_scale=tile_scale, overlap=overlap))
         detector.warmup()

@@ -3,10 +3,11 @@ detections back together; kept apart from the model, as SAHI's and supervision's
 
 A plant cut by a tile seam is seen by each tile as a part box ending at the seam. Class-wise NMS
 keeps both parts (their IoU is small), so the slicer first merges, across windows, each box that
-ends at an inner tile edge with the boxes of the same class from other tiles that it mostly lies in
-or over: overlap measured by intersection over the smaller box (IoS), merged into their union
-(greedy NMM). Only boxes cut by a seam merge: two whole plants side by side stay two. Then NMS
-settles the rest (the same plant seen whole by two overlapping tiles, or by the whole-frame pass).
+ends at an inner tile edge with the one box of the same class in each other tile that agrees with
+it where the two tiles overlap (IoU of the two boxes clipped to the shared strip), into their
+union (greedy NMM, best score first). Only boxes cut by a seam merge: two whole plants side by
+side stay two. Then NMS settles the rest (the same plant seen whole by two overlapping tiles, or
+by the whole-frame pass).
 """
 
 from __future__ import annotations
@@ -53,14 +54,36 @@ def should_tile(width: int, height: int, input_size: int, mode: str, factor: flo
 
 def intersection_over_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """IoS of one xyxy box with each of others: intersection / area of the smaller of the two."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(np.minimum(area, areas), 1e-9)
+    inter = _intersection(box, others)
+    return inter / np.maximum(np.minimum(_area(box[None])[0], _area(others)), 1e-9)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def _intersection(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    width = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    height = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
+    return np.clip(width, 0, None) * np.clip(height, 0, None)
+
+
+def _clip(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.maximum(boxes[:, :2], regions[:, :2]),
+                           np.minimum(boxes[:, 2:], regions[:, 2:])], axis=1)
+
+
+def agreement_in_overlap(box: np.ndarray, window: np.ndarray, others: np.ndarray,
+                         other_windows: np.ndarray) -> np.ndarray:
+    """IoU of one box with each of others, both clipped to where their two windows overlap: the
+    part both tiles saw. Two views of one plant agree there, however large the plant."""
+    shared = np.concatenate([np.maximum(window[:2], other_windows[:, :2]),
+                             np.minimum(window[2:], other_windows[:, 2:])], axis=1)
+    mine = _clip(np.repeat(box[None], len(others), 0), shared)
+    theirs = _clip(others, shared)
+    inter = np.array([_intersection(a, b[None])[0] for a, b in zip(mine, theirs)])
+    union = _area(mine) + _area(theirs) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 @dataclass(frozen=True)
@@ -69,7 +92,11 @@ class TileSlicer:
 
     tile: int  # tile side in image pixels
     overlap: float = 0.2
-    match_ios: float = 0.5  # a seam-cut box merges with a box it overlaps by this much (IoS)
+    match_overlap: float = 0.5  # a seam-cut box merges with a box agreeing this much in the overlap
+    # Only confident boxes merge, and a view joins only if it is about as sure as the box: faint
+    # boxes round a plant (plenty at a low request conf) would widen its union.
+    min_score: float = 0.25
+    partner_score: float = 0.5
     seam_margin: float = 0.01  # a box within this share of the tile side of an inner edge is cut
 
     def windows(self, width: int, height: int, whole_frame: bool = True) -> list[Window]:
@@ -98,6 +125,7 @@ class TileSlicer:
             return parts[0][:max_det]
         merged = Detections.concat(parts)
         window_of = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)]).astype(np.int64)
+        frames = np.asarray(windows, np.float32)
         cut = np.concatenate([self.cut_by_seam(p.boxes, w, width, height) for p, w in zip(parts, windows)])
         # The whole-frame pass takes part in NMS only: one of its coarse boxes round a clump would
         # otherwise swallow the tiles' boxes of the single plants in it.
@@ -105,18 +133,24 @@ class TileSlicer:
         boxes, scores = merged.boxes.copy(), merged.scores
         alive = np.ones(len(merged), bool)
         for i in np.argsort(-scores, kind="stable"):
-            if not (alive[i] and in_tile[i]):
+            if not (alive[i] and in_tile[i] and scores[i] >= self.min_score):
                 continue
             partners = np.flatnonzero(alive & in_tile & (merged.class_ids == merged.class_ids[i])
-                                      & (window_of != window_of[i]))
+                                      & (window_of != window_of[i]) & (cut[i] | cut)
+                                      & (scores >= max(self.partner_score * scores[i], self.min_score)))
             if not len(partners):
                 continue
-            ios = intersection_over_smaller(boxes[i], boxes[partners])
-            joins = partners[(ios >= self.match_ios) & (cut[i] | cut[partners])]
-            if len(joins):
+            agree = agreement_in_overlap(boxes[i], frames[window_of[i]], boxes[partners],
+                                         frames[window_of[partners]])
+            joins = []
+            for window in np.unique(window_of[partners]):  # the best-agreeing view in each tile
+                mask = (window_of[partners] == window) & (agree >= self.match_overlap)
+                if mask.any():
+                    joins.append(partners[mask][np.argmax(agree[mask])])
+            if joins:
                 group = np.append(joins, i)
                 boxes[i] = [*boxes[group, :2].min(0), *boxes[group, 2:].max(0)]
-                cut[i] = cut[i] & cut[joins].all()  # still cut only if every part was
+                cut[i] = cut[group].all()  # still cut only if every part was
                 alive[joins] = False
         kept = np.flatnonzero(alive)
         return classwise_nms(Detections(boxes[kept], scores[kept], merged.class_ids[kept]), iou, max_det)
