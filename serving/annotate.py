@@ -7,13 +7,23 @@ import numpy as np
 
 from serving.result import DetectionResult
 
-# BGR; crop green, weed magenta (tells apart for the colour-blind), others from a fixed palette.
-CLASS_COLOURS = {"crop": (60, 200, 40), "weed": (200, 30, 230)}
+# BGR, as the page draws them (serving/static/app.js): every box a coloured line on a dark halo,
+# so it reads on green leaves and pale soil alike; crop white (green vanished on the crop's own
+# leaves), weed magenta, green-on-brown `plant` orange, other classes from a fixed palette.
+CLASS_COLOURS = {"crop": (255, 255, 255), "weed": (200, 30, 230), "plant": (0, 165, 255)}
+HALO = (13, 26, 13)
 _PALETTE = [(0, 165, 255), (255, 144, 30), (0, 215, 255), (180, 105, 255)]
 
 
 def colour_for(name: str, class_id: int) -> tuple[int, int, int]:
     return CLASS_COLOURS.get(name, _PALETTE[class_id % len(_PALETTE)])
+
+
+def label_text_colour(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Dark text on light label chips (crop white, plant orange), white on the others."""
+    b, g, r = (c / 255 for c in colour)
+    luminance = 0.2126 * r ** 2.2 + 0.7152 * g ** 2.2 + 0.0722 * b ** 2.2
+    return (17, 17, 17) if luminance > 0.3 else (255, 255, 255)
 
 
 def draw(image: np.ndarray, result: DetectionResult) -> np.ndarray:
@@ -26,13 +36,14 @@ def draw(image: np.ndarray, result: DetectionResult) -> np.ndarray:
         name = result.class_names[int(class_id)]
         colour = colour_for(name, int(class_id))
         x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), HALO, thickness + 2 * max(1, thickness // 2))
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         label = f"{name} {score:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = max(y1 - th - base, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + tw, top + th + base), colour, -1)
         cv2.putText(canvas, label, (x1, top + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (255, 255, 255), max(1, thickness // 2), cv2.LINE_AA)
+                    label_text_colour(colour), max(1, thickness // 2), cv2.LINE_AA)
     return canvas
 
 

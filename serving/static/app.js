@@ -13,8 +13,8 @@
   const KEY_STORAGE = "weedscan.apiKey";
   const WEED_CLASSES = new Set(["weed", "plant"]);   // as serving/result.py WEED_CLASS_NAMES
   // Every box is a coloured line on a dark halo, so it reads on green plants and on pale soil
-  // alike. Crop boxes are white (serving/annotate.py draws them green, which vanishes on the
-  // crop's own leaves), weed boxes magenta as there, `plant` (green-on-brown) orange as there.
+  // alike: crop white (green vanished on the crop's own leaves), weed magenta, `plant`
+  // (green-on-brown) orange; serving/annotate.py draws the same for /v1/annotate.
   const CLASS_COLOURS = { crop: "#ffffff", weed: "#e61ec8", plant: "#ffa500" };
   const HALO = "#0d1a0d";
   const PALETTE = ["#ffa500", "#1e90ff", "#ffd700", "#ff69b4"];
