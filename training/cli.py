@@ -74,7 +74,7 @@ def train(
     if resume is not None:
         if not resume.is_file():
             fail(f"checkpoint not found: {resume}")
-        best = resume_run(resume, bool(bf16), threads)
+        best = resume_run(resume, bf16, threads)  # None: as the run was started
     else:
         if not data:
             fail("give at least one --data YAML (or --resume LAST.pt)")

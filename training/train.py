@@ -133,13 +133,25 @@ def train(config: TrainConfig) -> Path:
     return run_dir / "weights" / "best.pt"
 
 
-def resume(last_pt: Path, bf16: bool = False, threads: int | None = None) -> Path:
+def resumed_precision(last_pt: Path, bf16: bool | None, threads: int | None) -> tuple[bool, int | None]:
+    """bf16 and threads for a resumed run: as given, else as the run was started, else the default."""
+    record_file = last_pt.parent.parent / RUN_RECORD
+    started = json.loads(record_file.read_text()).get("config", {}) if record_file.is_file() else {}
+    if bf16 is None:
+        bf16 = started.get("bf16")
+    if threads is None:
+        threads = started.get("threads")
+    return (cpu_has_native_bf16() if bf16 is None else bool(bf16)), threads
+
+
+def resume(last_pt: Path, bf16: bool | None = None, threads: int | None = None) -> Path:
     """Carry on an interrupted run from its last.pt, with the settings it was started with."""
     import_ultralytics()
     from ultralytics import YOLO
 
     from training.bf16 import make_trainer_class
 
+    bf16, threads = resumed_precision(last_pt, bf16, threads)
     model = YOLO(str(last_pt), task="detect")
     model.train(resume=True, trainer=make_trainer_class(bf16, threads))
     return last_pt.parent / "best.pt"

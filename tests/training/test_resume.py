@@ -49,3 +49,19 @@ def test_resume_finishes_an_interrupted_run(tmp_path: Path, monkeypatch: pytest.
     with (tmp_path / "runs" / "r" / "results.csv").open() as handle:
         epochs = [int(float(row["epoch"])) for row in csv.DictReader(handle)]
     assert epochs == [1, 2]  # epoch 1 from the first run, epoch 2 after resuming
+
+
+def test_a_resumed_run_keeps_the_precision_and_threads_it_was_started_with(tmp_path: Path) -> None:
+    import json
+
+    from training.bf16 import cpu_has_native_bf16
+    from training.train import RUN_RECORD, resumed_precision
+
+    last = tmp_path / "run" / "weights" / "last.pt"
+    last.parent.mkdir(parents=True)
+    assert resumed_precision(last, None, None) == (cpu_has_native_bf16(), None)  # no record
+    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"bf16": True, "threads": 1}}))
+    assert resumed_precision(last, None, None) == (True, 1)
+    assert resumed_precision(last, False, 2) == (False, 2)  # what the command line says wins
+    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"bf16": None}}))
+    assert resumed_precision(last, None, None) == (cpu_has_native_bf16(), None)
