@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.answer import DetectAnswer, wire_dict
 from serving.detections import Detections
 from serving.geometry import lanes_hit, union_area
 from serving.vegetation import plant_cover
@@ -82,9 +83,9 @@ class DetectionResult:
             for b, s, c in zip(dets.boxes, dets.scores, dets.class_ids)
         ]
 
-    def to_dict(self, lanes: int | None = None) -> dict[str, Any]:
-        """The API v1 detect answer."""
-        answer: dict[str, Any] = {
+    def answer_fields(self, lanes: int | None = None) -> dict[str, Any]:
+        """The answer's fields as plain values (lanes only when asked), for `DetectAnswer`."""
+        fields: dict[str, Any] = {
             "model": self.model,
             "image": {"width": self.width, "height": self.height},
             "detections": self.detection_dicts(),
@@ -93,6 +94,14 @@ class DetectionResult:
             "weed_box_cover": round(self.weed_box_cover(), 6),
         }
         if lanes is not None:
-            answer["lanes"] = self.lanes(lanes)
-        answer["timing_ms"] = {k: round(v, 2) for k, v in self.timing_ms.items()}
-        return answer
+            fields["lanes"] = self.lanes(lanes)
+        fields["timing_ms"] = {k: round(v, 2) for k, v in self.timing_ms.items()}
+        return fields
+
+    def answer(self, lanes: int | None = None) -> DetectAnswer:
+        """The API v1 detect answer, validated (see serving/answer.py for its cost)."""
+        return DetectAnswer.model_validate(self.answer_fields(lanes))
+
+    def to_dict(self, lanes: int | None = None) -> dict[str, Any]:
+        """The detect answer's JSON as Python values: what the API sends."""
+        return wire_dict(self.answer(lanes))

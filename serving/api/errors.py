@@ -26,10 +26,6 @@ def error_response(status: int, code: str, message: str,
                         headers=headers)
 
 
-def error_item(exc: ClientError) -> dict:
-    return {"error": {"code": exc.code, "message": exc.message}}
-
-
 def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():

@@ -26,6 +26,9 @@ def test_plant_cover_counts_only_weed_vegetation_outside_crops() -> None:
     assert plant_cover(mask, np.zeros((0, 4), np.float32), crop) == 0.0
 
 
+MODEL = {"name": "m", "version": "1", "sha256": "0" * 64}  # an answer always names its model
+
+
 def test_answer_has_plant_and_box_cover() -> None:
     from serving.detections import Detections
     from serving.result import DetectionResult
@@ -34,9 +37,9 @@ def test_answer_has_plant_and_box_cover() -> None:
     mask[0:5, 0:5] = True  # 25 plant pixels, in the weed box's corner
     dets = Detections(np.array([[0, 0, 10, 10], [0, 0, 2, 10]], np.float32),
                       np.array([0.9, 0.8], np.float32), np.array([1, 0], np.int64))
-    result = DetectionResult(dets, 20, 10, ["crop", "weed"], {}, vegetation=mask)
+    result = DetectionResult(dets, 20, 10, ["crop", "weed"], MODEL, vegetation=mask)
     answer = result.to_dict()
     assert answer["weed_box_cover"] == pytest.approx(100 / 200)
     assert answer["weed_cover"] == pytest.approx((25 - 10) / 200)  # the crop box's 10 px are crop
-    no_weed = DetectionResult(dets[np.array([1])], 20, 10, ["crop", "weed"], {})
+    no_weed = DetectionResult(dets[np.array([1])], 20, 10, ["crop", "weed"], MODEL)
     assert no_weed.to_dict()["weed_cover"] == 0.0

@@ -6,14 +6,15 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from serving import annotate
 from serving.api.auth import require_api_key
 from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
-from serving.api.errors import error_item
 from serving.api.params import DETECT_QUERY_OPENAPI, detect_query
-from serving.api.schemas import BatchAnswer, DetectAnswer, ErrorAnswer
+from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
+                            wire_json)
 from serving.api.service import InferenceService
 from serving.errors import ClientError, PayloadTooLarge
 from serving.imaging import SUPPORTED_MEDIA_TYPES
@@ -42,6 +43,11 @@ def _service(request: Request) -> InferenceService:
     return request.app.state.service
 
 
+def _json(answer: BaseModel) -> Response:
+    """The answer, already validated, written once (JSONResponse would run json.dumps on a dict)."""
+    return Response(wire_json(answer), media_type="application/json")
+
+
 def _pace(service: InferenceService) -> BodyPace:
     return BodyPace(service.settings.body_timeout_s, service.settings.body_min_rate_bytes)
 
@@ -53,7 +59,7 @@ def _pace(service: InferenceService) -> BodyPace:
 
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
              summary="Detect crops and weeds in one image")
-async def detect(request: Request) -> JSONResponse:
+async def detect(request: Request) -> Response:
     """The image as multipart field `image`, or as the raw body with an image Content-Type."""
     query = detect_query(request)
     service = _service(request)
@@ -63,31 +69,34 @@ async def detect(request: Request) -> JSONResponse:
                                        body.take)
         with service.admit():
             result, _ = await service.detect_bytes(data, query.options, query.green)
-    return JSONResponse(result.to_dict(lanes=query.lanes))
+    return _json(result.answer(query.lanes))
 
 
 @router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
              openapi_extra=_BATCH_BODY, summary="Detect in several images, answers in input order")
-async def detect_batch(request: Request) -> JSONResponse:
+async def detect_batch(request: Request) -> Response:
+    """Each item names its file (`index`, `filename`); a broken file gives an error item."""
     query = detect_query(request)
     service = _service(request)
-    results: list[dict[str, Any]] = []
+    results: list[BatchItem | BatchError] = []
     service.check_admission()
     with service.hold_body() as body:
         parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
                                          service.settings.max_batch_files, _pace(service), body.take)
         with service.admit():
-            for part in parts:
+            for index, part in enumerate(parts):
+                ref = {"index": index, "filename": part.filename}
                 try:
                     if len(part.data) > service.settings.max_upload_bytes:
                         raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
                                               f"limit of {service.settings.max_upload_bytes} bytes")
                     result, _ = await service.detect_bytes(bytes(part.data), query.options,
                                                            query.green)
-                    results.append(result.to_dict(lanes=query.lanes))
+                    results.append(BatchItem.model_validate({**ref, **result.answer_fields(query.lanes)}))
                 except ClientError as exc:
-                    results.append(error_item(exc))
-    return JSONResponse({"results": results})
+                    results.append(BatchError.model_validate(
+                        {**ref, "error": {"code": exc.code, "message": exc.message}}))
+    return _json(BatchAnswer.model_construct(results=results))
 
 
 @router.post("/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
