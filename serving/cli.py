@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -10,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from serving.config import Settings
+from serving.errors import ClientError
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -79,54 +81,111 @@ def raise_file_limit(connections: int) -> None:
                         "raise the limit (ulimit -n)", fg=typer.colors.YELLOW, err=True)
 
 
+def _help(name: str) -> str:
+    """The option's help: its description, range and default in the one definition of the
+    detect options."""
+    from serving.options import DetectParams
+
+    field = DetectParams.model_fields[name]
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+    text = field.description or ""
+    if low is not None:
+        text += f" ({low}-{high})" if high is not None else f" (>= {low})"
+    if field.default is not None:
+        text += f", default {field.default}"
+    return text
+
+
+# The options the HTTP API takes as query parameters, with the same names (- for _) and checks
+# (serving/options.py validates both); detect and batch take all of them.
+ConfOption = Annotated[Optional[float], typer.Option(help=_help("conf"))]
+IouOption = Annotated[Optional[float], typer.Option(help=_help("iou"))]
+ClassesOption = Annotated[Optional[list[str]], typer.Option(
+    help="class names, comma-separated or repeated (--classes weed --classes crop)")]
+MaxDetOption = Annotated[Optional[int], typer.Option(help=_help("max_det"))]
+TileOption = Annotated[Optional[str], typer.Option(help="auto, on or off: " + _help("tile"))]
+LanesOption = Annotated[Optional[int], typer.Option(help=_help("lanes"))]
+ModeOption = Annotated[str, typer.Option(help="model, or green: no model, every vegetation region "
+                                         "is a plant (green-on-brown)")]
+VegIndexOption = Annotated[str, typer.Option(help="mode green: exg, exgr or hsv")]
+VegThresholdOption = Annotated[str, typer.Option(help="mode green: auto (Otsu) or a number")]
+MinAreaOption = Annotated[Optional[int], typer.Option(help=_help("min_area"))]
+
+
+def detect_query(lookup: Any, **values: Any) -> Any:
+    """The validated DetectQuery of the detect options; a bad value fails naming its --option.
+    `lookup` turns class names into ids (None: mode green, where `plant` is the one class)."""
+    from serving.green import GREEN_CLASSES
+    from serving.options import OptionError, parse_params, to_query
+
+    try:
+        params = parse_params(values)
+        return to_query(params, lookup or _class_lookup(GREEN_CLASSES))
+    except OptionError as exc:
+        fail(f"--{exc.name.replace('_', '-')}: {exc.message}")
+
+
+def _class_lookup(class_names: list[str]) -> Any:
+    def lookup(names: list[str]) -> tuple[int, ...]:
+        unknown = [n for n in names if n not in class_names]
+        if unknown:
+            raise ValueError(f"unknown class(es) {', '.join(unknown[:5])}; "
+                             f"this mode knows {', '.join(class_names)}")
+        return tuple(class_names.index(n) for n in names)
+
+    return lookup
+
+
 def detect(
-    images: Annotated[list[Path], typer.Argument(help="image files")],
+    images: Annotated[list[Path], typer.Argument(help="image files or folders (walked recursively)")],
     model: Annotated[Optional[Path], typer.Option(help="ONNX model (default: the shipped one)")] = None,
-    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="minimum confidence")] = None,
-    iou: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
-    tile: Annotated[str, typer.Option(help="auto, on or off")] = "auto",
-    lanes: Annotated[Optional[int], typer.Option(min=1, max=64, help="sprayer lanes")] = None,
-    save_dir: Annotated[Optional[Path], typer.Option(help="also write annotated images here")] = None,
-    mode: Annotated[str, typer.Option(help="model, or green: no model, every vegetation region "
-                                      "is a plant (green-on-brown)")] = "model",
-    veg_index: Annotated[str, typer.Option(help="mode green: exg, exgr or hsv")] = "exg",
-    veg_threshold: Annotated[str, typer.Option(help="mode green: auto (Otsu) or a number")] = "auto",
-    min_area: Annotated[int, typer.Option(min=1, help="mode green: smallest plant, pixels")] = 50,
+    conf: ConfOption = None,
+    iou: IouOption = None,
+    classes: ClassesOption = None,
+    max_det: MaxDetOption = None,
+    tile: TileOption = None,
+    lanes: LanesOption = None,
+    save_dir: Annotated[Optional[Path], typer.Option(
+        help="also write annotated images here, in each input's format and folder layout")] = None,
+    mode: ModeOption = "model",
+    veg_index: VegIndexOption = "exg",
+    veg_threshold: VegThresholdOption = "auto",
+    min_area: MinAreaOption = None,
 ) -> None:
     """Detect crops and weeds in image files: one JSON line per image on stdout.
 
-    Example: weedscan detect field1.jpg field2.png --save-dir out/
+    Takes the HTTP API's options (conf, iou, classes, max-det, tile, lanes, mode ...), same checks.
+
+    Example: weedscan detect field1.jpg survey/ --classes weed --lanes 4 --save-dir out/
              weedscan detect fallow.jpg --mode green --lanes 8
     """
-    from serving import annotate
-    from serving.detector import TILE_MODES, DetectOptions
-    from serving.errors import ClientError
     from serving.imaging import decode_image
 
-    if tile not in TILE_MODES:
-        fail(f"--tile must be one of {', '.join(TILE_MODES)}")
-    if mode not in ("model", "green"):
-        fail("--mode must be model or green")
     settings = Settings(**({"model": model} if model else {}))
+    values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
+                  mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
+    query = detect_query(None, **{**values, "classes": None})  # every check but the class names
     detector: Any
-    if mode == "green":
-        detector = green_detector(veg_index, veg_threshold, min_area)
+    if query.green is not None:
+        from serving.green import GreenDetector
+
+        detector = GreenDetector(query.green)
     else:
         detector = open_detector(settings.model, settings.threads)
-    if save_dir:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    options = DetectOptions(conf=conf, iou=iou, tile=tile)
+    query = detect_query(getattr(detector, "class_ids_for", None), **values)
+    paths = expand_inputs(images)
+    annotated = annotated_paths(paths, save_dir) if save_dir else {}
     failures = 0
-    for path in images:
+    for path in paths:
         line: dict = {"path": str(path)}
         try:
-            image = decode_image(path.read_bytes(), settings.max_pixels)
-            result = detector.detect(image, options)
-            line.update(result.to_dict(lanes=lanes))
+            data = path.read_bytes()
+            image = decode_image(data, settings.max_pixels)
+            result = detector.detect(image, query.options)
+            line.update(result.to_dict(lanes=query.lanes))
             if save_dir:
-                out = save_dir / f"{path.stem}.jpg"
-                out.write_bytes(annotate.encode(annotate.draw(image, result)))
-                line["annotated"] = str(out)
+                line["annotated"] = str(save_annotated(image, result, data, annotated[path]))
         except (OSError, ClientError) as exc:
             failures += 1
             message = exc.message if isinstance(exc, ClientError) else str(exc)
@@ -135,6 +194,58 @@ def detect(
         sys.stdout.flush()
     if failures:
         raise typer.Exit(1)
+
+
+def expand_inputs(inputs: list[Path]) -> list[Path]:
+    """Files as given, folders as the images under them (sorted); an image-less folder fails."""
+    from serving.batch.inputs import images_under
+
+    paths: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(images_under(item))
+            if not found:
+                fail(f"no images found in {item}")
+            paths += found
+        else:
+            paths.append(item)  # a missing or odd file becomes its error line
+    return paths
+
+
+def annotated_paths(paths: list[Path], save_dir: Path) -> dict[Path, Path]:
+    """Where each input's annotated copy goes: its path below the inputs' common folder, so
+    a/x.jpg and b/x.jpg stay apart (save_dir/a/x.jpg, save_dir/b/x.jpg)."""
+    absolute = [p.resolve() for p in paths]
+    try:
+        root = Path(os.path.commonpath([p.parent for p in absolute]))
+    except ValueError:  # Windows: inputs on several drives
+        root = Path(absolute[0].anchor)
+    return {p: save_dir / a.relative_to(root) for p, a in zip(paths, absolute)} if paths else {}
+
+
+# The extension cv2 writes each decodable format under; the input's own suffix is kept when it
+# names the same format (.jpeg, .JPG, .tiff ...).
+_FORMAT_SUFFIXES = {"image/jpeg": (".jpg", ".jpeg", ".jpe"), "image/png": (".png",),
+                    "image/webp": (".webp",), "image/bmp": (".bmp",), "image/tiff": (".tif", ".tiff")}
+
+
+def save_annotated(image: Any, result: Any, data: bytes, target: Path) -> Path:
+    """Draw the boxes and write the image in its input's format; the path written."""
+    import cv2
+
+    from serving import annotate
+    from serving.imaging import read_header
+
+    suffixes = _FORMAT_SUFFIXES.get(read_header(data).media_type, (".png",))
+    if target.suffix.lower() not in suffixes:
+        target = target.with_name(target.name + suffixes[0])
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if suffixes[0] == ".jpg" else []
+    ok, buffer = cv2.imencode(suffixes[0], annotate.draw(image, result), params)
+    if not ok:
+        raise OSError(f"could not encode the annotated image as {suffixes[0]}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(buffer.tobytes())
+    return target
 
 
 def open_detector(model: Path, threads: int | None) -> Any:
@@ -147,28 +258,6 @@ def open_detector(model: Path, threads: int | None) -> Any:
         from serving.api.service import model_load_error
 
         fail(model_load_error(model, exc))
-
-
-def green_options(veg_index: str, veg_threshold: str, min_area: int) -> Any:
-    """The VegetationOptions of --veg-index, --veg-threshold, --min-area; bad values fail."""
-    from serving.vegetation import VegetationOptions
-
-    try:
-        threshold: Any = veg_threshold if veg_threshold == "auto" else float(veg_threshold)
-    except ValueError:
-        fail(f"--veg-threshold must be auto or a number, not {veg_threshold!r}")
-    try:
-        options = VegetationOptions(veg_index, threshold, min_area)  # type: ignore[arg-type]
-    except ValueError as exc:
-        fail(f"--veg-{exc}" if str(exc).startswith("index") else str(exc))
-    return options
-
-
-def green_detector(veg_index: str, veg_threshold: str, min_area: int) -> Any:
-    """The detector stand-in for --mode green; bad values fail."""
-    from serving.green import GreenDetector
-
-    return GreenDetector(green_options(veg_index, veg_threshold, min_area))
 
 
 def register_serving_commands(app: typer.Typer) -> None:

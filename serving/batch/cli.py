@@ -7,7 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import fail, green_options, open_detector
+from serving.cli import (
+    ClassesOption,
+    ConfOption,
+    IouOption,
+    LanesOption,
+    MaxDetOption,
+    MinAreaOption,
+    ModeOption,
+    TileOption,
+    VegIndexOption,
+    VegThresholdOption,
+    detect_query,
+    fail,
+    open_detector,
+)
 
 
 def batch(
@@ -20,46 +34,59 @@ def batch(
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', 'ray://HOST:10001') or 'local'; "
         "every node must see the image paths")] = None,
-    tile: Annotated[str, typer.Option(help="auto, on or off: cut big photos into tiles")] = "auto",
+    conf: ConfOption = None,
+    iou: IouOption = None,
+    classes: ClassesOption = None,
+    max_det: MaxDetOption = None,
+    tile: TileOption = None,
+    lanes: LanesOption = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="process at most N new images this run")] = None,
     retry_errors: Annotated[bool, typer.Option(help="rerun images recorded as errors")] = False,
     timing: Annotated[bool, typer.Option(help="keep timing_ms in detections.jsonl")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
-    mode: Annotated[str, typer.Option(help="model, or green: no model, every vegetation region "
-                                      "is a plant (green-on-brown)")] = "model",
-    veg_index: Annotated[str, typer.Option(help="mode green: exg, exgr or hsv")] = "exg",
-    veg_threshold: Annotated[str, typer.Option(help="mode green: auto (Otsu) or a number")] = "auto",
-    min_area: Annotated[int, typer.Option(min=1, help="mode green: smallest plant, pixels")] = 50,
+    mode: ModeOption = "model",
+    veg_index: VegIndexOption = "exg",
+    veg_threshold: VegThresholdOption = "auto",
+    min_area: MinAreaOption = None,
 ) -> None:
     """Detect crops and weeds in every image of a survey; a rerun resumes where the last stopped.
 
     Writes in OUT: detections.jsonl (a detect answer per image), summary.csv, detections.geojson.
 
-    Exit status: 0 done, 1 done but some images failed, 2 bad usage.
+    Takes the HTTP API's options (conf, iou, classes, max-det, tile, lanes, mode ...), same checks.
+
+    \b
+    Exit status:
+      0  done
+      1  done, but some images failed (error records in the output)
+      2  bad usage, or the run could not start (inputs, model, --out)
+      3  a worker process died (killed, out of memory): rerun to resume
+      4  no space left on the device: free some, rerun to resume
 
     Example: weedscan batch survey/2026-06-01/ 'extra/*.jpg' --out results/june --workers 4
     """
     from serving.batch.inputs import InputError
     from serving.batch.ray_runner import RayUnavailable
-    from serving.batch.runner import BatchError, run_batch
+    from serving.batch.runner import BatchCrash, BatchError, run_batch
     from serving.batch.work import BatchJob
     from serving.config import Settings
-    from serving.detector import TILE_MODES
     from serving.errors import ModelCardError
 
-    if tile not in TILE_MODES:
-        fail(f"--tile must be one of {', '.join(TILE_MODES)}")
-    if mode not in ("model", "green"):
-        fail("--mode must be model or green")
-    green = green_options(veg_index, veg_threshold, min_area) if mode == "green" else None
+    values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
+                  mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
+    query = detect_query(None, **{**values, "classes": None})  # every check but the class names
     settings = Settings(**({"model": model} if model else {}))
-    if green is None:  # open the model once here: a damaged one fails with one line, not in
-        open_detector(settings.model, 1)  # every worker with a traceback
-    job = BatchJob(model=str(settings.model), threads=settings.threads,
-                   max_pixels=settings.max_pixels, tile=tile, timing=timing, green=green)
+    lookup = None
+    if query.green is None:  # open the model once here: a damaged one fails with one line, not in
+        lookup = open_detector(settings.model, 1).class_ids_for  # every worker with a traceback
+    query = detect_query(lookup, **values)
+    job = BatchJob(model=str(settings.model), threads=settings.threads, max_pixels=settings.max_pixels,
+                   options=query.options, lanes=query.lanes, timing=timing, green=query.green)
     try:
         report = run_batch(inputs, out, job, workers=workers, ray_address=ray_address,
                            limit=limit, retry_errors=retry_errors, progress=progress)
+    except BatchCrash as exc:
+        fail(str(exc), exc.exit_code)
     except (InputError, BatchError, ModelCardError, RayUnavailable, ConnectionError) as exc:
         fail(str(exc))
     typer.echo(f"weedscan batch: {report.processed} image(s) processed, {report.skipped} already done, "

@@ -20,7 +20,7 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _walk(folder: Path) -> Iterable[Path]:
+def images_under(folder: Path) -> Iterable[Path]:
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         yield from (Path(root) / f for f in files if is_image_name(Path(f)))
@@ -41,13 +41,13 @@ def find_images(inputs: Iterable[str | Path]) -> list[str]:
             matches = [Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True)]
             for match in matches:
                 if match.is_dir():
-                    found.update(os.path.abspath(p) for p in _walk(match))
+                    found.update(os.path.abspath(p) for p in images_under(match))
                 elif is_image_name(match):
                     found.add(os.path.abspath(match))
             continue
         path = Path(text).expanduser()
         if path.is_dir():
-            found.update(os.path.abspath(p) for p in _walk(path))
+            found.update(os.path.abspath(p) for p in images_under(path))
         elif path.is_file():
             found.add(os.path.abspath(path))
         else:

@@ -109,5 +109,9 @@ def _jsonl_line(record: Record) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:  # e.g. a full disk: the old file stays whole, no half-written copy is left
+        tmp.unlink(missing_ok=True)
+        raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from serving.batch.work import BatchJob, ImageWorker, Record
@@ -24,7 +24,7 @@ def import_ray() -> Any:
 
 
 def run_ray(paths: Sequence[str], job: BatchJob, address: str,
-            workers: int | None = None) -> Iterator[Record]:
+            workers: int | None = None) -> Generator[Record, None, None]:
     """Records in completion order. `address` is a Ray address ("auto", "ray://host:10001")
     or "local" for a Ray instance on this machine; a Ray already initialised is used as is."""
     ray = import_ray()

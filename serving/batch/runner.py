@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+import errno
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,23 @@ from serving.model_card import load_card
 
 class BatchError(ValueError):
     """The batch cannot run as asked (reported as one `error:` line)."""
+
+
+class BatchCrash(RuntimeError):
+    """The run stopped part-way. What it recorded stays in detections.jsonl: a rerun resumes."""
+
+    exit_code = 1
+
+
+class WorkerDied(BatchCrash):
+    exit_code = 3
+
+
+class DiskFull(BatchCrash):
+    exit_code = 4
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 @dataclass(frozen=True)
@@ -44,8 +64,9 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
         model_sha256 = load_card(Path(job.model)).sha256  # a missing model or a bad card fails here
     else:
         model_sha256 = str(green_model_info(job.green)["sha256"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records = outputs.load_records(out_dir / outputs.JSONL)
+    with _crash_reports(out_dir, lambda: 0):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = outputs.load_records(out_dir / outputs.JSONL)
     _check_same_model(records, model_sha256, out_dir)
     done = {r["path"] for r in records if not (retry_errors and "error" in r)}
     todo = [p for p in paths if p not in done]
@@ -53,20 +74,40 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
         todo = todo[:limit]
 
     results = _results(todo, job, workers, ray_address)
-    with outputs.appender(out_dir / outputs.JSONL) as write, tqdm(
+    written = 0
+    with _crash_reports(out_dir, lambda: written), outputs.appender(out_dir / outputs.JSONL) as write, tqdm(
             total=len(todo), unit="img", desc="weedscan batch", disable=not progress,
             dynamic_ncols=True, mininterval=0.5) as bar:
-        for record in results:
-            write(record)
-            bar.update()
-    final = outputs.finalize(out_dir)
+        try:
+            for record in results:
+                write(record)
+                written += 1
+                bar.update()
+        finally:
+            results.close()  # stop the workers before reporting
+        final = outputs.finalize(out_dir)
     return BatchReport(found=len(paths), skipped=sum(p in done for p in paths),
                        processed=len(todo), errors=sum("error" in r for r in final),
                        records=len(final), out_dir=out_dir)
 
 
+@contextmanager
+def _crash_reports(out_dir: Path, written: Callable[[], int]) -> Iterator[None]:
+    """A dead worker or a full disk as one BatchCrash saying so (not a traceback)."""
+    try:
+        yield
+    except BrokenProcessPool as exc:
+        raise WorkerDied(f"a worker process died (killed, or out of memory?) after {written()} new "
+                         f"image(s) were recorded in {out_dir}; rerun the same command to resume") from exc
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise DiskFull(f"no space left on the device writing {out_dir} ({written()} new image(s) "
+                       "recorded); free some space and rerun the same command to resume") from exc
+
+
 def _results(todo: list[str], job: BatchJob, workers: int | None,
-             ray_address: str | None) -> Iterator[Record]:
+             ray_address: str | None) -> Generator[Record, None, None]:
     if ray_address:
         from serving.batch.ray_runner import import_ray, run_ray  # optional and heavy: on demand
 

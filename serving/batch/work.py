@@ -24,7 +24,8 @@ class BatchJob:
     model: str
     threads: int | None = None  # ONNX Runtime threads per worker; None: a fair share of the cores
     max_pixels: int = 64_000_000
-    tile: str = "auto"
+    options: DetectOptions = DetectOptions()  # conf, iou, classes, max_det, tile
+    lanes: int | None = None  # sprayer lanes in each record
     timing: bool = False  # keep timing_ms in the records (it differs from run to run)
     green: VegetationOptions | None = None  # mode green: no model, vegetation regions are plants
 
@@ -41,7 +42,6 @@ class ImageWorker:
         # The driver verified the model's sha256 once; workers skip re-hashing it.
         self.detector = (Detector(job.model, threads=job.threads, verify=False)
                          if job.green is None else None)
-        self.options = DetectOptions(tile=job.tile)
 
     def process(self, path: str) -> Record:
         start = time.perf_counter()
@@ -49,15 +49,15 @@ class ImageWorker:
             data = Path(path).read_bytes()
             image = decode_image(data, self.job.max_pixels)
             decoded = time.perf_counter()
-            result = (self.detector.detect(image, self.options) if self.detector is not None
-                      else green_detect(image, self.job.green))
+            result = (self.detector.detect(image, self.job.options) if self.detector is not None
+                      else green_detect(image, self.job.green, self.job.options.max_det))
         except OSError as exc:
             return error_record(path, "unreadable_file", exc.strerror or str(exc))
         except ClientError as exc:
             return error_record(path, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - one odd file must not end a whole survey
             return error_record(path, "detect_failed", f"{type(exc).__name__}: {exc}")
-        record: Record = {"path": path, **result.to_dict()}
+        record: Record = {"path": path, **result.to_dict(lanes=self.job.lanes)}
         if self.job.timing:
             record["timing_ms"].update(decode=round((decoded - start) * 1000, 2),
                                        total=round((time.perf_counter() - start) * 1000, 2))

@@ -157,7 +157,11 @@ def test_help_shows_an_example() -> None:
     (lambda d: [d / "empty", "--out", d / "out"], "error: no images found in "),
     (lambda d: [d / "nowhere", "--out", d / "out"], "error: no such file or folder: "),
     (lambda d: [d / "one", "--out", d / "out", "--model", d / "missing.onnx"], "error: model file not found: "),
-    (lambda d: [d / "one", "--out", d / "out", "--tile", "sometimes"], "error: --tile must be one of"),
+    (lambda d: [d / "one", "--out", d / "out", "--tile", "sometimes"], "error: --tile: Input should be 'auto'"),
+    (lambda d: [d / "one", "--out", d / "out", "--conf", "1.5"], "error: --conf: Input should be less than"),
+    (lambda d: [d / "one", "--out", d / "out", "--max-det", "0"], "error: --max-det: Input should be greater"),
+    (lambda d: [d / "one", "--out", d / "out", "--lanes", "65"], "error: --lanes: Input should be less than"),
+    (lambda d: [d / "one", "--out", d / "out", "--classes", "rose"], "error: --classes: unknown class(es) rose"),
 ])
 def test_bad_input_gives_one_clear_error(tmp_path: Path, make_args, message: str) -> None:  # noqa: ANN001
     (tmp_path / "empty").mkdir()
@@ -167,6 +171,22 @@ def test_bad_input_gives_one_clear_error(tmp_path: Path, make_args, message: str
     assert result.exit_code == 2, result.output
     assert len(error_lines(result)) == 1 and error_lines(result)[0].startswith(message), result.stderr
     assert "Traceback" not in result.output
+
+
+def test_batch_takes_the_api_options(tmp_path: Path) -> None:
+    root = tmp_path / "survey"
+    root.mkdir()
+    for i in range(3):
+        (root / f"img_{i}.jpg").write_bytes(geotagged_jpeg(1, 2, seed=i))
+    out = tmp_path / "out"
+    result = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.01", "--iou", "0.5",
+                     "--classes", "weed", "--max-det", "1", "--lanes", "3", "--tile", "off")
+    assert result.exit_code == 0, result.output
+    records = read_jsonl(out)
+    assert len(records) == 3 and any(r["detections"] for r in records)
+    for record in records:
+        assert len(record["detections"]) <= 1 and len(record["lanes"]) == 3
+        assert {d["class_name"] for d in record["detections"]} <= {"weed"}
 
 
 def test_results_of_another_model_are_not_mixed_in(tmp_path: Path) -> None:

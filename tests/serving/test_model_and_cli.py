@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from serving.detector import Detector, available_providers
@@ -97,6 +98,55 @@ def test_detect_cli_prints_json_lines_and_saves_annotated_images(shipped_model: 
         assert annotated.shape == (300, 400, 3)
     assert lines[2]["error"]["code"] == "undecodable_image"
     assert "Traceback" not in done.stderr
+
+
+def test_detect_cli_takes_the_api_options_and_folders(shipped_model: Path, tmp_path: Path) -> None:
+    from serving.imaging import read_header
+
+    survey = tmp_path / "survey"
+    for name, seed in (("a/x.jpg", 1), ("b/x.jpg", 2), ("b/y.png", 3), ("b/c/z.webp", 4)):
+        (survey / name).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(survey / name), images.field_like(320, 240, seed))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "training.cli", "detect", str(survey), "--model", str(shipped_model),
+                           "--save-dir", str(out), "--conf", "0.01", "--iou", "0.5", "--classes", "weed",
+                           "--max-det", "1", "--tile", "off", "--lanes", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [Path(line["path"]).relative_to(survey).as_posix() for line in lines] == [
+        "a/x.jpg", "b/c/z.webp", "b/x.jpg", "b/y.png"]
+    assert any(line["detections"] for line in lines)
+    for line in lines:
+        assert len(line["detections"]) <= 1 and len(line["lanes"]) == 2
+        assert {d["class_name"] for d in line["detections"]} <= {"weed"}
+        annotated = Path(line["annotated"])  # same name, same folder below the common root, same format
+        assert annotated == out / Path(line["path"]).relative_to(survey)
+        data = annotated.read_bytes()
+        assert read_header(data).media_type == read_header(Path(line["path"]).read_bytes()).media_type
+        assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--conf", "1.5"], "error: --conf: Input should be less than or equal to 1"),
+    (["--iou", "-0.1"], "error: --iou: Input should be greater than or equal to 0"),
+    (["--max-det", "1001"], "error: --max-det: Input should be less than or equal to 1000"),
+    (["--lanes", "0"], "error: --lanes: Input should be greater than or equal to 1"),
+    (["--tile", "sometimes"], "error: --tile: Input should be 'auto', 'on' or 'off'"),
+    (["--classes", "weed", "--classes", "rose"], "error: --classes: unknown class(es) rose"),
+    (["--classes", " , "], "error: --classes: give at least one class name"),
+])
+def test_detect_cli_refuses_what_the_api_refuses(tmp_path: Path, args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    image = tmp_path / "a.jpg"
+    image.write_bytes(images.encode(images.field_like(64, 48)))
+    result = CliRunner().invoke(app, ["detect", str(image), *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert not result.stdout
 
 
 def test_cli_help_has_an_example_for_every_command() -> None:

@@ -1,0 +1,86 @@
+"""The detect options every interface takes: the HTTP query (`?conf=&classes=...`), `weedscan
+detect` and `weedscan batch` (`--conf --classes ...`). One pydantic model holds their names,
+ranges and checks; each interface only maps its own syntax onto it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from serving.detector import DetectOptions
+from serving.vegetation import VegetationOptions
+
+ClassLookup = Callable[[Sequence[str]], tuple[int, ...]]  # names -> ids; ValueError names unknowns
+
+
+class DetectParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conf: float | None = Field(None, ge=0, le=1, description="minimum confidence; default from the model card")
+    iou: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold")
+    classes: list[str] | None = Field(None, description="class names, e.g. weed; comma-separated "
+                                      "(classes=crop,weed) or repeated (classes=crop&classes=weed)")
+    max_det: int = Field(300, ge=1, le=1000, description="at most this many boxes")
+    tile: Literal["auto", "on", "off"] = Field("auto", description="tile big images")
+    lanes: int | None = Field(None, ge=1, le=64, description="sprayer lanes: N vertical strips")
+    mode: Literal["model", "green"] = Field("model", description="green: no model, every vegetation "
+                                            "region is a `plant` (green-on-brown)")
+    veg_index: Literal["exg", "exgr", "hsv"] = Field("exg", description="mode=green: vegetation index")
+    veg_threshold: Literal["auto"] | float = Field("auto", description="mode=green: index threshold, "
+                                                   "or auto (Otsu)")
+    min_area: int = Field(50, ge=1, description="mode=green: smallest plant region, pixels")
+
+
+class OptionError(ValueError):
+    """A bad option value; the message starts with the option's name (`classes: ...`)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DetectQuery:
+    options: DetectOptions
+    lanes: int | None
+    green: VegetationOptions | None = None  # mode=green: no model runs
+
+
+def parse_params(values: Mapping[str, Any]) -> DetectParams:
+    """Validate raw values (None: not given); OptionError names the first bad one."""
+    try:
+        return DetectParams.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "options"
+        raise OptionError(name, f"{error['msg']} (got {error.get('input')!r})") from exc
+
+
+def class_ids(classes: list[str] | None, lookup: ClassLookup | None) -> tuple[int, ...] | None:
+    """["weed,crop"] or ["weed", "crop"] -> the model's class ids; None for all classes (or no
+    model to look up)."""
+    if classes is None:
+        return None
+    names = [n.strip() for value in classes for n in value.split(",") if n.strip()]
+    if not names:
+        raise OptionError("classes", "give at least one class name")
+    if lookup is None:
+        return None
+    try:
+        return lookup(names)
+    except ValueError as exc:
+        raise OptionError("classes", str(exc)) from exc
+
+
+def to_query(params: DetectParams, lookup: ClassLookup | None) -> DetectQuery:
+    """The validated params as the detector's options; OptionError for unknown classes."""
+    green = (VegetationOptions(params.veg_index, params.veg_threshold, params.min_area)
+             if params.mode == "green" else None)
+    options = DetectOptions(conf=params.conf, iou=params.iou, classes=class_ids(params.classes, lookup),
+                            max_det=params.max_det, tile=params.tile)
+    return DetectQuery(options, params.lanes, green)
