@@ -6,6 +6,7 @@ import hmac
 
 from fastapi import Request
 
+from serving.api.deps import SettingsDep
 from serving.errors import ClientError
 
 
@@ -26,10 +27,10 @@ def key_is_valid(presented: str, keys: list[str]) -> bool:
     return any(matches)
 
 
-async def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """FastAPI dependency; a no-op when no keys are configured. Async: a plain def would cost
     every request a hop to the thread pool."""
-    keys: list[str] = request.app.state.settings.api_keys
+    keys: list[str] = settings.api_keys
     if not keys:
         return
     key = presented_key(request)

@@ -30,7 +30,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
-        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        msg = "unknown parameter (see /docs)" if err.get("type") == "extra_forbidden" else err.get("msg")
+        parts.append(f"{where}: {msg}" if where else str(msg))
     return "; ".join(parts) or "invalid request"
 
 

@@ -1,30 +1,33 @@
-"""Query parameters shared by detect, batch and annotate.
+"""Query parameters of detect, batch and annotate: one pydantic model, a FastAPI query model.
 
-Validated by one pydantic model from the handler itself rather than as six FastAPI `Query`
-dependencies: solving those cost ~0.2 ms per request (measured), 1% of a robot's frame.
-The parameters are still declared in the OpenAPI schema (DETECT_QUERY_OPENAPI).
+FastAPI validates it, documents each parameter in OpenAPI and, with `extra="forbid"`, refuses
+a parameter it does not know (422 naming it) instead of ignoring it. Measured in process, this
+costs ~0.1 ms per request more than validating `request.query_params` by hand (0.63 against
+0.50 ms for a whole rejected request): 0.5% of a robot's 20 ms frame.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
+from serving.api.deps import ServiceDep
+from serving.api.service import InferenceService
 from serving.detector import DetectOptions
 from serving.errors import InvalidParameter
 from serving.vegetation import VegetationOptions
 
 
 class DetectParams(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     conf: float | None = Field(None, ge=0, le=1, description="minimum confidence; default from the model card")
     iou: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold")
-    classes: str | None = Field(None, min_length=1, description="comma-separated class names, e.g. weed")
+    classes: list[str] | None = Field(None, description="class names, e.g. weed; comma-separated "
+                                      "(classes=crop,weed) or repeated (classes=crop&classes=weed)")
     max_det: int = Field(300, ge=1, le=1000, description="at most this many boxes")
     tile: Literal["auto", "on", "off"] = Field("auto", description="tile big images")
     lanes: int | None = Field(None, ge=1, le=64, description="sprayer lanes: N vertical strips")
@@ -36,13 +39,8 @@ class DetectParams(BaseModel):
     min_area: int = Field(50, ge=1, description="mode=green: smallest plant region, pixels")
 
 
-def _openapi_parameters() -> list[dict[str, Any]]:
-    schema = DetectParams.model_json_schema()
-    return [{"name": name, "in": "query", "required": False, "description": prop.pop("description", ""),
-             "schema": prop} for name, prop in schema["properties"].items()]
-
-
-DETECT_QUERY_OPENAPI: list[dict[str, Any]] = _openapi_parameters()
+class AnnotateParams(DetectParams):
+    format: Literal["jpeg", "png"] = Field("jpeg", description="output format")
 
 
 @dataclass(frozen=True)
@@ -52,24 +50,37 @@ class DetectQuery:
     green: VegetationOptions | None = None  # mode=green: no model runs
 
 
-def detect_query(request: Request) -> DetectQuery:
-    """The validated query; 422 `invalid_parameter` naming the bad parameter otherwise."""
+@dataclass(frozen=True)
+class AnnotateQuery(DetectQuery):
+    format: Literal["jpeg", "png"] = "jpeg"
+
+
+def _class_ids(classes: list[str] | None, service: InferenceService) -> tuple[int, ...] | None:
+    if classes is None:
+        return None
+    names = [n.strip() for value in classes for n in value.split(",") if n.strip()]
+    if not names:
+        raise InvalidParameter("classes: give at least one class name")
     try:
-        params = DetectParams.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        errors = [{**err, "loc": ("query", *err["loc"])} for err in exc.errors()]
-        raise RequestValidationError(errors) from exc
-    class_ids = None
-    if params.classes is not None:
-        names = [n.strip() for n in params.classes.split(",") if n.strip()]
-        if not names:
-            raise InvalidParameter("classes: give at least one class name")
-        detector = request.app.state.service.detector
-        try:
-            class_ids = detector.class_ids_for(names) if detector else None
-        except ValueError as exc:
-            raise InvalidParameter(f"classes: {exc}") from exc
+        return service.detector.class_ids_for(names) if service.detector else None
+    except ValueError as exc:
+        raise InvalidParameter(f"classes: {exc}") from exc
+
+
+async def detect_query(params: Annotated[DetectParams, Query()], service: ServiceDep) -> DetectQuery:
+    """The validated query; 422 `invalid_parameter` naming a bad or unknown parameter otherwise."""
     green = (VegetationOptions(params.veg_index, params.veg_threshold, params.min_area)
              if params.mode == "green" else None)
-    return DetectQuery(DetectOptions(conf=params.conf, iou=params.iou, classes=class_ids,
-                                     max_det=params.max_det, tile=params.tile), params.lanes, green)
+    options = DetectOptions(conf=params.conf, iou=params.iou, classes=_class_ids(params.classes, service),
+                            max_det=params.max_det, tile=params.tile)
+    return DetectQuery(options, params.lanes, green)
+
+
+async def annotate_query(params: Annotated[AnnotateParams, Query()],
+                         service: ServiceDep) -> AnnotateQuery:
+    query = await detect_query(params, service)
+    return AnnotateQuery(query.options, query.lanes, query.green, params.format)
+
+
+DetectQueryDep = Annotated[DetectQuery, Depends(detect_query)]
+AnnotateQueryDep = Annotated[AnnotateQuery, Depends(annotate_query)]

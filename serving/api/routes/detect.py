@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from serving import annotate
-from serving.api.auth import require_api_key
-from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
-from serving.api.params import DETECT_QUERY_OPENAPI, detect_query
 from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
                             wire_json)
+from serving.api.auth import require_api_key
+from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
+from serving.api.deps import ServiceDep
+from serving.api.params import AnnotateQueryDep, DetectQueryDep
 from serving.api.service import InferenceService
 from serving.errors import ClientError, PayloadTooLarge
 from serving.imaging import SUPPORTED_MEDIA_TYPES
@@ -25,22 +26,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorAnswer, "description": text} for status, text in {
         400: "undecodable image or malformed body", 401: "missing or wrong API key",
         413: "body or pixel count over the limit", 415: "not a supported image type",
-        422: "bad parameter or missing field", 503: "overloaded (see Retry-After) or not ready",
+        422: "bad or unknown parameter, or missing field",
+        503: "overloaded (see Retry-After) or not ready",
     }.items()}
 
+# The body is read by the route itself (bounded, in memory, see bodies.py), so FastAPI cannot
+# infer it: its OpenAPI description is given here.
 _IMAGE_SCHEMA = {"type": "string", "format": "binary"}
-_IMAGE_BODY = {"parameters": DETECT_QUERY_OPENAPI, "requestBody": {"required": True, "content": {
+_IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                                        "properties": {"image": _IMAGE_SCHEMA}}},
     **{media: {"schema": _IMAGE_SCHEMA} for media in SUPPORTED_MEDIA_TYPES},
 }}}
-_BATCH_BODY = {"parameters": DETECT_QUERY_OPENAPI, "requestBody": {"required": True, "content": {
+_BATCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
         "images": {"type": "array", "minItems": 1, "items": _IMAGE_SCHEMA}}}}}}}
-
-
-def _service(request: Request) -> InferenceService:
-    return request.app.state.service
 
 
 def _json(answer: BaseModel) -> Response:
@@ -59,10 +59,8 @@ def _pace(service: InferenceService) -> BodyPace:
 
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
              summary="Detect crops and weeds in one image")
-async def detect(request: Request) -> Response:
+async def detect(request: Request, service: ServiceDep, query: DetectQueryDep) -> Response:
     """The image as multipart field `image`, or as the raw body with an image Content-Type."""
-    query = detect_query(request)
-    service = _service(request)
     service.check_admission()
     with service.hold_body() as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
@@ -74,10 +72,8 @@ async def detect(request: Request) -> Response:
 
 @router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
              openapi_extra=_BATCH_BODY, summary="Detect in several images, answers in input order")
-async def detect_batch(request: Request) -> Response:
+async def detect_batch(request: Request, service: ServiceDep, query: DetectQueryDep) -> Response:
     """Each item names its file (`index`, `filename`); a broken file gives an error item."""
-    query = detect_query(request)
-    service = _service(request)
     results: list[BatchItem | BatchError] = []
     service.check_admission()
     with service.hold_body() as body:
@@ -100,15 +96,11 @@ async def detect_batch(request: Request) -> Response:
 
 
 @router.post("/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
-                                           "description": "the image with boxes drawn"}, **_ERRORS},
+                                           "description": "the image with the boxes of its "
+                                                          "DetectAnswer drawn"}, **_ERRORS},
              response_class=Response, openapi_extra=_IMAGE_BODY,
              summary="The image with the detected boxes drawn on it")
-async def annotate_image(
-    request: Request,
-    format: Annotated[Literal["jpeg", "png"], Query(description="output format")] = "jpeg",
-) -> Response:
-    query = detect_query(request)
-    service = _service(request)
+async def annotate_image(request: Request, service: ServiceDep, query: AnnotateQueryDep) -> Response:
     service.check_admission()
     with service.hold_body() as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
@@ -116,5 +108,5 @@ async def annotate_image(
         with service.admit():
             result, image = await service.detect_bytes(data, query.options, query.green)
             drawn = await asyncio.to_thread(
-                lambda: annotate.encode(annotate.draw(image, result), format))
-    return Response(drawn, media_type=f"image/{format}")
+                lambda: annotate.encode(annotate.draw(image, result), query.format))
+    return Response(drawn, media_type=f"image/{query.format}")
