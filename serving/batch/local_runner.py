@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator, Sequence
+import sys
+import threading
+import time
+from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from serving.batch.work import BatchJob, ImageWorker, Record
@@ -20,8 +24,38 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(job: BatchJob) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PARENT_POLL_S = 1.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when `parent_pid` (the driver) dies, even by SIGKILL: otherwise each
+    worker stays behind, idle with its model in memory, reparented to init.
+
+    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG). Everywhere: a
+    thread exits once the parent PID changes (reparenting), which also covers a parent that died
+    before the prctl call.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the thread below still holds
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="weedscan-parent-watch", daemon=True).start()
+
+
+def _init_worker(job: BatchJob, parent_pid: int) -> None:
     global _worker
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _worker = ImageWorker(job)
 
@@ -31,7 +65,7 @@ def _process(path: str) -> Record:
     return _worker.process(path)
 
 
-def run_local(paths: Sequence[str], job: BatchJob, workers: int) -> Iterator[Record]:
+def run_local(paths: Sequence[str], job: BatchJob, workers: int) -> Generator[Record, None, None]:
     """Records in completion order. One worker runs in this process (no start-up cost)."""
     if not paths:
         return
@@ -41,7 +75,7 @@ def run_local(paths: Sequence[str], job: BatchJob, workers: int) -> Iterator[Rec
         return
     context = multiprocessing.get_context("spawn")  # no fork of ONNX Runtime threads
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                               initializer=_init_worker, initargs=(job,))
+                               initializer=_init_worker, initargs=(job, os.getpid()))
     pending: set[Future[Record]] = set()
     todo = iter(paths)
     try:
