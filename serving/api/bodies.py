@@ -123,6 +123,19 @@ def parse_multipart(body: bytes, content_type: str) -> list[Part]:
     return parts
 
 
+# Declared types that say "some image" or nothing: the body's signature decides (415 if none fits).
+SNIFFED_MEDIA_TYPES = ("image/jpg", "application/octet-stream")
+_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
+               (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"))
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The supported image type whose file signature `data` starts with, else None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((media for magic, media in _SIGNATURES if data.startswith(magic)), None)
+
+
 def media_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
@@ -138,9 +151,16 @@ async def read_image_upload(request: Request, limit: int, pace: BodyPace, take: 
         raise MissingField("the multipart body has no 'image' field")
     if media_type in SUPPORTED_MEDIA_TYPES:
         return await read_limited(request, limit, pace, take)
+    if media_type in SNIFFED_MEDIA_TYPES:
+        data = await read_limited(request, limit, pace, take)
+        if data and sniff_media_type(data) is None:  # an empty body: 400 from the decoder
+            raise UnsupportedMediaType(
+                f"the {media_type} body is not a supported image (JPEG, PNG, WebP, BMP or TIFF)")
+        return data
     raise UnsupportedMediaType(
         f"Content-Type '{media_type or '(none)'}' is not supported; send multipart/form-data with "
-        f"the file in field 'image', or the raw bytes as one of {', '.join(SUPPORTED_MEDIA_TYPES)}")
+        f"the file in field 'image', or the raw bytes as one of "
+        f"{', '.join(SUPPORTED_MEDIA_TYPES + SNIFFED_MEDIA_TYPES)}")
 
 
 async def read_batch_uploads(request: Request, limit: int, max_files: int,

@@ -73,7 +73,7 @@ def test_query_parameters(client: TestClient) -> None:
     (PNG[: len(PNG) // 2], "image/png", {}, 400, "undecodable_image"),
     (images.gif(), "image/jpeg", {}, 415, "unsupported_media_type"),
     (JPEG, "text/plain", {}, 415, "unsupported_media_type"),
-    (JPEG, "application/octet-stream", {}, 415, "unsupported_media_type"),
+    (b"just some text", "application/octet-stream", {}, 415, "unsupported_media_type"),
     (images.png_header_bomb(), "image/png", {}, 413, "too_many_pixels"),
     (JPEG, "image/jpeg", {"conf": 2}, 422, "invalid_parameter"),
     (JPEG, "image/jpeg", {"iou": -0.1}, 422, "invalid_parameter"),

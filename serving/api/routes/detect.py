@@ -36,7 +36,8 @@ _IMAGE_SCHEMA = {"type": "string", "format": "binary"}
 _IMAGE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
                                        "properties": {"image": _IMAGE_SCHEMA}}},
-    **{media: {"schema": _IMAGE_SCHEMA} for media in SUPPORTED_MEDIA_TYPES},
+    # image/jpg (not a registered type) is accepted like application/octet-stream, not listed
+    **{media: {"schema": _IMAGE_SCHEMA} for media in (*SUPPORTED_MEDIA_TYPES, "application/octet-stream")},
 }}}
 _BATCH_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
@@ -60,7 +61,8 @@ def _pace(service: InferenceService) -> BodyPace:
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
              summary="Detect crops and weeds in one image")
 async def detect(request: Request, service: ServiceDep, query: DetectQueryDep) -> Response:
-    """The image as multipart field `image`, or as the raw body with an image Content-Type."""
+    """The image as multipart field `image`, or as the raw body with an image Content-Type
+    (`image/jpg` and `application/octet-stream` too, when the bytes are a supported image)."""
     service.check_admission()
     with service.hold_body() as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
