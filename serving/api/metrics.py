@@ -7,6 +7,7 @@ values in a small file there and every scrape, whichever worker answers it, adds
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -42,6 +43,39 @@ def worker_metrics_dir(workers: int) -> Iterator[Path | None]:
     finally:
         os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+# prometheus_client's file of a live-only gauge (livesum, liveall, livemax ...) of process PID.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill said it exists
+
+
+def forget_dead_processes(path: str | Path) -> list[int]:
+    """Drop the live gauges (in-flight counts) of worker processes that died without saying so
+    (SIGKILL, out of memory): their files would count in every scrape for good. Counters and
+    histograms of a dead worker stay, as they should."""
+    pids = {int(m.group(1)) for name in os.listdir(path) if (m := _LIVE_GAUGE_FILE.fullmatch(name))}
+    dead = sorted(pid for pid in pids if not process_alive(pid))
+    for pid in dead:
+        try:
+            multiprocess.mark_process_dead(pid, str(path))
+        except FileNotFoundError:
+            pass  # another worker's scrape removed it first
+    return dead
 
 
 class Metrics:
@@ -83,6 +117,7 @@ class Metrics:
         """The text /metrics serves: this process's metrics, or all workers' added up."""
         if not self.multiprocess:
             return generate_latest(self.registry)
+        forget_dead_processes(os.environ[MULTIPROC_DIR_VARIABLE])
         gathered = CollectorRegistry()
         multiprocess.MultiProcessCollector(gathered)
         return generate_latest(gathered)
@@ -117,6 +152,18 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note_status)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = route_label(scope)
             self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
             self.metrics.latency.labels(route=route).observe(time.perf_counter() - start)
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route's path template (`/v1/detect`, the `/static` mount), or `unmatched`.
+    FastAPI puts only its own API routes in scope["route"]; for the others (the static mount,
+    /docs) the route is the router's entry whose endpoint the request went to."""
+    route = scope.get("route")
+    endpoint = scope.get("endpoint")
+    if route is None and endpoint is not None:
+        route = next((r for r in getattr(scope.get("router"), "routes", ())
+                      if getattr(r, "endpoint", None) is endpoint or getattr(r, "app", None) is endpoint), None)
+    return getattr(route, "path", None) or "unmatched"
