@@ -17,6 +17,7 @@ Record = dict[str, Any]
 JSONL = "detections.jsonl"
 SUMMARY_CSV = "summary.csv"
 GEOJSON = "detections.geojson"
+OPTIONS_JSON = "options.json"  # the detect options the records were made with
 CSV_COLUMNS = ("path", "crops", "weeds", "weed_cover", "weed_box_cover", "error")
 
 
@@ -67,6 +68,15 @@ def finalize(out_dir: Path) -> list[Record]:
     _write_atomic(out_dir / SUMMARY_CSV, summary_csv(records))
     _write_atomic(out_dir / GEOJSON, json.dumps(feature_collection(records), indent=1) + "\n")
     return records
+
+
+def recorded_options(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / OPTIONS_JSON
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def record_options(out_dir: Path, options: dict[str, Any]) -> None:
+    _write_atomic(out_dir / OPTIONS_JSON, json.dumps(options, indent=1) + "\n")
 
 
 def summary_csv(records: Iterable[Record]) -> str:

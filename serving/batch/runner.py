@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -68,6 +69,8 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
         out_dir.mkdir(parents=True, exist_ok=True)
         records = outputs.load_records(out_dir / outputs.JSONL)
     _check_same_model(records, model_sha256, out_dir)
+    with _crash_reports(out_dir, lambda: 0):
+        _check_same_options(out_dir, job)
     done = {r["path"] for r in records if not (retry_errors and "error" in r)}
     todo = [p for p in paths if p not in done]
     if limit is not None:
@@ -116,6 +119,18 @@ def _results(todo: list[str], job: BatchJob, workers: int | None,
     count = max(1, min(workers or cpu_count(), len(todo) or 1))
     threads = job.threads or max(1, cpu_count() // count)  # a fair share of the cores each
     return run_local(todo, dataclasses.replace(job, threads=threads), count)
+
+
+def _check_same_options(out_dir: Path, job: BatchJob) -> None:
+    """Records made with other options (conf, classes, lanes ...) are not mixed in either."""
+    options = json.loads(json.dumps({**dataclasses.asdict(job.options), "lanes": job.lanes}))
+    before = outputs.recorded_options(out_dir)
+    if before is not None and before != options:
+        changed = ", ".join(f"{k} {before.get(k)} -> {v}" for k, v in options.items() if before.get(k) != v)
+        raise BatchError(f"{out_dir} holds results made with other options ({changed}); "
+                         "use a new --out folder for these options")
+    if before is None:
+        outputs.record_options(out_dir, options)
 
 
 def _check_same_model(records: list[Record], sha256: str, out_dir: Path) -> None:

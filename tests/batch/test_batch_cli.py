@@ -151,6 +151,9 @@ def test_help_shows_an_example() -> None:
     result = run_cli("--help")
     assert result.exit_code == 0
     assert "Example: weedscan batch" in result.output
+    for code in ("0  done", "1  done, but some images failed", "2  bad usage", "3  a worker process died",
+                 "4  no space left on the device"):
+        assert code in result.output
 
 
 @pytest.mark.parametrize(("make_args", "message"), [
@@ -187,6 +190,15 @@ def test_batch_takes_the_api_options(tmp_path: Path) -> None:
     for record in records:
         assert len(record["detections"]) <= 1 and len(record["lanes"]) == 3
         assert {d["class_name"] for d in record["detections"]} <= {"weed"}
+    # A rerun with other options does not mix its records in; the same options resume.
+    other = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.5")
+    assert other.exit_code == 2
+    assert error_lines(other) == [f"error: {out} holds results made with other options (conf 0.01 -> 0.5, "
+                                  "iou 0.5 -> None, classes [1] -> None, max_det 1 -> 300, tile off -> auto, "
+                                  "lanes 3 -> None); use a new --out folder for these options"]
+    same = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.01", "--iou", "0.5",
+                   "--classes", "weed", "--max-det", "1", "--lanes", "3", "--tile", "off")
+    assert same.exit_code == 0 and "3 already done" in same.stderr, same.output
 
 
 def test_results_of_another_model_are_not_mixed_in(tmp_path: Path) -> None:
