@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -113,17 +115,33 @@ VegThresholdOption = Annotated[str, typer.Option(help="mode green: auto (Otsu) o
 MinAreaOption = Annotated[Optional[int], typer.Option(help=_help("min_area"))]
 
 
-def detect_query(lookup: Any, **values: Any) -> Any:
-    """The validated DetectQuery of the detect options; a bad value fails naming its --option.
-    `lookup` turns class names into ids (None: mode green, where `plant` is the one class)."""
-    from serving.green import GREEN_CLASSES
-    from serving.options import OptionError, parse_params, to_query
+@contextmanager
+def _option_errors() -> Iterator[None]:
+    """A bad option value fails as one `error: --option: ...` line."""
+    from serving.options import OptionError
 
     try:
-        params = parse_params(values)
-        return to_query(params, lookup or _class_lookup(GREEN_CLASSES))
+        yield
     except OptionError as exc:
         fail(f"--{exc.name.replace('_', '-')}: {exc.message}")
+
+
+def cli_params(**values: Any) -> Any:
+    """The DetectParams of the detect options given (None: not given), checked as the API does."""
+    from serving.options import parse_params
+
+    with _option_errors():
+        return parse_params(values)
+
+
+def cli_query(params: Any, lookup: Any) -> Any:
+    """The DetectQuery of checked params; `lookup` turns class names into ids (None: mode green,
+    where `plant` is the one class)."""
+    from serving.green import GREEN_CLASSES
+    from serving.options import to_query
+
+    with _option_errors():
+        return to_query(params, lookup or _class_lookup(GREEN_CLASSES))
 
 
 def _class_lookup(class_names: list[str]) -> Any:
@@ -160,20 +178,19 @@ def detect(
     Example: weedscan detect field1.jpg survey/ --classes weed --lanes 4 --save-dir out/
              weedscan detect fallow.jpg --mode green --lanes 8
     """
+    from serving.green import GreenDetector
     from serving.imaging import decode_image
 
     settings = Settings(**({"model": model} if model else {}))
     values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
                   mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
-    query = detect_query(None, **{**values, "classes": None})  # every check but the class names
-    detector: Any
-    if query.green is not None:
-        from serving.green import GreenDetector
-
-        detector = GreenDetector(query.green)
+    params = cli_params(**values)  # checked before the model loads
+    if params.mode == "green":
+        query = cli_query(params, None)
+        detector: Any = GreenDetector(query.green)
     else:
         detector = open_detector(settings.model, settings.threads)
-    query = detect_query(getattr(detector, "class_ids_for", None), **values)
+        query = cli_query(params, detector.class_ids_for)
     paths = expand_inputs(images)
     annotated = annotated_paths(paths, save_dir) if save_dir else {}
     failures = 0

@@ -18,7 +18,8 @@ from serving.cli import (
     TileOption,
     VegIndexOption,
     VegThresholdOption,
-    detect_query,
+    cli_params,
+    cli_query,
     fail,
     open_detector,
 )
@@ -74,12 +75,12 @@ def batch(
 
     values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
                   mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
-    query = detect_query(None, **{**values, "classes": None})  # every check but the class names
+    params = cli_params(**values)  # checked before the model loads
     settings = Settings(**({"model": model} if model else {}))
     lookup = None
-    if query.green is None:  # open the model once here: a damaged one fails with one line, not in
-        lookup = open_detector(settings.model, 1).class_ids_for  # every worker with a traceback
-    query = detect_query(lookup, **values)
+    if params.mode == "model":  # open the model once here: a damaged one fails with one line,
+        lookup = open_detector(settings.model, 1).class_ids_for  # not in every worker
+    query = cli_query(params, lookup)
     job = BatchJob(model=str(settings.model), threads=settings.threads, max_pixels=settings.max_pixels,
                    options=query.options, lanes=query.lanes, timing=timing, green=query.green)
     try:
