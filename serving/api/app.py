@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from serving.api.errors import install_error_handlers
 from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
-from serving.api.routes import detect, page, system
+from serving.api.routes import detect, docs, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
 from serving.config import Settings
@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         service.close()
         metrics.process_exits()
 
-    app = FastAPI(title="weedscan", version=API_VERSION, lifespan=lifespan,
+    # /docs is served offline by routes/docs.py; ReDoc (from a CDN only) is off
+    app = FastAPI(title="weedscan", version=API_VERSION, lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Finds crops and weeds in field images. Runs offline; images are "
                               "neither stored nor logged.")
     app.state.settings = settings
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.include_router(system.router)
     app.include_router(detect.router)
     app.include_router(page.router)
+    app.include_router(docs.docs_router(app.openapi_url or "/openapi.json"))
+    app.mount(docs.ASSETS_URL, docs.docs_assets(), name="docs-assets")
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -10,15 +10,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
                "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
                "form-action 'none'; frame-ancestors 'none'")
-# FastAPI's /docs and /redoc pages start Swagger UI / ReDoc with an inline script and load them
-# from jsDelivr; they get what they need and nothing more, and may not be framed either.
-_DOCS_CDN = "https://cdn.jsdelivr.net"
-DOCS_POLICY = (f"default-src 'self'; script-src 'self' 'unsafe-inline' {_DOCS_CDN}; "
-               f"style-src 'self' 'unsafe-inline' {_DOCS_CDN} https://fonts.googleapis.com; "
-               "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; "
-               "worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
-               "base-uri 'none'; frame-ancestors 'none'")
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+# /docs (routes/docs.py) loads Swagger UI from this server only; its CSS draws icons as data:
+# images. Nothing inline, nothing from elsewhere, no framing.
+DOCS_POLICY = ("default-src 'self'; img-src 'self' data:; connect-src 'self'; style-src 'self'; "
+               "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+               "frame-ancestors 'none'")
+DOCS_PATHS = frozenset({"/docs"})
 COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
