@@ -18,7 +18,7 @@ from serving.postprocess import decode_output, infer_layout
 from serving.preprocess import Letterbox, letterbox, to_blob
 from serving.result import DetectionResult
 from serving.tiling import TileSlicer, should_tile
-from serving.vegetation import vegetation_mask
+from serving.vegetation import COVER_WORK_SIDE, VegetationOptions, vegetation_mask
 
 # Best first; whatever this ONNX Runtime build offers, CPU last as the fallback.
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
@@ -32,6 +32,9 @@ class DetectOptions:
     classes: tuple[int, ...] | None = None
     max_det: int = 300
     tile: str = "auto"
+
+
+COVER_OPTIONS = VegetationOptions(work_side=COVER_WORK_SIDE)
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,7 @@ class Detector:
         detections = slicer.merge(parts, windows, width, height, iou, options.max_det)
 
         result = DetectionResult(detections, width, height, self.class_names, self.model_info)
-        if len(result._weed_boxes()):  # plant-area weed cover, only when needed; the mask at
-            # working resolution (long side 512) is enough for an area share, and cheap
-            result.vegetation = vegetation_mask(image, full_resolution=False).mask
+        if len(result._weed_boxes()):  # plant-area weed cover, only when needed, from a coarse mask
+            result.vegetation = vegetation_mask(image, COVER_OPTIONS, full_resolution=False).mask
         result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
         return result
