@@ -92,6 +92,28 @@ def test_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
 
 
 @linux_only
+def test_without_prctl_a_worker_still_exits_when_its_parent_is_gone() -> None:
+    """The portable fallback: the parent-PID watch (prctl is skipped as on macOS)."""
+    child = ("import sys, time; from serving.batch.local_runner import die_with_parent; "
+             "sys.platform = 'darwin'; die_with_parent(int(sys.argv[1])); print('watching', flush=True); time.sleep(120)")
+    parent = ("import os, subprocess, sys, time; "
+              f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]); "
+              "print(p.pid, flush=True); time.sleep(120)")
+    process = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    orphan = int(process.stdout.readline())
+    try:
+        assert process.stdout.readline().strip() == "watching"
+        assert alive(orphan)
+        process.kill()
+        process.wait(timeout=10)
+        assert wait_for(lambda: not alive(orphan), 15), "the orphan outlived its parent"
+    finally:
+        process.kill()
+        if alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+
+
+@linux_only
 def test_a_killed_worker_is_exit_3_with_one_line_and_the_run_resumes(tmp_path: Path) -> None:
     root = make_images(tmp_path / "survey", 80)
     out = tmp_path / "out"
