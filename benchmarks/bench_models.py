@@ -3,7 +3,8 @@ and detector latency on a 1296x966 field frame, measured interleaved in one run.
 
     .venv/bin/python benchmarks/bench_models.py models/weedscan.onnx runs/cand/a.onnx ... [--rounds 20]
 
-The first model is the reference for the latency ratio. Writes benchmarks/results/models.md.
+The first model is the reference for the latency ratio. Writes benchmarks/results/models.md
+(or OUT.md with --out OUT).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default="models", help="result name: benchmarks/results/OUT.md")
+    parser.add_argument("--title", default="Candidate models", help="the section's heading")
     args = parser.parse_args()
 
     frame_path = sorted(FRAME.glob("*.png"))[0]
@@ -57,7 +60,7 @@ def main() -> None:
     cards = [json.loads(d.model_path.with_suffix(".json").read_text()) for d in detectors]
     datasets = sorted({name for card in cards for name in card.get("metrics", {})})
     reference = stats_ms(times[0])["median"]
-    lines = ["## Candidate models (`benchmarks/bench_models.py`)", "", header, "",
+    lines = [f"## {args.title} (`benchmarks/bench_models.py`)", "", header, "",
              f"Latency: the serving detector on one {frame.shape[1]}x{frame.shape[0]} CWFID frame "
              f"(`{frame_path.name}`), {args.rounds} interleaved rounds, {args.threads} threads. "
              "Accuracy: val splits, `weedscan eval` on the exported ONNX (the card).", "",
@@ -74,7 +77,7 @@ def main() -> None:
                      f"{latency['p95']:.1f} | {latency['median'] / reference:.2f}x | "
                      + " | ".join(scores) + " |")
     text = "\n".join(lines) + "\n"
-    save_result(RESULTS_DIR / "models.md", text)
+    save_result(RESULTS_DIR / f"{args.out}.md", text)
     print(text)
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 # Sections of RESULTS.md, in this order (results/NAME.md; others follow alphabetically).
-RESULT_ORDER = ["training_coco", "models", "cross_field", "training", "eval_agreement", "serving", "int8", "load", "batch", "train_precision"]
+RESULT_ORDER = ["training_coco", "models", "recipes", "cross_field", "training", "eval_agreement", "serving", "int8", "load", "batch", "train_precision"]
 
 
 def provenance() -> str:
