@@ -1,61 +1,143 @@
-"""A socket guard: any outbound connection or DNS lookup is recorded and refused."""
+"""A socket guard: every non-loopback connection attempt or name lookup is recorded and refused.
+
+In process it is installed with `guarded()`; for subprocesses, `write_sitecustomize(folder)` writes
+this very module as `sitecustomize.py` into a folder to put on PYTHONPATH: Python imports it at
+start-up, and it appends what it saw, one JSON object a line, to $WEEDSCAN_NETGUARD_LOG.
+
+It sees what goes through Python's socket module. Code that opens sockets natively (a C library
+with its own HTTP client) passes it by; tests/robustness/test_no_network.py also traces syscalls.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+LOG_ENV = "WEEDSCAN_NETGUARD_LOG"
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
 
 class NetworkAttempt(OSError):
-    pass
+    """Raised instead of letting a connection or lookup leave the machine."""
 
 
-def _is_loopback(address: object) -> bool:
-    if isinstance(address, tuple) and address:
-        host = str(address[0])
-        return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
-    return isinstance(address, (str, bytes))  # AF_UNIX paths
+def is_loopback_host(host: object) -> bool:
+    if host is None:  # getaddrinfo(None, port): a passive (bind) lookup
+        return True
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    name = str(host).strip("[]").split("%")[0]
+    if name.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_address(address: object) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX path
+        return True
+    return isinstance(address, tuple) and bool(address) and is_loopback_host(address[0])
+
+
+class Guard:
+    def __init__(self, record: Callable[[str, str], None]) -> None:
+        self.record = record
+        self._originals: dict[str, object] = {}
+
+    def _refuse(self, kind: str, target: object) -> NetworkAttempt:
+        self.record(kind, repr(target))
+        return NetworkAttempt(f"outbound network access refused by the test guard: {kind} {target!r}")
+
+    def install(self) -> None:
+        cls = socket.socket
+        self._originals = {"connect": cls.connect, "connect_ex": cls.connect_ex, "sendto": cls.sendto,
+                           "getaddrinfo": socket.getaddrinfo,
+                           "create_connection": socket.create_connection}
+        o, guard = self._originals, self
+
+        def connect(sock: socket.socket, address: object) -> None:
+            if sock.family == getattr(socket, "AF_UNIX", None) or is_loopback_address(address):
+                return o["connect"](sock, address)  # type: ignore[operator]
+            raise guard._refuse("connect", address)
+
+        def connect_ex(sock: socket.socket, address: object) -> int:
+            if sock.family == getattr(socket, "AF_UNIX", None) or is_loopback_address(address):
+                return o["connect_ex"](sock, address)  # type: ignore[operator]
+            raise guard._refuse("connect_ex", address)
+
+        def sendto(sock: socket.socket, data: bytes, *args: object) -> int:
+            address = args[-1]
+            if sock.family == getattr(socket, "AF_UNIX", None) or is_loopback_address(address):
+                return o["sendto"](sock, data, *args)  # type: ignore[operator]
+            raise guard._refuse("sendto", address)
+
+        def getaddrinfo(host: object, *args: object, **kwargs: object) -> list:
+            if is_loopback_host(host):
+                return o["getaddrinfo"](host, *args, **kwargs)  # type: ignore[operator]
+            raise guard._refuse("getaddrinfo", host)
+
+        def create_connection(address: tuple, *args: object, **kwargs: object) -> socket.socket:
+            if is_loopback_address(address):
+                return o["create_connection"](address, *args, **kwargs)  # type: ignore[operator]
+            raise guard._refuse("create_connection", address)
+
+        cls.connect, cls.connect_ex, cls.sendto = connect, connect_ex, sendto  # type: ignore[method-assign]
+        socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+        socket.create_connection = create_connection  # type: ignore[assignment]
+
+    def uninstall(self) -> None:
+        o = self._originals
+        cls = socket.socket
+        cls.connect, cls.connect_ex, cls.sendto = o["connect"], o["connect_ex"], o["sendto"]  # type: ignore[method-assign]
+        socket.getaddrinfo = o["getaddrinfo"]  # type: ignore[assignment]
+        socket.create_connection = o["create_connection"]  # type: ignore[assignment]
 
 
 @contextmanager
-def no_network(allow_loopback: bool = False) -> Iterator[list[str]]:
-    """Within the block, every non-loopback connect and every name lookup raises; the list
-    returned collects what was attempted."""
+def guarded() -> Iterator[list[str]]:
+    """In process: within the block, outbound attempts raise; the list collects them."""
     attempts: list[str] = []
-    originals = (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo,
-                 socket.create_connection)
-
-    def guarded_connect(self: socket.socket, address: object) -> None:
-        if allow_loopback and _is_loopback(address):
-            return originals[0](self, address)
-        attempts.append(f"connect {address!r}")
-        raise NetworkAttempt(f"network access blocked in tests: connect {address!r}")
-
-    def guarded_connect_ex(self: socket.socket, address: object) -> int:
-        if allow_loopback and _is_loopback(address):
-            return originals[1](self, address)
-        attempts.append(f"connect_ex {address!r}")
-        raise NetworkAttempt(f"network access blocked in tests: connect_ex {address!r}")
-
-    def guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> list:
-        if allow_loopback and host in ("127.0.0.1", "localhost", "::1"):
-            return originals[2](host, *args, **kwargs)
-        attempts.append(f"getaddrinfo {host!r}")
-        raise socket.gaierror(f"name lookup blocked in tests: {host!r}")
-
-    def guarded_create_connection(address: tuple, *args: object, **kwargs: object) -> socket.socket:
-        if allow_loopback and _is_loopback(address):
-            return originals[3](address, *args, **kwargs)
-        attempts.append(f"create_connection {address!r}")
-        raise NetworkAttempt(f"network access blocked in tests: {address!r}")
-
-    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
-    socket.getaddrinfo = guarded_getaddrinfo  # type: ignore[assignment]
-    socket.create_connection = guarded_create_connection  # type: ignore[assignment]
+    guard = Guard(lambda kind, target: attempts.append(f"{kind} {target}"))
+    guard.install()
     try:
         yield attempts
     finally:
-        (socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo,
-         socket.create_connection) = originals
+        guard.uninstall()
+
+
+def install_from_env() -> None:
+    """sitecustomize entry point: guard this process, log to $WEEDSCAN_NETGUARD_LOG."""
+    path = os.environ.get(LOG_ENV)
+    if not path:
+        return
+
+    def write(event: str, kind: str = "", target: str = "") -> None:
+        line = json.dumps({"pid": os.getpid(), "event": event, "kind": kind, "target": target,
+                           "argv": sys.argv[:4]})
+        with open(path, "a") as log:  # noqa: PTH123 - no pathlib at interpreter start-up
+            log.write(line + "\n")
+
+    Guard(lambda kind, target: write("attempt", kind, target)).install()
+    write("installed")
+
+
+def write_sitecustomize(folder: Path) -> Path:
+    """Write this module as `folder/sitecustomize.py`, which installs the guard at start-up."""
+    source = Path(__file__).read_text()
+    target = folder / "sitecustomize.py"
+    target.write_text(source + "\n\ninstall_from_env()\n")
+    return target
+
+
+def read_log(path: Path) -> tuple[list[dict], list[dict]]:
+    """(processes that installed the guard, attempts they made)."""
+    events = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return ([e for e in events if e["event"] == "installed"], [e for e in events if e["event"] == "attempt"])

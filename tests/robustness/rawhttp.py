@@ -8,7 +8,7 @@ import select
 import socket
 import time
 
-from tests.robustness.socket_guard import is_loopback_host
+from tests.netguard import is_loopback_host
 
 
 def open_socket(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> socket.socket:
@@ -76,3 +76,22 @@ def poll(check, attempts: int = 100, pause: float = 0.2) -> bool:  # noqa: ANN00
             return True
         time.sleep(pause)
     return False
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and a Content-Length body) on a connection that may stay open."""
+    data = bytearray()
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    head, _, _ = bytes(data).partition(b"\r\n\r\n")
+    match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    want = len(head) + 4 + (int(match.group(1)) if match else 0)
+    while len(data) < want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
