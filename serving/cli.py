@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -16,9 +16,9 @@ from serving.config import Settings
 from serving.errors import ClientError
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """One clear `error:` line on stderr and a non-zero exit: never a traceback for bad input."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho("error: " + " ".join(message.split()), fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 

@@ -11,6 +11,15 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "weedscan.onnx"
+DEFAULT_MAX_PIXELS = 64_000_000  # decoded size limit (WEEDSCAN_MAX_PIXELS)
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -24,7 +33,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(20.0, gt=0)
     max_batch_mb: float = Field(100.0, gt=0)
     max_batch_files: int = Field(32, ge=1)
-    max_pixels: int = Field(64_000_000, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_inflight: int = Field(8, ge=1)  # requests decoding or inferring at once; beyond: 503
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
     retry_after_s: int = Field(1, ge=1)
@@ -87,4 +96,4 @@ class Settings(BaseSettings):
         """Cores shared fairly between worker processes, so they do not oversubscribe the CPU."""
         if self.threads:
             return self.threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, cpu_count() // self.workers)

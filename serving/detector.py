@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from serving.config import cpu_count
 from serving.detections import Detections
 from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
@@ -67,7 +67,7 @@ class Detector:
         self.tiling = tiling or TilingConfig()
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or cpu_count()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if not idle_spin:

@@ -16,6 +16,8 @@ from serving.errors import TooManyPixels, UndecodableImage, UnsupportedMediaType
 SUPPORTED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
 _SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png",
                       "WEBP": "image/webp", "BMP": "image/bmp", "TIFF": "image/tiff"}
+# File suffixes taken for images when walking folders (batch, detect, datasets).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
 

@@ -1,4 +1,5 @@
-"""A socket guard: every non-loopback connection attempt or name lookup is recorded and refused.
+"""The tests' one socket guard: every non-loopback connection attempt or name lookup is recorded
+and refused (every one at all with `allow_loopback=False`).
 
 In process it is installed with `guarded()`; for subprocesses, `write_sitecustomize(folder)` writes
 this very module as `sitecustomize.py` into a folder to put on PYTHONPATH: Python imports it at
@@ -48,9 +49,16 @@ def is_loopback_address(address: object) -> bool:
 
 
 class Guard:
-    def __init__(self, record: Callable[[str, str], None]) -> None:
+    def __init__(self, record: Callable[[str, str], None], allow_loopback: bool = True) -> None:
         self.record = record
+        self.allow_loopback = allow_loopback
         self._originals: dict[str, object] = {}
+
+    def _allowed(self, sock: socket.socket | None, address: object) -> bool:
+        if not self.allow_loopback:
+            return False
+        return (sock is not None and sock.family == getattr(socket, "AF_UNIX", None)) \
+            or is_loopback_address(address)
 
     def _refuse(self, kind: str, target: object) -> NetworkAttempt:
         self.record(kind, repr(target))
@@ -64,28 +72,28 @@ class Guard:
         o, guard = self._originals, self
 
         def connect(sock: socket.socket, address: object) -> None:
-            if sock.family == getattr(socket, "AF_UNIX", None) or is_loopback_address(address):
+            if guard._allowed(sock, address):
                 return o["connect"](sock, address)  # type: ignore[operator]
             raise guard._refuse("connect", address)
 
         def connect_ex(sock: socket.socket, address: object) -> int:
-            if sock.family == getattr(socket, "AF_UNIX", None) or is_loopback_address(address):
+            if guard._allowed(sock, address):
                 return o["connect_ex"](sock, address)  # type: ignore[operator]
             raise guard._refuse("connect_ex", address)
 
         def sendto(sock: socket.socket, data: bytes, *args: object) -> int:
             address = args[-1]
-            if sock.family == getattr(socket, "AF_UNIX", None) or is_loopback_address(address):
+            if guard._allowed(sock, address):
                 return o["sendto"](sock, data, *args)  # type: ignore[operator]
             raise guard._refuse("sendto", address)
 
         def getaddrinfo(host: object, *args: object, **kwargs: object) -> list:
-            if is_loopback_host(host):
+            if guard.allow_loopback and is_loopback_host(host):
                 return o["getaddrinfo"](host, *args, **kwargs)  # type: ignore[operator]
             raise guard._refuse("getaddrinfo", host)
 
         def create_connection(address: tuple, *args: object, **kwargs: object) -> socket.socket:
-            if is_loopback_address(address):
+            if guard._allowed(None, address):
                 return o["create_connection"](address, *args, **kwargs)  # type: ignore[operator]
             raise guard._refuse("create_connection", address)
 
@@ -102,10 +110,11 @@ class Guard:
 
 
 @contextmanager
-def guarded() -> Iterator[list[str]]:
-    """In process: within the block, outbound attempts raise; the list collects them."""
+def guarded(allow_loopback: bool = True) -> Iterator[list[str]]:
+    """In process: within the block, outbound attempts (with `allow_loopback=False`, all
+    attempts) raise; the list collects them."""
     attempts: list[str] = []
-    guard = Guard(lambda kind, target: attempts.append(f"{kind} {target}"))
+    guard = Guard(lambda kind, target: attempts.append(f"{kind} {target}"), allow_loopback)
     guard.install()
     try:
         yield attempts

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from serving.cli import fail, register_serving_commands
-from training.data_cli import data_app
+from training.data_cli import data_app, parse_repeats
 
 app = typer.Typer(
     name="weedscan",
@@ -29,16 +29,6 @@ app.add_typer(data_app, name="data")
 @app.callback()
 def _root() -> None:
     """Find weeds in field images; every command has --help with an example."""
-
-
-def _parse_repeats(items: list[str]) -> dict[str, int]:
-    repeats = {}
-    for item in items:
-        name, _, count = item.partition("=")
-        if not name or not count.isdigit() or int(count) < 1:
-            fail(f"--repeat takes NAME=COUNT with COUNT >= 1, got '{item}'")
-        repeats[name] = int(count)
-    return repeats
 
 
 @app.command()
@@ -84,7 +74,7 @@ def train(
                              weights=str(weights) if weights else None, imgsz=imgsz, epochs=epochs,
                              time=time, batch=batch, device=device, seed=seed,
                              warmup_epochs=warmup_epochs, close_mosaic=close_mosaic,
-                             repeats=_parse_repeats(repeat), threads=threads, bf16=bf16,
+                             repeats=parse_repeats(repeat), threads=threads, bf16=bf16,
                              project=str(project), name=name)
         try:
             best = run_training(config)

@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+from serving.cli import fail
 
 if TYPE_CHECKING:
     from training.data.convert import ImportResult
 
 data_app = typer.Typer(help="Public weed datasets: list the cards, fetch or import, check, merge.",
                        no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.secho("error: " + " ".join(message.split()), fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 @contextmanager
@@ -29,21 +26,27 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except DatasetError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
+        fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
 
 
-def _pairs(items: list[str], option: str, numeric: bool) -> dict[str, str]:
+def parse_pairs(items: list[str], option: str, numeric: bool) -> dict[str, str]:
+    """NAME=VALUE options (`--repeat cwfid=8`, `--remap weed=1`); a bad one is an `error:` line."""
     pairs = {}
     for item in items:
         key, _, value = item.partition("=")
         if not key or not value or (numeric and (not value.isdigit() or int(value) < 1)):
-            _fail(f"{option} takes NAME={'COUNT with COUNT >= 1' if numeric else 'VALUE'}, "
+            fail(f"{option} takes NAME={'COUNT with COUNT >= 1' if numeric else 'VALUE'}, "
                   f"got '{item}'")
         pairs[key] = value
     return pairs
+
+
+def parse_repeats(items: list[str]) -> dict[str, int]:
+    """`--repeat NAME=COUNT` of `weedscan train` and `weedscan data merge`."""
+    return {k: int(v) for k, v in parse_pairs(items, "--repeat", numeric=True).items()}
 
 
 @data_app.command("list")
@@ -141,7 +144,7 @@ def check(
     for problem in report.problems:
         typer.secho(f"problem: {problem}", err=True)
     if report.problems:
-        _fail(f"{len(report.problems)} problem(s) in {folder}; the first: {report.problems[0]}", 1)
+        fail(f"{len(report.problems)} problem(s) in {folder}; the first: {report.problems[0]}", 1)
     typer.echo(f"ok: no problems ({len(report.warnings)} warning(s))")
 
 
@@ -159,9 +162,9 @@ def merge(
     """
     from training.data.merge import merge_datasets
 
-    repeats = {k: int(v) for k, v in _pairs(repeat, "--repeat", numeric=True).items()}
+    repeats = parse_repeats(repeat)
     with _errors():
-        data_yaml = merge_datasets(folders, out, repeats, _pairs(remap, "--remap", numeric=False),
+        data_yaml = merge_datasets(folders, out, repeats, parse_pairs(remap, "--remap", numeric=False),
                                    "copy" if copy else "link")
     typer.echo(f"merged: {data_yaml}")
 

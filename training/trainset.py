@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from serving.imaging import IMAGE_SUFFIXES  # noqa: F401 - training.data.* import it from here
 
 CANONICAL_CLASSES = ["crop", "weed"]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 class DatasetError(Exception):

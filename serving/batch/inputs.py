@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+from serving.imaging import IMAGE_SUFFIXES
 _GLOB_CHARS = frozenset("*?[")
 
 

@@ -13,15 +13,9 @@ from collections.abc import Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
 from serving.batch.work import BatchJob, ImageWorker, Record
+from serving.config import cpu_count  # noqa: F401 - benchmarks import it from here
 
 _worker: ImageWorker | None = None  # one per worker process
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

@@ -15,8 +15,9 @@ from tqdm import tqdm
 
 from serving.batch import outputs
 from serving.batch.inputs import find_images
-from serving.batch.local_runner import cpu_count, run_local
+from serving.batch.local_runner import run_local
 from serving.batch.work import BatchJob, Record
+from serving.config import cpu_count
 from serving.green import green_model_info
 from serving.model_card import load_card
 

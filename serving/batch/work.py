@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.config import DEFAULT_MAX_PIXELS
 from serving.detector import DetectOptions, Detector
 from serving.errors import ClientError
 from serving.exif_gps import read_gps
@@ -23,7 +24,7 @@ class BatchJob:
 
     model: str
     threads: int | None = None  # ONNX Runtime threads per worker; None: a fair share of the cores
-    max_pixels: int = 64_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     options: DetectOptions = DetectOptions()  # conf, iou, classes, max_det, tile
     lanes: int | None = None  # sprayer lanes in each record
     timing: bool = False  # keep timing_ms in the records (it differs from run to run)

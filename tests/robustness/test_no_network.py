@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import images
-from tests.robustness import socket_guard
+from tests import netguard
 
 REPO = Path(__file__).resolve().parents[2]
 # Switches that would hide what the code does by itself: the tests run without them.
@@ -46,10 +46,10 @@ STRACE = shutil.which("strace")
 def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
-    socket_guard.write_sitecustomize(site)
+    netguard.write_sitecustomize(site)
     log = tmp_path / "netguard.jsonl"
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
-    env.update({"PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), socket_guard.LOG_ENV: str(log),
+    env.update({"PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), netguard.LOG_ENV: str(log),
                 "WEEDSCAN_THREADS": "1", "TMPDIR": str(tmp_path)})
     return env, log
 
@@ -70,7 +70,7 @@ def run_offline(tmp_path: Path, shipped_model: Path, command: str, *, linger: fl
         argv = ["unshare", "-n", *argv]
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    installed, attempts = socket_guard.read_log(log)
+    installed, attempts = netguard.read_log(log)
     return json.loads(done.stdout.strip().splitlines()[-1]), installed, attempts
 
 
@@ -83,7 +83,7 @@ def outbound_syscalls(trace: Path) -> list[str]:
     found = []
     for line in trace.read_text().splitlines():
         match = _INET.search(line)
-        if match and not socket_guard.is_loopback_host(match["v4"] or match["v6"]):
+        if match and not netguard.is_loopback_host(match["v4"] or match["v6"]):
             found.append(line.strip())
     return found
 
@@ -93,7 +93,7 @@ def outbound_syscalls(trace: Path) -> list[str]:
 def test_the_in_process_guard_refuses_and_records_outbound_attempts() -> None:
     import socket
 
-    with socket_guard.guarded() as attempts:
+    with netguard.guarded() as attempts:
         with pytest.raises(OSError):
             socket.create_connection(("0.0.0.0", 9), timeout=1)  # not loopback for the guard
         with pytest.raises(OSError):
@@ -113,7 +113,7 @@ def test_the_subprocess_guard_is_installed_and_records(tmp_path: Path) -> None:
             "try:\n    socket.create_connection(('0.0.0.0', 9), timeout=1)\nexcept OSError: pass\n"
             "try:\n    socket.getaddrinfo('0.0.0.0', 80)\nexcept OSError: pass\n")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
-    installed, attempts = socket_guard.read_log(log)
+    installed, attempts = netguard.read_log(log)
     assert len(installed) == 1
     assert [a["kind"] for a in attempts] == ["create_connection", "getaddrinfo"]
 
@@ -127,7 +127,7 @@ def test_in_process_app_and_detector_make_no_attempt(shipped_model: Path) -> Non
     from fastapi.testclient import TestClient
 
     jpeg = images.encode(images.field_like(640, 480), ".jpg")
-    with socket_guard.guarded() as attempts:
+    with netguard.guarded() as attempts:
         detector = Detector(shipped_model, threads=1)
         detector.detect(decode_image(jpeg, 10**8), DetectOptions())
         with TestClient(create_app(Settings(model=shipped_model, threads=1))) as client:
@@ -229,5 +229,5 @@ def test_ultralytics_is_imported_with_every_telemetry_switch_off(tmp_path: Path)
     on_disk = json.loads(Path(found["settings_file"]).read_text())
     assert Path(found["settings_file"]).is_relative_to(tmp_path / "cache")
     assert on_disk["sync"] is False and not any(on_disk.get(k) for k in found["settings"])
-    installed, attempts = socket_guard.read_log(log)
+    installed, attempts = netguard.read_log(log)
     assert installed and attempts == [], attempts

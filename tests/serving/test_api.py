@@ -66,28 +66,7 @@ def test_query_parameters(client: TestClient) -> None:
     assert len(lanes) == 8 and all(isinstance(v, bool) for v in lanes)
 
 
-@pytest.mark.parametrize(("data", "media", "params", "status", "code"), [
-    (b"", "image/jpeg", {}, 400, "undecodable_image"),
-    (b"just some text", "image/jpeg", {}, 400, "undecodable_image"),
-    (JPEG[: len(JPEG) // 2], "image/jpeg", {}, 400, "undecodable_image"),
-    (PNG[: len(PNG) // 2], "image/png", {}, 400, "undecodable_image"),
-    (images.gif(), "image/jpeg", {}, 415, "unsupported_media_type"),
-    (JPEG, "text/plain", {}, 415, "unsupported_media_type"),
-    (b"just some text", "application/octet-stream", {}, 415, "unsupported_media_type"),
-    (images.png_header_bomb(), "image/png", {}, 413, "too_many_pixels"),
-    (JPEG, "image/jpeg", {"conf": 2}, 422, "invalid_parameter"),
-    (JPEG, "image/jpeg", {"iou": -0.1}, 422, "invalid_parameter"),
-    (JPEG, "image/jpeg", {"classes": "cat"}, 422, "invalid_parameter"),
-    (JPEG, "image/jpeg", {"lanes": 0}, 422, "invalid_parameter"),
-    (JPEG, "image/jpeg", {"lanes": 65}, 422, "invalid_parameter"),
-    (JPEG, "image/jpeg", {"max_det": 0}, 422, "invalid_parameter"),
-    (JPEG, "image/jpeg", {"tile": "sometimes"}, 422, "invalid_parameter"),
-], ids=["empty", "text", "truncated-jpeg", "truncated-png", "gif", "text-plain", "octet-stream",
-        "pixel-bomb", "conf", "iou", "classes", "lanes-0", "lanes-65", "max_det", "tile"])
-def test_bad_input_gets_its_error_and_the_next_request_works(
-        client: TestClient, data: bytes, media: str, params: dict, status: int, code: str) -> None:
-    assert_error(detect_raw(client, data, media, **params), status, code)
-    assert detect_raw(client).status_code == 200
+# Bad detect requests: the corpus in tests/robustness/test_bad_input.py.
 
 
 def test_upload_over_the_limit_is_413(shipped_model: Path) -> None:

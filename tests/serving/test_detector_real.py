@@ -8,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from serving.config import DEFAULT_MAX_PIXELS
 from serving.detector import DetectOptions, Detector
 from serving.imaging import decode_image
 from tests import images
 from training.evaluate import box_iou
 
-MAX_PIXELS = 64_000_000
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 
 
 def val_images(shared_data: Path, dataset: str, pattern: str) -> list[Path]:

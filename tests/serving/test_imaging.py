@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
+from serving.config import DEFAULT_MAX_PIXELS
 from serving.errors import TooManyPixels, UndecodableImage, UnsupportedMediaType
 from serving.imaging import decode_image, read_header
 from tests import images
 
-LIMIT = 64_000_000
+LIMIT = DEFAULT_MAX_PIXELS
 
 
 @pytest.mark.parametrize("data", [images.encode(images.field_like(), ".jpg"),

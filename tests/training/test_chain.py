@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.netguard import no_network
+from tests.netguard import guarded
 
 
 def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> Path:
@@ -50,7 +50,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     data_yaml = make_dataset(tmp_path / "tiny")
     runner = CliRunner()
     models_dir = tmp_path / "models"
-    with no_network() as attempts:
+    with guarded(allow_loopback=False) as attempts:
         checked = runner.invoke(app, ["data", "check", str(tmp_path / "tiny")])
         assert checked.exit_code == 0, checked.output
 

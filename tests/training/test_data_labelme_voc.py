@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.netguard import no_network
+from tests.netguard import guarded
 from tests.training.data_samples import (TILE_SIZE, VOC_SIZE, voc_xml, write_labelme_release,
                                          write_voc_release)
 from training.cli import app
@@ -213,7 +213,7 @@ def test_cli_imports_and_checks_from_a_local_folder_offline(tmp_path: Path, name
                                                             counts: str) -> None:
     write(tmp_path / "snapshot")
     runner = CliRunner()
-    with no_network() as attempts:
+    with guarded(allow_loopback=False) as attempts:
         imported = runner.invoke(app, ["data", "import", name, "--from", str(tmp_path / "snapshot"),
                                        "--out", str(tmp_path / name)])
         checked = runner.invoke(app, ["data", "check", str(tmp_path / name), "--strict"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.netguard import no_network
+from tests.netguard import guarded
 from training.evaluate import box_iou
 from tests.training.test_chain import make_dataset
 
@@ -221,7 +221,7 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
     earlier.mkdir(parents=True)
     (earlier / "results.csv").write_text("earlier run\n")
     runner = CliRunner()
-    with no_network() as attempts:
+    with guarded(allow_loopback=False) as attempts:
         trained = runner.invoke(app, ["train", "--data", str(data_yaml), "--model", "yolov8n.yaml",
                                       "--weights", str(start), "--imgsz", "96", "--epochs", "1",
                                       "--batch", "4", "--project", str(tmp_path / "runs"),

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from serving.model_card import sha256_of
+
 from training.data.cards import DatasetCard
 from training.data.convert import ImportResult, import_dataset
 from training.offline import weedscan_cache_dir
@@ -47,9 +49,9 @@ def fetch_dataset(card: DatasetCard, cache_dir: Path | None = None, url: str | N
                            "no sha256; pass --sha256 HEX, or --no-verify to accept the download "
                            "unverified (its sha256 is printed)")
     archive = cache / "downloads" / f"{card.name}.zip"
-    if not (verify and archive.is_file() and file_sha256(archive) == expected):
+    if not (verify and archive.is_file() and sha256_of(archive) == expected):
         download(url or card.download.url, archive, expected if verify else None, progress)
-    digest = file_sha256(archive)
+    digest = sha256_of(archive)
     raw = extract_zip(archive, cache / "raw" / card.name)
     imported = import_dataset(card, raw, cache / card.name, progress)
     return FetchResult(archive=archive, sha256=digest, verified=verify, imported=imported)
@@ -109,9 +111,3 @@ def extract_zip(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
