@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # server processes
     api_keys: Annotated[list[str], NoDecode] = []  # comma-separated; empty: no auth
+    # Host names the server answers for (comma-separated; `*.example.com` patterns, `*` any);
+    # unset: loopback names when bound to loopback, any name otherwise (serving/api/origin.py).
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     max_upload_mb: float = Field(20.0, gt=0)
     max_batch_mb: float = Field(100.0, gt=0)
     max_batch_files: int = Field(32, ge=1)
@@ -63,7 +66,7 @@ class Settings(BaseSettings):
     max_headers: int = Field(100, ge=1)
     max_connections: int = Field(1000, ge=1)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from serving.api.errors import install_error_handlers
 from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
+from serving.api.origin import CrossSiteMiddleware, HostCheckMiddleware, default_allowed_hosts
 from serving.api.routes import detect, docs, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
@@ -20,8 +21,11 @@ from serving.detector import Detector
 API_VERSION = "1.0.0"
 
 
-def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
-    """Build the app. The model loads in the background after start-up; /readyz tells when."""
+def create_app(settings: Settings | None = None, detector: Detector | None = None, *,
+               bound: bool = False) -> FastAPI:
+    """Build the app. The model loads in the background after start-up; /readyz tells when.
+    `bound`: the app is served on `settings.host` (weedscan serve, uvicorn --factory), so the
+    Host allow-list defaults from it; otherwise only WEEDSCAN_ALLOWED_HOSTS restricts Host."""
     settings = settings or Settings()
     metrics = Metrics()
     service = InferenceService(settings, metrics, detector)
@@ -50,6 +54,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
+    hosts = settings.allowed_hosts or (default_allowed_hosts(settings.host) if bound else ["*"])
+    app.add_middleware(CrossSiteMiddleware)
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
@@ -57,4 +64,4 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` and `weedscan serve --workers N`."""
-    return create_app(Settings())
+    return create_app(Settings(), bound=True)
