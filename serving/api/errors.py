@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +19,16 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_la
 # nginx's "client closed request": the client left before its body arrived. Nobody reads the
 # answer; the status is for /metrics, apart from the server's own failures (500).
 CLIENT_CLOSED_REQUEST = 499
+
+
+# Retry-After spreads refused clients over [base, RETRY_SPREAD x base] seconds at random, so that
+# they do not all come back in the same second and be refused again (issue 12 #9).
+RETRY_SPREAD = 3
+
+
+def retry_after(base_s: int) -> str:
+    """A Retry-After value: whole seconds, uniformly drawn from base_s to RETRY_SPREAD x base_s."""
+    return str(random.randint(base_s, RETRY_SPREAD * base_s))
 
 
 def error_response(status: int, code: str, message: str,
@@ -40,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def client_error(request: Request, exc: ClientError) -> JSONResponse:
         headers = None
         if isinstance(exc, ServiceUnavailable):
-            headers = {"Retry-After": str(request.app.state.settings.retry_after_s)}
+            headers = {"Retry-After": retry_after(request.app.state.settings.retry_after_s)}
         elif exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="weedscan"'}
         if getattr(exc, "close_connection", False):  # refused mid-body: the rest is not read

@@ -26,6 +26,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from serving.api.errors import retry_after
 from serving.config import Settings
 
 log = logging.getLogger("weedscan")
@@ -40,13 +41,15 @@ class HeadLimits:
     max_bytes: int
     max_count: int
     max_connections: int
+    retry_after_s: int
 
 
 @lru_cache(maxsize=1)
 def limits_from_env() -> HeadLimits:
     """Read once per process: worker processes get the settings through the environment."""
     s = Settings()
-    return HeadLimits(s.header_timeout_s, s.max_header_bytes, s.max_headers, s.max_connections)
+    return HeadLimits(s.header_timeout_s, s.max_header_bytes, s.max_headers, s.max_connections,
+                      s.retry_after_s)
 
 
 class HeadRefused(Exception):
@@ -208,6 +211,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         headers = [b"content-type: application/json", b"content-length: %d" % len(body),
                    b"connection: close"]
         if refusal.status == 503:
-            headers.append(b"retry-after: 1")
+            headers.append(b"retry-after: " + retry_after(self.limits.retry_after_s).encode())
         self.transport.write(STATUS_LINE[refusal.status] + b"\r\n".join(headers) + b"\r\n\r\n" + body)
         self.transport.close()

@@ -97,7 +97,7 @@ class InferenceService:
         if self._inflight >= self.settings.max_inflight:
             self.metrics.rejected.inc()
             raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
-                             f"retry after {self.settings.retry_after_s} s")
+                             "retry after the seconds in Retry-After")
 
     def hold_body(self) -> BodyHold:
         """Accounts for a request body's memory while the `with` block runs."""
@@ -181,7 +181,7 @@ class BodyHold:
         if service._body_bytes + size > limit:
             service.metrics.rejected.inc()
             raise BodyMemoryFull(f"the server holds {service._body_bytes} bytes of uploads, its "
-                                 f"limit is {limit}; retry after {service.settings.retry_after_s} s")
+                                 f"limit is {limit}; retry after the seconds in Retry-After")
         service._body_bytes += size
         self.taken += size
         service.metrics.body_bytes.inc(size)

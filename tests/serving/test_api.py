@@ -230,7 +230,7 @@ def test_overload_gets_503_with_retry_after(client: TestClient) -> None:
     try:
         response = detect_raw(client)
         assert_error(response, 503, "overloaded")
-        assert response.headers["retry-after"] == "1"
+        assert 1 <= int(response.headers["retry-after"]) <= 3  # spread (serving/api/errors.py)
     finally:
         for admission in held:
             admission.__exit__(None, None, None)

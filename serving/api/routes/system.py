@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.api.auth import require_api_key
 from serving.api.deps import MetricsDep, ServiceDep
-from serving.api.errors import error_response
+from serving.api.errors import error_response, retry_after
 from serving.api.schemas import ErrorAnswer, Health, LoadedModel, ModelsAnswer
 
 router = APIRouter()
@@ -26,7 +26,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         return JSONResponse({"status": "ready"})
     message = f"model failed to load: {service.load_error}" if service.load_error else "model loading"
     return error_response(503, "not_ready", message,
-                          {"Retry-After": str(service.settings.retry_after_s)})
+                          {"Retry-After": retry_after(service.settings.retry_after_s)})
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
