@@ -1,8 +1,7 @@
-"""The `weedscan` command line: serving commands (serve, detect) and the trainer's (data, train,
-export, eval).
+"""The trainer's commands: data, train, export, eval, quantize.
 
-The root CLI lives on the trainer side because `training` may import `serving` but never the
-other way round; the trainer commands import Ultralytics only when they run.
+The `weedscan` root (weedscan_cli) mounts them lazily, importing this module only when one of
+them runs; they import Ultralytics only when they run. `python -m training.cli` is `weedscan`.
 """
 
 from __future__ import annotations
@@ -13,22 +12,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import fail, register_serving_commands
+from serving.cli import fail
 from training.data_cli import data_app, parse_repeats
 
-app = typer.Typer(
-    name="weedscan",
-    help="Find weeds in field images: serve the detector, run it on files, and train, export and "
-         "evaluate the model. Runs fully offline.\n\nExample: weedscan serve --port 8000",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-)
-register_serving_commands(app)
+app = typer.Typer(name="weedscan", help="The trainer's commands (weedscan_cli mounts them).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data_app, name="data")
-
-
-@app.callback()
-def _root() -> None:
-    """Find weeds in field images; every command has --help with an example."""
 
 
 @app.command()
@@ -178,9 +167,7 @@ def quantize_command(
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")
 
 
-def main() -> None:
-    app(prog_name="weedscan")
+if __name__ == "__main__":  # the whole CLI, as scripts and older callers run it
+    from weedscan_cli import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ from serving.batch import outputs
 
 
 def run_cli(*args: object) -> Result:
-    from training.cli import app  # the real root CLI, as users call it
+    from weedscan_cli import app  # the real root CLI, as users call it
 
     return CliRunner().invoke(app, ["batch", *(str(a) for a in args)])
 

@@ -139,7 +139,7 @@ def test_detect_cli_takes_the_api_options_and_folders(shipped_model: Path, tmp_p
 def test_detect_cli_refuses_what_the_api_refuses(tmp_path: Path, args: list[str], message: str) -> None:
     from typer.testing import CliRunner
 
-    from training.cli import app
+    from weedscan_cli import app
 
     image = tmp_path / "a.jpg"
     image.write_bytes(images.encode(images.field_like(64, 48)))
@@ -152,7 +152,7 @@ def test_detect_cli_refuses_what_the_api_refuses(tmp_path: Path, args: list[str]
 def test_cli_help_has_an_example_for_every_command() -> None:
     from typer.testing import CliRunner
 
-    from training.cli import app
+    from weedscan_cli import app
 
     runner = CliRunner()
     top = runner.invoke(app, ["--help"])
