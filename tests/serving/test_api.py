@@ -58,10 +58,12 @@ def test_multipart_and_raw_give_the_same_boxes(client: TestClient) -> None:
 
 def test_query_parameters(client: TestClient) -> None:
     everything = detect_raw(client, conf=0.001).json()["detections"]
+    assert {d["class_name"] for d in everything} == {"crop", "weed"}  # something for each filter
     assert len(detect_raw(client, conf=0.001, max_det=1).json()["detections"]) == min(1, len(everything))
     weeds = detect_raw(client, conf=0.001, classes="weed").json()["detections"]
-    assert all(d["class_name"] == "weed" for d in weeds)
-    assert len(detect_raw(client, conf=0.99).json()["detections"]) <= len(everything)
+    assert weeds and all(d["class_name"] == "weed" for d in weeds)
+    assert len(weeds) == sum(d["class_name"] == "weed" for d in everything)
+    assert len(detect_raw(client, conf=0.99).json()["detections"]) < len(everything)
     lanes = detect_raw(client, conf=0.001, lanes=8).json()["lanes"]
     assert len(lanes) == 8 and all(isinstance(v, bool) for v in lanes)
 

@@ -360,7 +360,7 @@ def test_page_talks_to_this_server_only(session: Session) -> None:
     assert not strangers, f"the page fetched from elsewhere: {strangers}"
     assert not session.page_errors, f"uncaught errors in the page: {session.page_errors}"
     sources = session.page.eval_on_selector_all("li.photo img", "imgs => imgs.map(i => i.src)")
-    assert all(src.startswith("blob:") for src in sources), sources
+    assert sources and all(src.startswith("blob:") for src in sources), sources
 
 
 def test_keyboard_and_labels(session: Session) -> None:
@@ -841,7 +841,8 @@ def test_fifty_photos_go_two_or_three_at_a_time(browser: Any, web_server: LiveSe
     expect(page.locator("#summary-body tr")).to_have_count(50)
     assert 1 <= flight["max"] <= 3, f"{flight['max']} uploads at once"
     sources = page.eval_on_selector_all("li.photo img", "imgs => imgs.map(i => i.src)")
-    assert all(src.startswith("blob:") for src in sources), "photos must be object URLs"
+    assert len(sources) == 50 and all(src.startswith("blob:") for src in sources), (
+        "photos must be object URLs")
     page.get_by_role("button", name="Clear all").click()
     expect(page.locator("li.photo")).to_have_count(0)
     expect(page.locator("#status")).to_have_text("No photos yet.")
