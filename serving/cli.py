@@ -25,7 +25,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def serve(
     model: Annotated[Optional[Path], typer.Option(help="ONNX model (its card NAME.json beside it)")] = None,
     host: Annotated[Optional[str], typer.Option(help="address to bind; 0.0.0.0 opens it to the network")] = None,
-    port: Annotated[Optional[int], typer.Option(min=1, max=65535)] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="TCP port (default 8000)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="server processes, for bigger machines")] = None,
 ) -> None:
     """Start the HTTP service (API v1, web page, metrics) with the shipped model.

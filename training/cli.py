@@ -23,14 +23,14 @@ app.add_typer(data_app, name="data")
 @app.command()
 def train(
     data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML (or its folder); repeat for several datasets")] = [],
-    model: Annotated[str, typer.Option(help="architecture YAML to train from scratch")] = "yolo26n.yaml",
+    model: Annotated[str, typer.Option(help="architecture YAML: trained from scratch, or the one --weights fit")] = "yolo26n.yaml",
     weights: Annotated[Optional[Path], typer.Option(help="starting weights: a local .pt, or an Ultralytics ONNX export (fp32 or int8), e.g. ../shared/pretrained/yolov8n-coco-int8.onnx")] = None,
     imgsz: Annotated[int, typer.Option(min=32, help="training image size")] = 416,
     epochs: Annotated[int, typer.Option(min=1, help="epochs (ignored when --time is set)")] = 100,
     time: Annotated[Optional[float], typer.Option(min=0.001, help="time budget in hours")] = None,
-    batch: Annotated[int, typer.Option(min=1)] = 16,
+    batch: Annotated[int, typer.Option(min=1, help="images per training batch")] = 16,
     device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
     warmup_epochs: Annotated[float, typer.Option(min=0, help="LR warm-up epochs (shorten for a brief fine-tune)")] = 3.0,
     close_mosaic: Annotated[int, typer.Option(min=0, help="last epochs trained without mosaic")] = 5,
     repeat: Annotated[list[str], typer.Option(help="oversample a small dataset: NAME=COUNT (e.g. cwfid=8)")] = [],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -163,3 +164,30 @@ def test_cli_help_has_an_example_for_every_command() -> None:
             continue
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output, command
+
+
+def test_readme_documents_every_option_of_every_command() -> None:
+    """Each command's paragraph in README's Command line section (with the shared detect options
+    for detect and batch) names each of its options."""
+    import typer
+
+    from weedscan_cli import TRAINER_COMMANDS, app, trainer_command
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Command line"):readme.index("## Whole surveys")]
+    paragraphs = section.split("\n\n")
+    shared = next(p for p in paragraphs if p.startswith("**Detect options**"))
+
+    def options(command: object) -> list[list[str]]:
+        if hasattr(command, "commands"):  # a group (data): its subcommands' options
+            return [o for sub in command.commands.values() for o in options(sub)]
+        return [[*p.opts, *p.secondary_opts] for p in command.params if p.param_type_name == "option"]
+
+    for name, command in typer.main.get_group(app).commands.items():
+        text = next(p for p in paragraphs if p.startswith(f"**`{name}`**"))
+        text += shared if name in ("detect", "batch") else ""
+        if name in TRAINER_COMMANDS:
+            command = trainer_command(name)
+        words = set(re.findall(r"--[a-z0-9-]+", text))
+        missing = [spellings for spellings in options(command) if not words & set(spellings)]
+        assert not missing, f"README's paragraph on {name} lacks {missing}"
