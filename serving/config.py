@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_batch_files: int = Field(32, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_inflight: int = Field(8, ge=1)  # requests decoding or inferring at once; beyond: 503
+    # Decoded pixels of big images (over 4 MP) decoding or inferring at once; beyond: 503.
+    # One image is always admitted alone, so this never refuses an image within max_pixels.
+    max_inflight_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
     retry_after_s: int = Field(1, ge=1)
     # One log line per request is noise at robot frame rates (and CPU on every frame); request

@@ -96,6 +96,9 @@ class Metrics:
         self.body_bytes = Gauge("weedscan_request_body_bytes",
                                 "Bytes of request bodies received and held in memory now",
                                 registry=self.registry, multiprocess_mode="livesum")
+        self.inflight_pixels = Gauge("weedscan_inflight_pixels",
+                                     "Decoded pixels of the images being decoded or inferred now",
+                                     registry=self.registry, multiprocess_mode="livesum")
         self.rejected = Counter("weedscan_overload_rejections_total",
                                 "Requests refused with 503 because the server was full",
                                 registry=self.registry)

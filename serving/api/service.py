@@ -6,7 +6,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from serving.config import Settings
 from serving.detector import DetectOptions, Detector
 from serving.errors import ModelCardError, NotReady, Overloaded, ServiceUnavailable
 from serving.green import GreenDetector
-from serving.imaging import decode_image, warm_up_decoding
+from serving.imaging import check_pixels, decode_image, read_header, warm_up_decoding
 from serving.result import DetectionResult
 from serving.vegetation import VegetationOptions
 
@@ -28,6 +30,10 @@ log = logging.getLogger("weedscan")
 # (phone and drone photos, 50-500 ms to decode) are decoded in the thread pool so that they do
 # not hold the inference lane while other requests wait.
 INLINE_DECODE_MAX_BYTES = 1 << 20
+# Images up to this many pixels (a 2560x1560 frame) are "small": always admitted by the pixel
+# budget (the request count bounds them) and, when their body is small too, decoded inline.
+# A few bytes can declare a huge image (an RLE BMP of 1 KB decodes to 64 MP): the header decides.
+SMALL_IMAGE_PIXELS = 4_000_000
 
 
 def model_load_error(path: Path, exc: BaseException) -> str:
@@ -51,6 +57,7 @@ class InferenceService:
         self.load_error: str | None = None
         self._inflight = 0
         self._body_bytes = 0  # of request bodies held now (see hold_body)
+        self._big_pixels = 0  # decoded pixels of the big images in flight (see _pixel_budget)
         self._executor = _inference_executor()
         self._closed = False
 
@@ -117,13 +124,17 @@ class InferenceService:
             detector = GreenDetector(green)
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        if len(data) <= INLINE_DECODE_MAX_BYTES:
-            image, decode_s, result = await loop.run_in_executor(
-                self._executor, self._decode_and_detect, detector, data, options)
-        else:
-            image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
-            decode_s = time.perf_counter() - start
-            result = await loop.run_in_executor(self._executor, detector.detect, image, options)
+        header = read_header(data)  # ~50 us: the size decides where to decode, and the budget
+        check_pixels(header, self.settings.max_pixels)
+        pixels = header.width * header.height
+        with self._pixel_budget(pixels):
+            if len(data) <= INLINE_DECODE_MAX_BYTES and pixels <= SMALL_IMAGE_PIXELS:
+                image, decode_s, result = await loop.run_in_executor(
+                    self._executor, self._decode_and_detect, detector, data, options)
+            else:  # decoded beside the inference lane: frames queued there do not wait for it
+                image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
+                decode_s = time.perf_counter() - start
+                result = await loop.run_in_executor(self._executor, detector.detect, image, options)
         done = time.perf_counter()
         inference_s = result.timing_ms["inference"] / 1000
         self.metrics.decode.observe(decode_s)
@@ -134,6 +145,26 @@ class InferenceService:
         result.timing_ms = {"decode": decode_s * 1000, "inference": inference_s * 1000,
                             "total": (done - start) * 1000}
         return result, image
+
+    @contextmanager
+    def _pixel_budget(self, pixels: int) -> Iterator[None]:
+        """Admission by cost: big images (over SMALL_IMAGE_PIXELS) in flight may add up to
+        WEEDSCAN_MAX_INFLIGHT_PIXELS decoded pixels; one more is refused (503) unless none is in
+        flight (so the largest allowed image always gets through alone)."""
+        big = pixels > SMALL_IMAGE_PIXELS
+        budget = self.settings.max_inflight_pixels
+        if big and self._big_pixels and self._big_pixels + pixels > budget:
+            self.metrics.rejected.inc()
+            raise Overloaded(f"the server is decoding or inferring {self._big_pixels} pixels of big "
+                             f"images, its budget is {budget}; retry after the seconds in Retry-After")
+        taken = pixels if big else 0
+        self._big_pixels += taken
+        self.metrics.inflight_pixels.inc(pixels)
+        try:
+            yield
+        finally:
+            self._big_pixels -= taken
+            self.metrics.inflight_pixels.dec(pixels)
 
     def _decode_and_detect(self, detector: Detector | GreenDetector, data: bytes,
                            options: DetectOptions) -> tuple[np.ndarray, float, DetectionResult]:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from serving import annotate
 from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
@@ -83,6 +84,8 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
                                          service.settings.max_batch_files, _pace(service), body.take)
         with service.admit():
             for index, part in enumerate(parts):
+                if index and await request.is_disconnected():  # nobody waits for the rest
+                    raise ClientDisconnect()
                 ref = {"index": index, "filename": part.filename}
                 try:
                     if len(part.data) > service.settings.max_upload_bytes:
