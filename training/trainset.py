@@ -8,6 +8,7 @@ times (`repeats`) so that it is not drowned by a big one.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,16 @@ class YoloDataset:
         if folder is None or not folder.is_dir():
             raise DatasetError(f"dataset {self.name} has no '{split}' image folder ({folder})")
         return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def densest_label_folder(source: Path, label_suffix: str) -> Path | None:
+    """The folder under `source` holding the most images with a label file (`x.jpg` + `x.json`,
+    or `x.txt`) beside them; None when there is none."""
+    if not source.is_dir():
+        return None
+    pairs = Counter(p.parent for p in source.rglob("*")
+                    if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(label_suffix).is_file())
+    return pairs.most_common(1)[0][0] if pairs else None
 
 
 def labels_folder(images_folder: Path) -> Path:

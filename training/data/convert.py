@@ -27,7 +27,8 @@ from training.data.split import block_split, group_split, near_duplicate_groups,
 from training.data.voc import find_voc_annotations, voc_boxes, voc_pairs
 from training.data.yolo import (Box, format_box, output_folder, parse_label_line,
                                 pixel_box_to_yolo, write_data_yaml, yaml_problem)
-from training.trainset import IMAGE_SUFFIXES, DatasetError, YoloDataset, labels_folder
+from training.trainset import (IMAGE_SUFFIXES, DatasetError, YoloDataset, densest_label_folder,
+                               labels_folder)
 
 _CWFID_IMAGE = re.compile(r"^(\d+)_image\.png$")
 _MASK_CHANNEL = {"crop": 1, "weed": 2}  # BGR channel of each plant type in NNN_annotation.png
@@ -116,7 +117,7 @@ def _find_native_root(native_format: str, source: Path) -> Path | None:
         return find_labelme_root(source)
     if native_format == "voc-xml":
         return source if find_voc_annotations(source) else None
-    return _find_yolo_txt_root(source)
+    return densest_label_folder(source, ".txt")
 
 
 # --- CWFID: polygon YAML per image -------------------------------------------------------------
@@ -281,14 +282,6 @@ def _read_labels(card: DatasetCard, path: Path, names: list[str]) -> list[Box]:
         if target is not None:
             boxes.append((target, cx, cy, w, h))
     return boxes
-
-
-def _find_yolo_txt_root(source: Path) -> Path | None:
-    if not source.is_dir():
-        return None
-    pairs = Counter(p.parent for p in source.rglob("*")
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".txt").is_file())
-    return pairs.most_common(1)[0][0] if pairs else None
 
 
 # --- an already-converted YOLO folder: validate, map classes, copy -----------------------------

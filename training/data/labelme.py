@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from training.data.cards import DatasetCard
 from training.data.yolo import Box, pixel_box_to_yolo
-from training.trainset import IMAGE_SUFFIXES, DatasetError
+from training.trainset import IMAGE_SUFFIXES, DatasetError, densest_label_folder
 
 BOX_SHAPES = ("polygon", "rectangle", "circle")
 
@@ -31,11 +30,7 @@ def labelme_pairs(root: Path) -> list[tuple[Path, Path]]:
 
 def find_labelme_root(source: Path) -> Path | None:
     """The folder under `source` holding the most image + .json pairs."""
-    if not source.is_dir():
-        return None
-    pairs = Counter(p.parent for p in source.rglob("*")
-                    if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".json").is_file())
-    return pairs.most_common(1)[0][0] if pairs else None
+    return densest_label_folder(source, ".json")
 
 
 def labelme_boxes(card: DatasetCard, path: Path, size: tuple[int, int]) -> list[Box]:
