@@ -537,6 +537,13 @@
     }
   }
 
+  // POST a photo as multipart field `image` (the page's only way to send one).
+  function postPhoto(photo, url) {
+    const form = new FormData();
+    form.append("image", photo.file, photo.name);
+    return fetch(url, { method: "POST", body: form, headers: authHeaders(), cache: "no-store" });
+  }
+
   function detectUrl(conf) {
     const params = new URLSearchParams({ conf: String(conf) });
     if (state.mode === "green") params.set("mode", "green");
@@ -555,11 +562,7 @@
       updateProgress();
       let response;
       try {
-        const form = new FormData();
-        form.append("image", photo.file, photo.name);
-        response = await fetch(detectUrl(floor), {
-          method: "POST", body: form, headers: authHeaders(), cache: "no-store",
-        });
+        response = await postPhoto(photo, detectUrl(floor));
       } catch {
         if (stale()) return;
         fail(photo, "Could not reach the server. Check the connection, then try again.", true,
@@ -757,11 +760,7 @@
     if (!photo.imageFailed && !mismatch) return;
     photo.serverCopyTried = true;
     try {
-      const form = new FormData();
-      form.append("image", photo.file, photo.name);
-      const response = await fetch("/v1/annotate?conf=1&format=png", {
-        method: "POST", body: form, headers: authHeaders(), cache: "no-store",
-      });
+      const response = await postPhoto(photo, "/v1/annotate?conf=1&format=png");
       if (!response.ok || photo.removed) throw new Error(String(response.status));
       const copy = URL.createObjectURL(await response.blob());
       if (photo.url) URL.revokeObjectURL(photo.url);
@@ -855,11 +854,7 @@
       if (!current()) return;
       let response;
       try {
-        const form = new FormData();
-        form.append("image", photo.file, photo.name);
-        response = await fetch(detectUrl(conf), {
-          method: "POST", body: form, headers: authHeaders(), cache: "no-store",
-        });
+        response = await postPhoto(photo, detectUrl(conf));
       } catch {
         break;
       }
