@@ -27,10 +27,13 @@ def test_resting_threads_use_no_cpu_after_a_run(shipped_model: Path) -> None:
     resting.warmup()
     spinning.warmup()
     time.sleep(0.3)  # the warm-up's own spinning is over
-    assert _cpu_seconds_after_a_run(resting) < 0.02
+    rest = _cpu_seconds_after_a_run(resting)
+    assert rest < 0.02
     time.sleep(0.1)
-    # ONNX Runtime's default, kept for back-to-back runs: a worker busy-waits ~50 ms.
-    assert _cpu_seconds_after_a_run(spinning) > 0.02
+    # ONNX Runtime's default, kept for back-to-back runs: a worker busy-waits ~50 ms (less CPU
+    # when the cores are shared, so compared with the resting detector, not with a fixed time).
+    spin = _cpu_seconds_after_a_run(spinning)
+    assert spin > max(0.005, 4 * rest), (spin, rest)
 
 
 def _spin_stop_entry(detector: Detector) -> str | None:
