@@ -106,9 +106,10 @@ def test_the_shipped_model_is_rebuilt_with_its_wide_class_branch(shared_data: Pa
     assert model.names == {0: "crop", 1: "weed"} and head.nc == 2
     assert origin.architecture == "yolov8n.yaml"
     session = ort.InferenceSession(str(shipped_model), providers=["CPUExecutionProvider"])
+    size = json.loads(shipped_model.with_suffix(".json").read_text())["input_size"]
     compared = 0
     for path in images:
-        x = model_input(cv2.imread(str(path)), 320)
+        x = model_input(cv2.imread(str(path)), size)
         reference = session.run(None, {session.get_inputs()[0].name: x})[0]
         ours = torch_output(model, x, end2end=False)
         assert ours.shape == reference.shape
