@@ -98,6 +98,7 @@ class TileSlicer:
     min_score: float = 0.25
     partner_score: float = 0.5
     seam_margin: float = 0.01  # a box within this share of the tile side of an inner edge is cut
+    cross_iou: float = 0.5  # a whole-frame box and a tile box this alike are one plant
 
     def windows(self, width: int, height: int, whole_frame: bool = True) -> list[Window]:
         tiles = [w for w in tile_windows(width, height, self.tile, self.overlap) if w != (0, 0, width, height)]
@@ -152,5 +153,17 @@ class TileSlicer:
                 boxes[i] = [*boxes[group, :2].min(0), *boxes[group, 2:].max(0)]
                 cut[i] = cut[group].all()  # still cut only if every part was
                 alive[joins] = False
+        # The whole frame and the tiles see one plant at two scales, so their two boxes of it agree
+        # less than two tiles' do: between the passes a lower IoU (cross_iou) marks a duplicate.
+        for i in np.argsort(-scores, kind="stable"):
+            if not alive[i]:
+                continue
+            others = np.flatnonzero(alive & (in_tile != in_tile[i])
+                                    & (merged.class_ids == merged.class_ids[i]) & (scores <= scores[i]))
+            others = others[others != i]
+            if len(others):
+                inter = _intersection(boxes[i], boxes[others])
+                overlap = inter / np.maximum(_area(boxes[i][None])[0] + _area(boxes[others]) - inter, 1e-9)
+                alive[others[overlap >= self.cross_iou]] = False
         kept = np.flatnonzero(alive)
         return classwise_nms(Detections(boxes[kept], scores[kept], merged.class_ids[kept]), iou, max_det)

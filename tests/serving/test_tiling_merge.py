@@ -92,3 +92,11 @@ def test_real_weeds_across_a_seam_come_back_as_one_box(shared_data: Path, shippe
         assert (overlaps > 0.3).sum() <= 1, (path.name, overlaps.round(2))  # never a weed in pieces
         one_box += int((overlaps >= 0.5).sum() == 1)
     assert one_box >= 4, "most of the enlarged weeds should be found, each as one box"
+
+
+def test_the_whole_frame_and_a_tile_seeing_one_plant_give_one_box() -> None:
+    # Two scales of one plant: IoU ~0.6, under NMS's 0.7, yet one plant; the surer box stays.
+    whole = dets((100, 100, 220, 220, 0.6, 1))
+    tile = dets((110, 110, 240, 235, 0.8, 1))
+    result = merged(whole, tile, dets())
+    assert len(result) == 1 and result.scores[0] == pytest.approx(0.8)
