@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -137,22 +138,13 @@ def cli_params(**values: Any) -> Any:
 def cli_query(params: Any, lookup: Any) -> Any:
     """The DetectQuery of checked params; `lookup` turns class names into ids (None: mode green,
     where `plant` is the one class)."""
+    from serving.detector import lookup_class_ids
     from serving.green import GREEN_CLASSES
     from serving.options import to_query
 
     with _option_errors():
-        return to_query(params, lookup or _class_lookup(GREEN_CLASSES))
-
-
-def _class_lookup(class_names: list[str]) -> Any:
-    def lookup(names: list[str]) -> tuple[int, ...]:
-        unknown = [n for n in names if n not in class_names]
-        if unknown:
-            raise ValueError(f"unknown class(es) {', '.join(unknown[:5])}; "
-                             f"this mode knows {', '.join(class_names)}")
-        return tuple(class_names.index(n) for n in names)
-
-    return lookup
+        return to_query(params, lookup or partial(lookup_class_ids, class_names=GREEN_CLASSES,
+                                                  knower="this mode"))
 
 
 def detect(

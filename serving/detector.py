@@ -53,6 +53,18 @@ def available_providers() -> list[str]:
     return [p for p in PREFERRED_PROVIDERS if p in offered] or ["CPUExecutionProvider"]
 
 
+def lookup_class_ids(names: Sequence[str], class_names: Sequence[str],
+                     knower: str = "this model") -> tuple[int, ...]:
+    """Class names -> their ids in class_names; ValueError names the unknown ones."""
+    unknown = [n for n in names if n not in class_names]
+    if unknown:
+        shown = ", ".join(n[:40] for n in unknown[:5])  # capped: never echo a whole list back
+        if len(unknown) > 5:
+            shown += f" and {len(unknown) - 5} more"
+        raise ValueError(f"unknown class(es) {shown}; {knower} knows {', '.join(class_names)}")
+    return tuple(list(class_names).index(n) for n in names)
+
+
 class Detector:
     def __init__(self, model_path: str | Path, threads: int | None = None,
                  tiling: TilingConfig | None = None, verify: bool = True,
@@ -97,14 +109,7 @@ class Detector:
 
     def class_ids_for(self, names: Sequence[str]) -> tuple[int, ...]:
         """Class names -> ids; ValueError names the unknown ones."""
-        unknown = [n for n in names if n not in self.class_names]
-        if unknown:
-            shown = ", ".join(n[:40] for n in unknown[:5])  # capped: never echo a whole list back
-            if len(unknown) > 5:
-                shown += f" and {len(unknown) - 5} more"
-            raise ValueError(f"unknown class(es) {shown}; "
-                             f"this model knows {', '.join(self.class_names)}")
-        return tuple(self.class_names.index(n) for n in names)
+        return lookup_class_ids(names, self.class_names)
 
     def warmup(self, runs: int = 2) -> None:
         blank = np.full((self.input_size, self.input_size, 3), 114, np.uint8)

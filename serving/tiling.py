@@ -52,20 +52,17 @@ def should_tile(width: int, height: int, input_size: int, mode: str, factor: flo
     return longer > factor * input_size and longer > min_side
 
 
-def intersection_over_smaller(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoS of one xyxy box with each of others: intersection / area of the smaller of the two."""
-    inter = _intersection(box, others)
-    return inter / np.maximum(np.minimum(_area(box[None])[0], _area(others)), 1e-9)
-
-
 def _area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
 
 
-def _intersection(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    width = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
-    height = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
-    return np.clip(width, 0, None) * np.clip(height, 0, None)
+def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of a[k] with b[k] for each row k (a single box in a is broadcast)."""
+    width = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    height = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    union = _area(a) + _area(b) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def _clip(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -79,11 +76,7 @@ def agreement_in_overlap(box: np.ndarray, window: np.ndarray, others: np.ndarray
     part both tiles saw. Two views of one plant agree there, however large the plant."""
     shared = np.concatenate([np.maximum(window[:2], other_windows[:, :2]),
                              np.minimum(window[2:], other_windows[:, 2:])], axis=1)
-    mine = _clip(np.repeat(box[None], len(others), 0), shared)
-    theirs = _clip(others, shared)
-    inter = np.array([_intersection(a, b[None])[0] for a, b in zip(mine, theirs)])
-    union = _area(mine) + _area(theirs) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+    return _paired_iou(_clip(np.broadcast_to(box, others.shape), shared), _clip(others, shared))
 
 
 @dataclass(frozen=True)
@@ -162,8 +155,7 @@ class TileSlicer:
                                     & (merged.class_ids == merged.class_ids[i]) & (scores <= scores[i]))
             others = others[others != i]
             if len(others):
-                inter = _intersection(boxes[i], boxes[others])
-                overlap = inter / np.maximum(_area(boxes[i][None])[0] + _area(boxes[others]) - inter, 1e-9)
+                overlap = _paired_iou(np.broadcast_to(boxes[i], (len(others), 4)), boxes[others])
                 alive[others[overlap >= self.cross_iou]] = False
         kept = np.flatnonzero(alive)
         return classwise_nms(Detections(boxes[kept], scores[kept], merged.class_ids[kept]), iou, max_det)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from serving.detections import Detections
-from serving.tiling import TileSlicer, intersection_over_smaller
+from serving.tiling import TileSlicer
 
 WIDTH, HEIGHT = 1152, 640
 SLICER = TileSlicer(tile=640, overlap=0.2)  # tiles (0, 0, 640, 640) and (512, 0, 1152, 640)
@@ -53,12 +53,6 @@ def test_classes_do_not_merge_and_the_whole_frame_box_does_not_swallow_tiles() -
     plants = dets((450, 100, 640, 300, 0.8, 1))
     result = merged(clump, plants, dets((700, 400, 760, 460, 0.9, 1)))
     assert len(result) == 3
-
-
-def test_intersection_over_smaller() -> None:
-    box = np.array([0, 0, 10, 10], np.float32)
-    others = np.array([[0, 0, 5, 5], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
-    np.testing.assert_allclose(intersection_over_smaller(box, others), [1.0, 0.5, 0.0])
 
 
 @pytest.mark.shared_data
