@@ -6,7 +6,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -74,7 +73,6 @@ class Detector:
         for a server whose next request is still on the wire)."""
         self.model_path = Path(model_path)
         self.model_card: ModelCard = load_card(self.model_path, verify=verify)
-        self.card: dict[str, Any] = self.model_card.model_dump(mode="json", exclude_none=True)
         self.class_names: list[str] = list(self.model_card.classes)
         self.tiling = tiling or TilingConfig()
 
