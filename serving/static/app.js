@@ -710,6 +710,13 @@
   }
 
   // ---- box labels: class and confidence on hover, tap and keyboard focus --------------------
+  // Where the pointer last was, page-wide. The browser replays pointerover when the layout moves
+  // under a resting pointer (a dialog opens); such a replay must not take the label from the box
+  // the keyboard focused.
+  let lastPointer = null;
+  document.addEventListener("pointermove", (event) => { lastPointer = [event.clientX, event.clientY]; },
+                            { capture: true, passive: true });
+
   function hoverLabels(svg, label, currentPhoto) {
     let pinned = null;
     const boxOf = (target) => (target && target.closest ? target.closest(".box") : null);
@@ -718,7 +725,12 @@
       if (!g || !photo || !photo.answer) return;
       placeLabel(label, g.weedscanDet, photo.answer.image);
     };
-    svg.addEventListener("pointerover", (event) => show(boxOf(event.target)));
+    svg.addEventListener("pointerover", (event) => {
+      const still = lastPointer && lastPointer[0] === event.clientX && lastPointer[1] === event.clientY;
+      lastPointer = [event.clientX, event.clientY];
+      if (pinned && still) return;              // a replay under a resting pointer: focus keeps it
+      show(boxOf(event.target));
+    });
     svg.addEventListener("pointerout", (event) => {
       if (boxOf(event.relatedTarget)) return;          // moving onto another box
       if (pinned) show(pinned); else label.hidden = true;

@@ -226,6 +226,17 @@ def session(browser: Any, web_server: LiveServer, real_uploads: list[Upload]) ->
     context.close()
 
 
+@pytest.fixture(autouse=True)
+def viewer_closed_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that fails with the large view open must not leave it over the next test's page."""
+    yield
+    if "session" in request.fixturenames:
+        page = request.getfixturevalue("session").page
+        if page.locator("#viewer").is_visible():
+            page.keyboard.press("Escape")
+            expect(page.locator("#viewer")).to_be_hidden()
+
+
 def test_boxes_drawn_match_the_api_and_the_slider_hides_some(session: Session) -> None:
     page, http = session.page, session.server.http
     totals = {}
@@ -480,6 +491,16 @@ def test_a_photo_opens_large_with_its_boxes_labels_on_focus_and_tap(session: Ses
     expect(label).to_be_visible()
     expect(label).to_have_text(f"{focused[0]} {focused[1]:.2f}")
     assert focused[2] == f"{focused[0]}, confidence {focused[1]:.2f}"
+    # When the layout moves under a resting pointer the browser replays pointerover there (how CI
+    # once saw a crop label over a focused weed): the focused box keeps the label.
+    page.mouse.move(2, 2)
+    replayed = page.evaluate(
+        """() => { const boxes = [...document.querySelectorAll('#viewer .box')];
+                   const other = boxes.find(b => b !== document.activeElement);
+                   other.dispatchEvent(new PointerEvent('pointerover', {bubbles: true, clientX: 2, clientY: 2}));
+                   return boxes.length; }""")
+    assert replayed > 1, "one box only: the replay was not checked against another box"
+    expect(label).to_have_text(f"{focused[0]} {focused[1]:.2f}")
     top = page.locator(f"#viewer {BOX}:not([hidden])").last
     top.click()                                            # a tap (click) on a box
     expect(label).to_have_text(f"{top.get_attribute('data-class')} "
