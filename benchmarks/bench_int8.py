@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result, stats_ms  # noqa: E402
 from serving.detector import DetectOptions, Detector  # noqa: E402
+from serving.config import cpu_count  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 MIN_SPEEDUP = 1.3
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--fp32", type=Path, default=REPO / "models" / "weedscan.onnx")
     parser.add_argument("--int8", type=Path, default=None)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=cpu_count())
     args = parser.parse_args()
     int8 = args.int8 or args.fp32.with_name(f"{args.fp32.stem}-int8.onnx")
 

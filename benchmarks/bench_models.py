@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result, stats_ms  # noqa: E402
 from serving.detector import DetectOptions, Detector  # noqa: E402
+from serving.config import cpu_count  # noqa: E402
 
 FRAME = REPO.parent / "shared" / "data" / "cwfid" / "images" / "val"
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=cpu_count())
     parser.add_argument("--out", default="models", help="result name: benchmarks/results/OUT.md")
     parser.add_argument("--title", default="Candidate models", help="the section's heading")
     args = parser.parse_args()

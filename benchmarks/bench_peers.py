@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_serving import load_images, ultralytics_path  # noqa: E402
 from benchmarks.common import REPO, RESULTS_DIR, provenance, rss_mb, save_result, stats_ms  # noqa: E402
+from serving.config import cpu_count  # noqa: E402
 from serving.detector import Detector  # noqa: E402
 from tests.serving.conftest import free_port  # noqa: E402
 
@@ -126,7 +127,7 @@ def main() -> None:
     images = load_images(args.images)
     detector = Detector(args.model, threads=1)
     size, conf, iou = detector.input_size, detector.default_conf, detector.default_iou
-    threads = str(os.cpu_count() or 1)
+    threads = str(cpu_count())
     servers = {
         "weedscan": Server([sys.executable, "-m", "training.cli", "serve", "--model", str(args.model),
                             "--host", "127.0.0.1", "--port", str(port := free_port())],

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -40,13 +39,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, cpu_seconds, provenance, rss_mb, save_result, stats_ms  # noqa: E402
+from serving.config import DEFAULT_MAX_PIXELS, cpu_count  # noqa: E402
 from serving.detector import Detector  # noqa: E402
 from serving.imaging import decode_image  # noqa: E402
 from serving.preprocess import letterbox, to_blob  # noqa: E402
 from tests.serving.conftest import LiveServer  # noqa: E402  (the same server wrapper as the tests)
 
 SHARED = REPO.parent / "shared" / "data"
-MAX_PIXELS = 64_000_000
 Image = tuple[str, bytes, str]  # name, bytes, media type
 Path_ = Callable[[bytes, str], object]  # one image through one path
 
@@ -80,7 +79,7 @@ def bare_path(model: Path, threads: int) -> Path_:
 def detector_path(model: Path, threads: int) -> Path_:
     detector = Detector(model, threads=threads)
     detector.warmup()
-    return lambda data, _media: json.dumps(detector.detect(decode_image(data, MAX_PIXELS)).to_dict())
+    return lambda data, _media: json.dumps(detector.detect(decode_image(data, DEFAULT_MAX_PIXELS)).to_dict())
 
 
 def ultralytics_path(model: Path) -> Path_ | None:
@@ -196,7 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--step", type=int, default=6, help="images in a row per path, back to back")
     parser.add_argument("--pause-ms", type=float, default=100.0, help="idle time before each step")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=cpu_count())
     args = parser.parse_args()
 
     images = load_images(args.images)

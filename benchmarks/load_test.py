@@ -38,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, cpu_seconds, provenance, rss_mb, save_result  # noqa: E402
+from serving.config import cpu_count  # noqa: E402
 from tests.serving.conftest import LiveServer  # noqa: E402  (the same server wrapper as the tests)
 
 SHARED = REPO.parent / "shared" / "data"
@@ -196,7 +197,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per open-loop phase")
     parser.add_argument("--capacity-duration", type=float, default=None,
                         help="seconds of the capacity phase (default: --duration, at most 20)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="WEEDSCAN_THREADS")
+    parser.add_argument("--threads", type=int, default=cpu_count(), help="WEEDSCAN_THREADS")
     parser.add_argument("--max-inflight", type=int, default=None, help="WEEDSCAN_MAX_INFLIGHT (default: the server's)")
     parser.add_argument("--leak-requests", type=int, default=2000)
     parser.add_argument("--leak-concurrency", type=int, default=2)
