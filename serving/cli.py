@@ -158,6 +158,8 @@ def detect(
     lanes: LanesOption = None,
     save_dir: Annotated[Optional[Path], typer.Option(
         help="also write annotated images here, in each input's format and folder layout")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite annotated images already in "
+                                        "--save-dir (never an input image)")] = False,
     mode: ModeOption = "model",
     veg_index: VegIndexOption = "exg",
     veg_threshold: VegThresholdOption = "auto",
@@ -185,6 +187,10 @@ def detect(
         query = cli_query(params, detector.class_ids_for)
     paths = expand_inputs(images)
     annotated = annotated_paths(paths, save_dir) if save_dir else {}
+    guard = SaveGuard(paths, force) if save_dir else None
+    if guard is not None:  # an existing or input file is refused before any work, not halfway
+        for target in annotated.values():
+            guard.check(target, fail)
     failures = 0
     for path in paths:
         line: dict = {"path": str(path)}
@@ -194,7 +200,7 @@ def detect(
             result = detector.detect(image, query.options)
             line.update(result.to_dict(lanes=query.lanes))
             if save_dir:
-                line["annotated"] = str(save_annotated(image, result, data, annotated[path]))
+                line["annotated"] = str(save_annotated(image, result, data, annotated[path], guard))
         except (OSError, ClientError) as exc:
             failures += 1
             message = exc.message if isinstance(exc, ClientError) else str(exc)
@@ -232,14 +238,56 @@ def annotated_paths(paths: list[Path], save_dir: Path) -> dict[Path, Path]:
     return {p: save_dir / a.relative_to(root) for p, a in zip(paths, absolute)} if paths else {}
 
 
+class SaveGuard:
+    """What `--save-dir` may write: no existing file without --force, never an input image (by
+    path or by inode: hard links, case-insensitive filesystems), and a file this run wrote may be
+    written again (an input given twice)."""
+
+    def __init__(self, inputs: list[Path], force: bool) -> None:
+        self.inputs = {p.resolve() for p in inputs}
+        self.input_files = {key for p in inputs if (key := _file_key(p)) is not None}
+        self.force = force
+        self.written: set[Path] = set()
+
+    def problem(self, target: Path) -> str | None:
+        resolved = target.resolve()
+        if resolved in self.inputs or _file_key(target) in self.input_files:
+            return f"{target} is an input image: choose a --save-dir where no input is"
+        if target.exists() and not self.force and resolved not in self.written:
+            return f"{target} exists: pass --force to overwrite it, or choose another --save-dir"
+        return None
+
+    def check(self, target: Path, refuse: Any) -> None:
+        if (message := self.problem(target)) is not None:
+            refuse(message)
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+class SaveRefused(OSError):
+    code = "save_refused"
+
+
+def _raise_save_refused(message: str) -> None:
+    raise SaveRefused(message)
+
+
 # The extension cv2 writes each decodable format under; the input's own suffix is kept when it
 # names the same format (.jpeg, .JPG, .tiff ...).
 _FORMAT_SUFFIXES = {"image/jpeg": (".jpg", ".jpeg", ".jpe"), "image/png": (".png",),
                     "image/webp": (".webp",), "image/bmp": (".bmp",), "image/tiff": (".tif", ".tiff")}
 
 
-def save_annotated(image: Any, result: Any, data: bytes, target: Path) -> Path:
-    """Draw the boxes and write the image in its input's format; the path written."""
+def save_annotated(image: Any, result: Any, data: bytes, target: Path,
+                   guard: SaveGuard | None = None) -> Path:
+    """Draw the boxes and write the image in its input's format; the path written. The guard
+    checks the final name again: a changed suffix may name another file."""
     import cv2
 
     from serving import annotate
@@ -252,6 +300,9 @@ def save_annotated(image: Any, result: Any, data: bytes, target: Path) -> Path:
     ok, buffer = cv2.imencode(suffixes[0], annotate.draw(image, result), params)
     if not ok:
         raise OSError(f"could not encode the annotated image as {suffixes[0]}")
+    if guard is not None:
+        guard.check(target, _raise_save_refused)
+        guard.written.add(target.resolve())
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(buffer.tobytes())
     return target

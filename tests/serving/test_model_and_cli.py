@@ -128,6 +128,57 @@ def test_detect_cli_takes_the_api_options_and_folders(shipped_model: Path, tmp_p
         assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).shape == (240, 320, 3)
 
 
+def test_detect_save_dir_overwrites_nothing_without_force_and_never_an_input(
+        shipped_model: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from weedscan_cli import app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, seed in (("a.jpg", 1), ("b.png", 2)):
+        assert cv2.imwrite(str(photos / name), images.field_like(96, 64, seed))
+    originals = {p.name: p.read_bytes() for p in photos.iterdir()}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"an earlier result")
+    runner = CliRunner()
+    base = ["detect", str(photos), "--model", str(shipped_model), "--tile", "off"]
+
+    refused = runner.invoke(app, [*base, "--save-dir", str(out)])
+    assert refused.exit_code == 2 and not refused.stdout, refused.output
+    assert refused.stderr.strip() == f"error: {out / 'b.png'} exists: pass --force to overwrite it, " \
+                                     "or choose another --save-dir"
+    assert (out / "b.png").read_bytes() == b"an earlier result" and not (out / "a.jpg").exists()
+
+    forced = runner.invoke(app, [*base, "--save-dir", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert cv2.imread(str(out / "b.png")).shape == (64, 96, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png"]
+
+    for save_dir in (photos, tmp_path / "link"):  # the input folder itself, or a link to it
+        if save_dir.name == "link":
+            save_dir.symlink_to(photos)
+        for force in ([], ["--force"]):
+            into_inputs = runner.invoke(app, [*base, "--save-dir", str(save_dir), *force])
+            assert into_inputs.exit_code == 2 and not into_inputs.stdout, into_inputs.output
+            assert "is an input image" in into_inputs.stderr and len(into_inputs.stderr.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == originals
+
+    # A PNG named .jpg is saved as NAME.jpg.png: that final name is checked too, and a hard
+    # link to the input is the input.
+    png_named_jpg = tmp_path / "elsewhere" / "a.jpg"
+    png_named_jpg.parent.mkdir()
+    png_named_jpg.write_bytes(originals["b.png"])
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "a.jpg.png").hardlink_to(png_named_jpg)
+    linked = runner.invoke(app, ["detect", str(png_named_jpg), "--model", str(shipped_model),
+                                 "--tile", "off", "--save-dir", str(tmp_path / "out2"), "--force"])
+    assert linked.exit_code == 1, linked.output
+    assert json.loads(linked.stdout)["error"]["code"] == "save_refused"
+    assert png_named_jpg.read_bytes() == originals["b.png"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--conf", "1.5"], "error: --conf: Input should be less than or equal to 1"),
     (["--iou", "-0.1"], "error: --iou: Input should be greater than or equal to 0"),
