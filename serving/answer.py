@@ -9,6 +9,7 @@ every request; `model_construct` would be slower (Python code per box).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -79,6 +80,30 @@ class BatchError(ErrorAnswer, ItemRef):
     pass
 
 
+class GpsFix(BaseModel):
+    lat: float = Field(ge=-90, le=90, description="degrees north, WGS 84")
+    lon: float = Field(ge=-180, le=180, description="degrees east, WGS 84")
+
+
+class PathRef(BaseModel):
+    """Which file of a `weedscan batch` run a record answers."""
+
+    path: str
+
+
+class BatchRecord(DetectAnswer, PathRef):
+    """A detections.jsonl line: the wire answer plus the file's path and, when the photo has one,
+    its EXIF GPS fix. Timings only with --timing (they differ from run to run, and records of a
+    resumed or Ray run must equal a local one's)."""
+
+    timing_ms: dict[str, float] | None = None
+    gps: GpsFix | None = None
+
+
+class BatchErrorRecord(ErrorAnswer, PathRef):
+    pass
+
+
 class BatchAnswer(BaseModel):
     results: list[BatchItem | BatchError] = Field(description="one item per file, in input order")
 
@@ -91,3 +116,15 @@ def wire_dict(answer: BaseModel) -> dict[str, Any]:
 def wire_json(answer: BaseModel) -> bytes:
     """The answer's JSON body (compact; the same values as `wire_dict`)."""
     return answer.model_dump_json(exclude_unset=True).encode()
+
+
+# The one CSV schema of a summary table: batch's summary.csv and the web page's table download
+# (serving/static/app.js writes the same header; tests/web checks it). A row per image: the
+# answer's counts (a column per class, named as in `counts`), its two cover fractions (0-1, as
+# on the wire), the confidence floor ("" in mode=green) and the mode, the GPS fix, the error.
+SUMMARY_FIRST = ("file",)
+SUMMARY_LAST = ("weed_cover", "weed_box_cover", "conf", "mode", "latitude", "longitude", "error")
+
+
+def summary_header(classes: Sequence[str]) -> list[str]:
+    return [*SUMMARY_FIRST, *classes, *SUMMARY_LAST]

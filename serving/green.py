@@ -14,6 +14,7 @@ from serving.result import DetectionResult
 from serving.vegetation import VegetationOptions, plant_regions
 
 GREEN_CLASSES = ["plant"]
+GREEN_MODEL_NAME = "green-on-brown"  # the model name of mode=green answers
 
 
 def green_model_info(options: VegetationOptions) -> dict[str, str]:
@@ -22,7 +23,7 @@ def green_model_info(options: VegetationOptions) -> dict[str, str]:
     threshold = options.threshold if options.threshold == "auto" else f"{float(options.threshold):g}"
     version = f"{options.index}/{threshold}/{options.min_area}"
     digest = hashlib.sha256(f"green-on-brown {version}".encode()).hexdigest()
-    return {"name": "green-on-brown", "version": version, "sha256": digest}
+    return {"name": GREEN_MODEL_NAME, "version": version, "sha256": digest}
 
 
 def green_detect(image: np.ndarray, options: VegetationOptions | None = None,

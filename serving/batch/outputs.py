@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from serving.answer import summary_header
+from serving.green import GREEN_MODEL_NAME
+
 Record = dict[str, Any]
 
 JSONL = "detections.jsonl"
 SUMMARY_CSV = "summary.csv"
 GEOJSON = "detections.geojson"
 OPTIONS_JSON = "options.json"  # the detect options the records were made with
-CSV_COLUMNS = ("path", "crops", "weeds", "weed_cover", "weed_box_cover", "error")
 
 
 def load_records(jsonl: Path) -> list[Record]:
@@ -61,11 +63,12 @@ def latest_by_path(records: Iterable[Record]) -> list[Record]:
     return [latest[p] for p in sorted(latest)]
 
 
-def finalize(out_dir: Path) -> list[Record]:
-    """Rewrite detections.jsonl sorted and deduplicated, and regenerate the csv and geojson."""
+def finalize(out_dir: Path, conf: float | None = None) -> list[Record]:
+    """Rewrite detections.jsonl sorted and deduplicated, and regenerate the csv and geojson
+    (`conf`: the confidence floor the records were made with, for the csv)."""
     records = latest_by_path(load_records(out_dir / JSONL))
     _write_atomic(out_dir / JSONL, "".join(_jsonl_line(r) for r in records))
-    _write_atomic(out_dir / SUMMARY_CSV, summary_csv(records))
+    _write_atomic(out_dir / SUMMARY_CSV, summary_csv(records, conf))
     _write_atomic(out_dir / GEOJSON, json.dumps(feature_collection(records), indent=1) + "\n")
     return records
 
@@ -79,35 +82,52 @@ def record_options(out_dir: Path, options: dict[str, Any]) -> None:
     _write_atomic(out_dir / OPTIONS_JSON, json.dumps(options, indent=1) + "\n")
 
 
-def summary_csv(records: Iterable[Record]) -> str:
+def record_classes(records: Iterable[Record]) -> list[str]:
+    """The classes of the records' counts (every class of the model), in the model's order."""
+    classes: dict[str, None] = {}
+    for r in records:
+        classes.update(dict.fromkeys(r.get("counts", {})))
+    return list(classes)
+
+
+def summary_csv(records: Iterable[Record], conf: float | None = None) -> str:
+    """summary.csv in the summary table's one schema (serving/answer.py summary_header): the
+    page's table download has the same columns and units."""
+    records = list(records)
+    classes = record_classes(records)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(summary_header(classes))
     for r in records:
+        gps = r.get("gps") or {}
+        place = [gps.get("lat", ""), gps.get("lon", "")]
         if "error" in r:
             error = r["error"]
-            writer.writerow([r["path"], "", "", "", "", f"{error.get('code')}: {error.get('message')}"])
-        else:
-            counts = r.get("counts", {})
-            writer.writerow([r["path"], counts.get("crop", 0), counts.get("weed", 0),
-                             r.get("weed_cover", 0.0), r.get("weed_box_cover", 0.0), ""])
+            writer.writerow([r["path"], *([""] * (len(classes) + 4)), *place,
+                             f"{error.get('code')}: {error.get('message')}"])
+            continue
+        green = r.get("model", {}).get("name") == GREEN_MODEL_NAME
+        counts = r.get("counts", {})
+        writer.writerow([r["path"], *(counts.get(c, 0) for c in classes), r.get("weed_cover", 0.0),
+                         r.get("weed_box_cover", 0.0), "" if green or conf is None else conf,
+                         "green" if green else "model", *place, ""])
     return buffer.getvalue()
 
 
 def feature_collection(records: Iterable[Record]) -> dict[str, Any]:
-    """RFC 7946 FeatureCollection: one Point ([lon, lat], WGS 84) per image with a GPS fix."""
+    """RFC 7946 FeatureCollection: one Point ([lon, lat], WGS 84) per image with a GPS fix; its
+    properties are the summary table's (the file, a count per class, both covers)."""
     features = []
     for r in records:
         gps = r.get("gps")
         if "error" in r or not gps:
             continue
-        counts = r.get("counts", {})
         features.append({
             "type": "Feature",
             "geometry": {"type": "Point",
                          "coordinates": [round(gps["lon"], 7), round(gps["lat"], 7)]},
-            "properties": {"path": r["path"], "weeds": counts.get("weed", 0),
-                           "crops": counts.get("crop", 0), "weed_cover": r.get("weed_cover", 0.0),
+            "properties": {"file": r["path"], **r.get("counts", {}),
+                           "weed_cover": r.get("weed_cover", 0.0),
                            "weed_box_cover": r.get("weed_box_cover", 0.0)},
         })
     return {"type": "FeatureCollection", "features": features}

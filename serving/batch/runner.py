@@ -62,8 +62,11 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
     `limit` stops after that many new images (a first look; the next run goes on from there).
     """
     paths = find_images(inputs)
+    conf: float | None = None  # the confidence floor the records were made with (none in green)
     if job.green is None:
-        model_sha256 = load_card(Path(job.model)).sha256  # a missing model or a bad card fails here
+        card = load_card(Path(job.model))  # a missing model or a bad card fails here
+        model_sha256 = card.sha256
+        conf = card.thresholds.conf if job.options.conf is None else job.options.conf
     else:
         model_sha256 = str(green_model_info(job.green)["sha256"])
     with _crash_reports(out_dir, lambda: 0):
@@ -89,7 +92,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: Path, job: BatchJob, *,
                 bar.update()
         finally:
             results.close()  # stop the workers before reporting
-        final = outputs.finalize(out_dir)
+        final = outputs.finalize(out_dir, conf)
     return BatchReport(found=len(paths), skipped=sum(p in done for p in paths),
                        processed=len(todo), errors=sum("error" in r for r in final),
                        records=len(final), out_dir=out_dir)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.answer import BatchErrorRecord, BatchRecord, wire_dict
 from serving.config import DEFAULT_MAX_PIXELS
 from serving.detector import DetectOptions, Detector
 from serving.errors import ClientError
@@ -32,7 +33,8 @@ class BatchJob:
 
 
 def error_record(path: str, code: str, message: str) -> Record:
-    return {"path": path, "error": {"code": code, "message": message}}
+    return wire_dict(BatchErrorRecord.model_validate(
+        {"path": path, "error": {"code": code, "message": message}}))
 
 
 class ImageWorker:
@@ -67,7 +69,7 @@ class ImageWorker:
         fix = read_gps(data)
         if fix is not None:
             record["gps"] = {"lat": fix.lat, "lon": fix.lon}
-        return record
+        return wire_dict(BatchRecord.model_validate(record))  # a line is the typed record, checked
 
     def process_many(self, paths: list[str]) -> list[Record]:
         return [self.process(p) for p in paths]

@@ -358,6 +358,7 @@
     photo.visible = -1;
     photo.counts = {};
     photo.cover = undefined;
+    photo.boxCover = undefined;
     photo.coverMemo = new Map();
     photo.coverQueued = new Set();
     photo.countsShownFor = undefined;
@@ -395,7 +396,7 @@
       const photo = {
         id: state.nextId++, file, name: file.name || "photo", status: "queued",
         url: null, answer: null, dets: [], boxes: [], visible: -1, counts: {}, cover: undefined,
-        coverMemo: new Map(), coverQueued: new Set(), imageReady: false, imageFailed: false,
+        boxCover: undefined, coverMemo: new Map(), coverQueued: new Set(), imageReady: false, imageFailed: false,
         serverCopyTried: false, removed: false, generation: 0, gps: null, mask: null,
       };
       state.photos.push(photo);
@@ -815,7 +816,7 @@
       counts[name] = (counts[name] || 0) + 1;
     }
     photo.counts = counts;
-    photo.cover = coverFor(photo, shown);
+    setCovers(photo, coversFor(photo, shown));
     if (photo.cover === undefined) scheduleCovers();
     showCounts(photo);
   }
@@ -826,12 +827,22 @@
   // gives it for all the boxes; for fewer boxes the page asks again once the slider rests
   // (sending the photo again: the API does not return the vegetation mask it would need) and
   // keeps each answer for that set of boxes.
-  function coverFor(photo, shown) {
-    if (photo.mode === "green" || shown === photo.dets.length) return photo.answer.weed_cover;
+  // Both of the answer's cover figures travel together: plant area (weed_cover) and box area.
+  function coversFor(photo, shown) {
+    if (photo.mode === "green" || shown === photo.dets.length) return answerCovers(photo.answer);
     let weeds = 0;
     for (let i = 0; i < shown; i += 1) if (WEED_CLASSES.has(photo.dets[i].class_name)) weeds += 1;
-    if (!weeds) return 0;
+    if (!weeds) return { plant: 0, box: 0 };
     return photo.coverMemo.get(shown);   // undefined: not known yet; null: the server failed
+  }
+
+  function answerCovers(answer) {
+    return { plant: answer.weed_cover, box: answer.weed_box_cover };
+  }
+
+  function setCovers(photo, covers) {   // undefined and null (not known, failed) pass through
+    photo.cover = covers ? covers.plant : covers;
+    photo.boxCover = covers ? covers.box : covers;
   }
 
   let coverTimer = null;
@@ -874,8 +885,8 @@
         const answer = await response.json();
         if (!current()) return;
         const got = (answer.detections || []).length;
-        photo.coverMemo.set(got, answer.weed_cover);
-        if (got === shown) value = answer.weed_cover;
+        photo.coverMemo.set(got, answerCovers(answer));
+        if (got === shown) value = answerCovers(answer);
         break;
       }
       if (response.status === 401) {
@@ -893,7 +904,7 @@
     if (!photo.coverMemo.has(shown) || value === null) photo.coverMemo.set(shown, value);
     photo.coverQueued.delete(shown);
     if (photo.visible === shown) {
-      photo.cover = value;
+      setCovers(photo, value);
       showCounts(photo);
       updateTotals();
     }
@@ -1010,20 +1021,30 @@
     return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
   }
 
+  // The summary table's one schema, as serving/answer.py summary_header (batch's summary.csv):
+  // a count per class, both covers as fractions, the confidence floor, the mode, GPS, the error.
   function summaryCsv() {
-    const header = ["file", ...state.classes, "weed_cover_percent", "min_confidence", "mode",
-                    "latitude", "longitude"];
+    const header = ["file", ...state.classes, "weed_cover", "weed_box_cover", "conf", "mode",
+                    "latitude", "longitude", "error"];
+    const fraction = (value) => (Number.isFinite(value) ? roundTo(value, 6) : "");
     const lines = [header.map(csvField).join(",")];
     for (const photo of state.photos) {
-      if (!photo.answer || photo.removed) continue;
+      if (photo.removed || (!photo.answer && photo.status !== "failed")) continue;
+      const place = photo.gps ? [roundTo(photo.gps.lat, 7), roundTo(photo.gps.lon, 7)] : ["", ""];
+      if (!photo.answer) {
+        lines.push([photo.name, ...state.classes.map(() => ""), "", "", "", state.mode, ...place,
+                    photo.failedMessage || "failed"].map(csvField).join(","));
+        continue;
+      }
       lines.push([
         photo.name,
         ...state.classes.map((name) => photo.counts[name] || 0),
-        Number.isFinite(photo.cover) ? (photo.cover * 100).toFixed(3) : "",
-        state.mode === "green" ? "" : state.threshold.toFixed(decimals),
+        fraction(photo.cover),
+        fraction(photo.boxCover),
+        state.mode === "green" ? "" : Number(state.threshold.toFixed(decimals)),
         state.mode,
-        photo.gps ? roundTo(photo.gps.lat, 7) : "",
-        photo.gps ? roundTo(photo.gps.lon, 7) : "",
+        ...place,
+        "",
       ].map(csvField).join(","));
     }
     return `${lines.join("\r\n")}\r\n`;
@@ -1041,6 +1062,7 @@
         image: p.answer.image,
         counts: p.counts,
         weed_cover: Number.isFinite(p.cover) ? roundTo(p.cover, 6) : null,
+        weed_box_cover: Number.isFinite(p.boxCover) ? roundTo(p.boxCover, 6) : null,
         gps: p.gps,
         detections: p.dets.slice(0, p.visible),
       } : { file: p.name, error: p.failedMessage })),

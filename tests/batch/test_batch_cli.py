@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from serving.answer import BatchErrorRecord, BatchRecord, summary_header, wire_dict
 from serving.batch import outputs
 from serving.detector import Detector
 from serving.tiling import should_tile
@@ -48,26 +49,32 @@ def test_batch_writes_jsonl_csv_and_geojson(survey: Survey, tmp_path: Path, dete
         else:
             assert "gps" not in record
 
+    for record in records:  # each line is the typed record: the wire answer plus path (and GPS)
+        typed = BatchErrorRecord if "error" in record else BatchRecord
+        assert wire_dict(typed.model_validate(record)) == record
+
     rows = read_csv(out)
-    assert [r["path"] for r in rows] == [r["path"] for r in records]
+    assert list(rows[0]) == summary_header(["crop", "weed"])
+    assert [r["file"] for r in rows] == [r["path"] for r in records]
     for row, record in zip(rows, records):
         if "error" in record:
-            assert row["error"].startswith("undecodable_image: ") and row["weeds"] == ""
+            assert row["error"].startswith("undecodable_image: ") and row["weed"] == ""
         else:
-            assert row["error"] == ""
-            assert int(row["weeds"]) == record["counts"]["weed"]
-            assert int(row["crops"]) == record["counts"]["crop"]
+            assert row["error"] == "" and row["mode"] == "model"
+            assert float(row["conf"]) == detector.default_conf
+            assert int(row["weed"]) == record["counts"]["weed"]
+            assert int(row["crop"]) == record["counts"]["crop"]
             assert float(row["weed_cover"]) == record["weed_cover"]
             assert float(row["weed_box_cover"]) == record["weed_box_cover"]
 
     collection = json.loads((out / outputs.GEOJSON).read_text())
     check_geojson(collection)
     features = collection["features"]
-    assert [f["properties"]["path"] for f in features] == sorted(str(p) for p in survey.geotagged)
+    assert [f["properties"]["file"] for f in features] == sorted(str(p) for p in survey.geotagged)
     for feature in features:
-        lat, lon = survey.geotagged[Path(feature["properties"]["path"])]
+        lat, lon = survey.geotagged[Path(feature["properties"]["file"])]
         assert feature["geometry"]["coordinates"] == [pytest.approx(lon, abs=1e-6), pytest.approx(lat, abs=1e-6)]
-        assert set(feature["properties"]) == {"path", "weeds", "crops", "weed_cover", "weed_box_cover"}
+        assert set(feature["properties"]) == {"file", "crop", "weed", "weed_cover", "weed_box_cover"}
 
 
 def test_real_survey_images(shared_data: Path, tmp_path: Path) -> None:

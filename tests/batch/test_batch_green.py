@@ -22,6 +22,9 @@ def test_batch_green_mode(tmp_path: Path) -> None:
     assert records[1]["counts"] == {"plant": 0} and records[1]["weed_cover"] == 0.0
     rows = read_csv(out)
     assert float(rows[0]["weed_cover"]) == records[0]["weed_cover"] > 0
+    assert int(rows[0]["plant"]) == records[0]["counts"]["plant"] > 0, "the plants are counted"
+    assert (rows[0]["mode"], rows[0]["conf"]) == ("green", ""), "no confidence floor in mode=green"
+    assert rows[1]["plant"] == "0"
 
     again = run_cli(survey, "--out", out, "--workers", "1", "--mode", "green", "--no-progress")
     assert again.exit_code == 0 and "2 already done" in again.stderr

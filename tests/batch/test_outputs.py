@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from serving.answer import summary_header
 from serving.batch import outputs
 
 
@@ -34,17 +35,21 @@ def test_finalize_sorts_dedupes_and_regenerates(tmp_path: Path) -> None:
     error = {"path": "/a.png", "error": {"code": "undecodable_image", "message": "bad"}}
     lines = [record("/c.jpg", 2, (-1.5, 2.5)), error, record("/b.jpg", 1), record("/c.jpg", 3, (-1.5, 2.5))]
     log.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    final = outputs.finalize(tmp_path)
+    final = outputs.finalize(tmp_path, conf=0.3)
     assert [r["path"] for r in final] == ["/a.png", "/b.jpg", "/c.jpg"]
     assert final[-1]["counts"]["weed"] == 3  # the last record of a path wins
     assert outputs.load_records(log) == final
-    rows = list(csv.DictReader(io.StringIO((tmp_path / outputs.SUMMARY_CSV).read_text())))
-    assert [r["path"] for r in rows] == ["/a.png", "/b.jpg", "/c.jpg"]
-    assert rows[0]["error"] == "undecodable_image: bad" and rows[0]["weeds"] == ""
-    assert (rows[2]["crops"], rows[2]["weeds"], rows[2]["weed_cover"], rows[2]["weed_box_cover"],
-            rows[2]["error"]) == ("1", "3", "0.25", "0.5", "")
+    table = list(csv.reader(io.StringIO((tmp_path / outputs.SUMMARY_CSV).read_text())))
+    assert table[0] == summary_header(["crop", "weed"]), "the summary table's one schema"
+    rows = [dict(zip(table[0], row)) for row in table[1:]]
+    assert [r["file"] for r in rows] == ["/a.png", "/b.jpg", "/c.jpg"]
+    assert rows[0]["error"] == "undecodable_image: bad" and rows[0]["weed"] == ""
+    assert rows[2] == {"file": "/c.jpg", "crop": "1", "weed": "3", "weed_cover": "0.25",
+                       "weed_box_cover": "0.5", "conf": "0.3", "mode": "model",
+                       "latitude": "-1.5", "longitude": "2.5", "error": ""}
+    assert (rows[1]["latitude"], rows[1]["longitude"]) == ("", ""), "no GPS fix: empty cells"
     collection = json.loads((tmp_path / outputs.GEOJSON).read_text())
     assert collection == {"type": "FeatureCollection", "features": [{
         "type": "Feature", "geometry": {"type": "Point", "coordinates": [2.5, -1.5]},
-        "properties": {"path": "/c.jpg", "weeds": 3, "crops": 1, "weed_cover": 0.25,
+        "properties": {"file": "/c.jpg", "crop": 1, "weed": 3, "weed_cover": 0.25,
                        "weed_box_cover": 0.5}}]}

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from serving.answer import summary_header
 from serving.exif_gps import read_gps
 from serving.vegetation import vegetation_mask
 from tests import images
@@ -42,8 +43,7 @@ PHONE = {"width": 390, "height": 844}
 SCREENS = Path("/tmp/page-shots")
 PAGE_FLOOR = 0.05                 # what the page asks /v1/detect for when the URL says nothing
 FALLBACK_FLOORS = (0.01, 0.001)   # for a model too weak to find anything at the page's floor
-CSV_HEADER = ["file", "crop", "weed", "weed_cover_percent", "min_confidence", "mode",
-              "latitude", "longitude"]
+CSV_HEADER = summary_header(["crop", "weed"])  # the one summary schema, as batch's summary.csv
 COVER_HELP = ("share of the photo covered by weed plants (vegetation pixels inside weed boxes, "
               "not in crop boxes)")
 BOX = "svg.overlay g.box[data-class]"
@@ -332,14 +332,19 @@ def test_csv_download_has_one_row_per_photo_with_the_page_numbers(session: Sessi
     assert download.value.suggested_filename.endswith(".csv")
     rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8"))))
     assert rows[0] == CSV_HEADER
-    assert [r[0] for r in rows[1:]] == [u.name for u in session.uploads], "one row per good photo"
-    for upload, row in zip(session.uploads, rows[1:]):
-        answer = detect(http, upload, session.middle)
-        assert [int(row[1]), int(row[2])] == [answer["counts"]["crop"], answer["counts"]["weed"]]
-        # the server's plant-area cover of the boxes above the slider, never a box area
-        assert float(row[3]) == pytest.approx(100 * answer["weed_cover"], abs=6e-4)
-        assert float(row[4]) == pytest.approx(session.middle)
-        assert row[5:] == ["model", "", ""], "no GPS in these photos"
+    table = {row[0]: dict(zip(CSV_HEADER, row)) for row in rows[1:]}
+    assert list(table) == [*(u.name for u in session.uploads), BROKEN], "one row per photo, in order"
+    assert "could not be read as an image" in table[BROKEN]["error"]
+    assert table[BROKEN]["weed"] == table[BROKEN]["weed_cover"] == ""
+    for upload in session.uploads:
+        row, answer = table[upload.name], detect(http, upload, session.middle)
+        assert [int(row["crop"]), int(row["weed"])] == [answer["counts"]["crop"], answer["counts"]["weed"]]
+        # the server's plant-area cover of the boxes above the slider, and its box-area figure,
+        # as fractions like the API's (and batch's summary.csv)
+        assert float(row["weed_cover"]) == pytest.approx(answer["weed_cover"], abs=1e-6)
+        assert float(row["weed_box_cover"]) == pytest.approx(answer["weed_box_cover"], abs=1e-6)
+        assert float(row["conf"]) == pytest.approx(session.middle)
+        assert [row["mode"], row["latitude"], row["longitude"], row["error"]] == ["model", "", "", ""]
 
 
 def test_json_and_png_downloads(session: Session) -> None:
@@ -625,8 +630,8 @@ def test_exif_gps_position_is_shown_where_the_photo_has_one(browser: Any, web_se
     with page.expect_download() as download:
         page.get_by_role("button", name="Download table (CSV)").click()
     rows = {r[0]: r for r in csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8")))}
-    assert [float(v) for v in rows["gps.jpg"][-2:]] == pytest.approx([-33.8651432, 151.2099123], abs=1e-6)
-    assert rows["no-gps.jpg"][-2:] == ["", ""]
+    assert [float(v) for v in rows["gps.jpg"][-3:-1]] == pytest.approx([-33.8651432, 151.2099123], abs=1e-6)
+    assert rows["no-gps.jpg"][-3:] == ["", "", ""]
     own = web_server.url + "/"
     assert all(u.startswith((own, "blob:", "data:")) for u in requests), "no map tiles or lookups"
     assert not errors
