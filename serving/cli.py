@@ -111,8 +111,9 @@ TileOption = Annotated[Optional[str], typer.Option(help="auto, on or off: " + _h
 LanesOption = Annotated[Optional[int], typer.Option(help=_help("lanes"))]
 ModeOption = Annotated[str, typer.Option(help="model, or green: no model, every vegetation region "
                                          "is a plant (green-on-brown)")]
-VegIndexOption = Annotated[str, typer.Option(help="mode green: exg, exgr or hsv")]
-VegThresholdOption = Annotated[str, typer.Option(help="mode green: auto (Otsu) or a number")]
+VegIndexOption = Annotated[Optional[str], typer.Option(help="mode green: exg, exgr or hsv, default exg")]
+VegThresholdOption = Annotated[Optional[str], typer.Option(
+    help="mode green: auto (Otsu) or a number, default auto")]
 MinAreaOption = Annotated[Optional[int], typer.Option(help=_help("min_area"))]
 
 
@@ -161,8 +162,8 @@ def detect(
     force: Annotated[bool, typer.Option("--force", help="overwrite annotated images already in "
                                         "--save-dir (never an input image)")] = False,
     mode: ModeOption = "model",
-    veg_index: VegIndexOption = "exg",
-    veg_threshold: VegThresholdOption = "auto",
+    veg_index: VegIndexOption = None,
+    veg_threshold: VegThresholdOption = None,
     min_area: MinAreaOption = None,
 ) -> None:
     """Detect crops and weeds in image files: one JSON line per image on stdout.

@@ -30,8 +30,8 @@ class DetectParams(BaseModel):
     mode: Literal["model", "green"] = Field("model", description="green: no model, every vegetation "
                                             "region is a `plant` (green-on-brown)")
     veg_index: Literal["exg", "exgr", "hsv"] = Field("exg", description="mode=green: vegetation index")
-    veg_threshold: Literal["auto"] | float = Field("auto", description="mode=green: index threshold, "
-                                                   "or auto (Otsu)")
+    veg_threshold: Literal["auto"] | float = Field("auto", allow_inf_nan=False, description="mode=green: "
+                                                   "index threshold (a finite number), or auto (Otsu)")
     min_area: int = Field(50, ge=1, description="mode=green: smallest plant region, pixels")
 
 
@@ -77,8 +77,16 @@ def class_ids(classes: list[str] | None, lookup: ClassLookup | None) -> tuple[in
         raise OptionError("classes", str(exc)) from exc
 
 
+GREEN_ONLY = ("veg_index", "veg_threshold", "min_area")  # options that mean nothing to the model
+
+
 def to_query(params: DetectParams, lookup: ClassLookup | None) -> DetectQuery:
-    """The validated params as the detector's options; OptionError for unknown classes."""
+    """The validated params as the detector's options; OptionError for unknown classes, and for
+    a green-mode option given without mode=green (it would be ignored: a mistake, not a no-op)."""
+    if params.mode != "green":
+        given = [name for name in GREEN_ONLY if name in params.model_fields_set]
+        if given:
+            raise OptionError(given[0], "only with mode=green (the model does not use it)")
     green = (VegetationOptions(params.veg_index, params.veg_threshold, params.min_area)
              if params.mode == "green" else None)
     options = DetectOptions(conf=params.conf, iou=params.iou, classes=class_ids(params.classes, lookup),

@@ -36,8 +36,8 @@ HSV_VAL = (60, 190)
 
 
 # Weed cover is an area share: a coarse mask keeps it (CWFID, true boxes: MAE 0.0035 at long side
-# 256 vs 0.0031 at 512) for a quarter of the pixels, ~1.5 ms instead of ~6 per 1296x966 frame
-# (benchmarks/RESULTS.md, vegetation). Green-on-brown regions keep 512: they need the detail.
+# 256 vs 0.0031 at 512) for a quarter of the pixels: ~1.5 ms per 1296x966 frame against ~3 at 512
+# and ~15 at full size, one thread (benchmarks/RESULTS.md, vegetation). Green-on-brown regions keep 512: they need the detail.
 COVER_WORK_SIDE = 256
 
 

@@ -46,8 +46,8 @@ def batch(
     timing: Annotated[bool, typer.Option(help="keep timing_ms in detections.jsonl")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     mode: ModeOption = "model",
-    veg_index: VegIndexOption = "exg",
-    veg_threshold: VegThresholdOption = "auto",
+    veg_index: VegIndexOption = None,
+    veg_threshold: VegThresholdOption = None,
     min_area: MinAreaOption = None,
 ) -> None:
     """Detect crops and weeds in every image of a survey; a rerun resumes where the last stopped.

@@ -529,7 +529,7 @@ def test_vegetation_mask_overlay_is_the_servers_mask(session: Session, tmp_path:
                       for (let i = 0; i < out.length; i += 1) out[i] = d[4 * i + 3] ? '1' : '0';
                       return [c.width, c.height, out.join(''), +c.dataset.threshold]; }""")
         image = cv2.imdecode(np.frombuffer(upload.data, np.uint8), cv2.IMREAD_COLOR)
-        server = vegetation_mask(image, full_resolution=False)   # what weed_cover is computed on
+        server = vegetation_mask(image, full_resolution=False)   # the server's mask at long side 512
         ours = (np.frombuffer(bits.encode(), np.uint8) == ord("1")).reshape(height, width)
         assert ours.shape == server.mask.shape
         iou = (ours & server.mask).sum() / max(1, (ours | server.mask).sum())
