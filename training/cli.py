@@ -109,6 +109,7 @@ def eval_command(
     split: Annotated[str, typer.Option(help="train, val or test")] = "val",
     report: Annotated[Optional[Path], typer.Option(help="JSON report path")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="write PR curve and confusion matrix PNGs here")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing report")] = False,
 ) -> None:
     """Score the ONNX model exactly as it is served: mAP50, mAP50-95, per-class AP, and
     precision/recall at the card's default threshold, per dataset.
@@ -121,11 +122,13 @@ def eval_command(
 
     if not model.is_file():
         fail(f"model not found: {model}")
+    report = report or Path(f"eval-{model.stem}-{split}.json")
+    if report.exists() and not force:  # refused before scoring, not after
+        fail(f"{report} exists: pass --force to overwrite it, or --report for another file")
     try:
         result = evaluate(model, data, split, plots)
     except (ModelCardError, DatasetError, ValueError) as exc:
         fail(str(exc))
-    report = report or Path(f"eval-{model.stem}-{split}.json")
     write_report(result, report)
     typer.echo(format_table(result))
     typer.echo(f"report: {report}")
@@ -148,9 +151,10 @@ def quantize_command(
     Example: weedscan quantize models/weedscan.onnx --data ../shared/data/sesame --data ../shared/data/cwfid
     """
     from serving.errors import ModelCardError
-    from training.quantize import CALIBRATION_METHODS, quantize
+    from training.quantize import CALIBRATION_METHODS, quantize, require_train_extra
     from training.trainset import DatasetError
 
+    require_train_extra(scoring=True)  # onnx and Ultralytics: say what to install, no traceback
     if not model.is_file():
         fail(f"model not found: {model}")
     out = out or model.with_name(f"{model.stem}-int8.onnx")

@@ -6,7 +6,10 @@ import ast
 import csv
 import datetime as dt
 import json
+import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,12 @@ from training.offline import import_ultralytics
 from training.train import RUN_RECORD
 from training.trainset import YoloDataset
 
-DATASET_CARDS_DIR = Path(__file__).resolve().parents[1] / "datasets"
+REPO = Path(__file__).resolve().parents[1]
+DATASET_CARDS_DIR = REPO / "datasets"
 PARITY_MIN_IOU = 0.8  # the .pt letterboxes to a stride multiple, ONNX to a square: boxes move a little
 PARITY_MIN_SCORE = 0.4  # boxes near the threshold may flip either way; compare the clear ones
 PARITY_MAX_RAW_GAP = 1e-3  # fp32 export vs .pt on the same input: float rounding only
+PARITY_MAX_CORNER_SHIFT = 1.0  # pixels: the same box, when IoU cannot tell (no area)
 
 
 class ParityError(Exception):
@@ -59,9 +64,9 @@ def export_onnx(weights: Path, imgsz: int, nms_free: bool = False) -> Path:
 
 
 def raw_output_gap(model: Any, detector: Detector, image: np.ndarray) -> float:
-    """Largest gap between the .pt and ONNX head outputs on one letterboxed image, relative to
-    the output's largest magnitude. Always compares something, even for an untrained model
-    with no confident box."""
+    """Largest gap between the .pt and ONNX head outputs on one letterboxed image, boxes relative
+    to the largest box coordinate and scores to the largest score (pixels would drown the
+    scores). Always compares something, even for an untrained model with no confident box."""
     import torch
 
     blob = to_blob([letterbox(image, detector.input_size)[0]])
@@ -72,9 +77,36 @@ def raw_output_gap(model: Any, detector: Detector, image: np.ndarray) -> float:
     ours = (ours[0] if isinstance(ours, (list, tuple)) else ours).numpy()
     if ours.shape != reference.shape:
         return float("inf")
-    if reference.shape[-1] == 6:  # end-to-end rows are ranked: ties may order them differently
-        reference, ours = np.sort(reference[..., 4]), np.sort(ours[..., 4])
+    if detector.layout == END_TO_END:
+        return end_to_end_gap(reference, ours)
+    # Raw: (B, 4 + nc, N), box centre and size in pixels, then one probability per class.
+    return max(_relative_gap(ours[:, :4], reference[:, :4]), _relative_gap(ours[:, 4:], reference[:, 4:]))
+
+
+def _relative_gap(ours: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(ours - reference).max() / max(float(np.abs(reference).max()), 1e-6))
+
+
+def end_to_end_gap(reference: np.ndarray, ours: np.ndarray) -> float:
+    """The gap between two (B, K, 6) end-to-end outputs (x1, y1, x2, y2, score, class). The rows
+    are ranked by score, and near-equal scores may rank either way, so the scores compare sorted,
+    and each reference row's box compares with the closest box of ours of the same class and
+    (within PARITY_MAX_RAW_GAP) the same score; rows tied with the last-ranked score are left out
+    of the box comparison, as either side may have cut a different one of them."""
+    score_gap = _relative_gap(np.sort(ours[..., 4], axis=-1), np.sort(reference[..., 4], axis=-1))
+    score_tolerance = PARITY_MAX_RAW_GAP * max(float(np.abs(reference[..., 4]).max()), 1e-6)
+    box_scale = max(float(np.abs(reference[..., :4]).max()), 1e-6)
+    box_gap = 0.0
+    for ref, own in zip(reference, ours):
+        rows = ref[ref[:, 4] > ref[:, 4].min() + score_tolerance]
+        if not len(rows):
+            continue
+        same = ((np.abs(rows[:, None, 4] - own[None, :, 4]) <= score_tolerance)
+                & (rows[:, None, 5] == own[None, :, 5]))
+        distance = np.abs(rows[:, None, :4] - own[None, :, :4]).max(axis=-1)
+        closest = np.where(same, distance, np.inf).min(axis=1)
+        box_gap = max(box_gap, float(closest.max()) / box_scale)
+    return max(score_gap, box_gap)
 
 
 def check_parity(weights: Path, detector: Detector, images: list[Path]) -> dict[str, Any]:
@@ -101,7 +133,9 @@ def check_parity(weights: Path, detector: Detector, images: list[Path]) -> dict[
                 continue
             checked += 1
             same = ours.boxes[ours.class_ids == cls]
-            if len(same) and box_iou(box[None], same).max() >= PARITY_MIN_IOU:
+            if len(same) and (box_iou(box[None], same).max() >= PARITY_MIN_IOU
+                              # a box of no area (clipped flat to an edge) has no IoU, even with itself
+                              or np.abs(same - box).max(axis=1).min() <= PARITY_MAX_CORNER_SHIFT):
                 matched += 1
     gap = max(raw_output_gap(model, detector, cv2.imread(str(path))) for path in images[:2])
     report = {"images": len(images), "confident_boxes": checked, "matched": matched,
@@ -142,7 +176,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
     pretrained = record.get("pretrained") or {}
     weights_terms = (f"; starting weights {pretrained['file']}: {pretrained['licence']}"
                      if pretrained.get("licence") else "")
-    return ModelCard(**{
+    return ModelCard(**without_absolute_paths({
         "name": name,
         "version": version,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -171,14 +205,54 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "export_parity": parity,
         "licence": ("non-commercial research only (inherits the CWFID terms)" if non_commercial
                     else "see the training data licences") + weights_terms,
-        "intended_use": "Detecting crop plants and weeds in top-down field photos (robot cameras, "
-                        "hand-held photos) to count weeds, estimate weed cover and drive sprayers.",
-        "limitations": measured_limitations(training_data, metrics, pretrained),
-    })
+        "intended_use": intended_use(detector_inputs["classes"], training_data),
+        "limitations": measured_limitations(training_data, metrics, pretrained,
+                                            detector_inputs["classes"]),
+    }))
+
+
+def _quoted(names: list[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return " and ".join(quoted) if len(quoted) < 3 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def intended_use(classes: list[str], training_data: list[dict[str, Any]]) -> str:
+    """What the model is for, from what it detects and what it learnt from."""
+    sources = ", ".join(str(d.get("name")) for d in training_data) or "unknown data"
+    use = (f"Detecting {_quoted(classes)} in images like those it was trained on ({sources}), "
+           "to count each class and estimate its cover")
+    return use + (", e.g. to guide weeding or spraying." if "weed" in classes else ".")
+
+
+# An absolute path on this machine: "/" after a space, "(", a quote or the start, whose first
+# folder exists here (so URLs, "a/b" and "/v1/models" in prose are left alone).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[\w.+-]+(?:/[\w.+-]+)*")
+
+
+def _relative(match: re.Match[str]) -> str:
+    path = Path(match.group(0))
+    if len(path.parts) < 3 or not Path(path.parts[0], path.parts[1]).is_dir():
+        return match.group(0)
+    try:  # normpath, not resolve: a symlinked data.yaml is named where it was given
+        return Path(os.path.normpath(path)).relative_to(REPO).as_posix()
+    except ValueError:
+        return path.name
+
+
+def without_absolute_paths(value: Any) -> Any:  # noqa: ANN401 - any JSON value
+    """The card names files relative to the repository (or by file name), never where this
+    machine keeps them."""
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(_relative, value)
+    if isinstance(value, dict):
+        return {k: without_absolute_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_absolute_paths(v) for v in value]
+    return value
 
 
 def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str, Any],
-                         pretrained: dict[str, Any]) -> list[str]:
+                         pretrained: dict[str, Any], classes: list[str]) -> list[str]:
     """Known limits from what this model was trained on and how it scored, not boilerplate."""
     sources = ", ".join(f"{d.get('name')} ({d.get('images', '?')} images)" for d in training_data)
     limits = [f"Trained only on {sources or 'unknown data'}; other crops, growth stages, soils "
@@ -199,7 +273,8 @@ def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str,
     if pretrained:
         limits.append(f"Fine-tuned from {pretrained.get('file')} ({pretrained.get('description') or 'pretrained weights'}); "
                       "whether those are the official release cannot be proven from the file.")
-    limits += ["Classes are only 'crop' and 'weed': no weed species.",
+    limits += [f"The only {'class is' if len(classes) == 1 else 'classes are'} {_quoted(classes)}: "
+               "it tells no species apart.",
                "Not a safety system: sprayer decisions need a human-set confidence threshold and checks."]
     return limits
 
@@ -224,9 +299,12 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
            parity_images: int = 4, split: str = "val", nms_free: bool = False,
            force: bool = False) -> Path:
     """Export, check parity, evaluate on the val splits and write the card; returns the .onnx.
-    An existing models_dir/NAME.onnx or NAME.json is replaced only with force."""
+    An existing models_dir/NAME.onnx or NAME.json is replaced only with force, and only by a
+    model that passed the checks: they run on a copy in a hidden folder inside models_dir, moved
+    into place at the end; a failed check leaves models_dir as it was."""
     onnx_path = models_dir / f"{name}.onnx"
-    existing = [p for p in (onnx_path, card_path_for(onnx_path)) if p.exists()]
+    card_path = card_path_for(onnx_path)
+    existing = [p for p in (onnx_path, card_path) if p.exists()]
     if existing and not force:
         raise ExistingModelError(f"{existing[0]} exists; choose another --name or --models-dir, "
                                  "or pass --force to replace it")
@@ -238,24 +316,34 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
 
     exported = export_onnx(weights, imgsz, nms_free)
     models_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(exported, onnx_path)
-    inputs = onnx_metadata(onnx_path)
-    # A first card so the serving detector can load the model for the checks below.
-    card = build_card(name, version, onnx_path, inputs, record, {}, {}, compute)
-    write_card(onnx_path, card)
-    detector = Detector(onnx_path)
+    # Same folder, same filesystem: the final os.replace is a rename, never a half-written file.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-export-", dir=models_dir))
+    try:
+        staged = staging / onnx_path.name
+        shutil.copyfile(exported, staged)
+        inputs = onnx_metadata(staged)
+        # A first card so the serving detector can load the model for the checks below.
+        write_card(staged, build_card(name, version, staged, inputs, record, {}, {}, compute))
+        detector = Detector(staged)
 
-    sample = [p for y in data_yamls for p in YoloDataset.from_yaml(y).images(split)[:parity_images]]
-    parity = check_parity(weights, detector, sample)
-    thresholds = Thresholds()
-    metrics: dict[str, Any] = {}
-    if data_yamls:
-        # The default confidence is the one of maximum F1 on the val images, not a fixed 0.25.
-        report = evaluate(onnx_path, data_yamls, split, conf="max-f1")
-        metrics = report["datasets"]
-        if report["conf_source"] == "max-f1":
-            thresholds = Thresholds(conf=report["conf"], conf_source=(
-                f"maximum F1 (class mean) over the {split} images of {', '.join(metrics)} together"))
-    write_card(onnx_path, build_card(name, version, onnx_path, inputs, record, metrics, parity,
-                                     compute, thresholds))
+        sample = [p for y in data_yamls for p in YoloDataset.from_yaml(y).images(split)[:parity_images]]
+        parity = check_parity(weights, detector, sample)
+        thresholds = Thresholds()
+        metrics: dict[str, Any] = {}
+        if data_yamls:
+            # The default confidence is the one of maximum F1 on the val images, not a fixed 0.25.
+            report = evaluate(staged, data_yamls, split, conf="max-f1")
+            metrics = report["datasets"]
+            if report["conf_source"] == "max-f1":
+                thresholds = Thresholds(conf=report["conf"], conf_source=(
+                    f"maximum F1 (class mean) over the {split} images of {', '.join(metrics)} together"))
+        write_card(staged, build_card(name, version, staged, inputs, record, metrics, parity,
+                                      compute, thresholds))
+        if not force and any(p.exists() for p in (onnx_path, card_path)):  # written meanwhile
+            raise ExistingModelError(f"{onnx_path} appeared during the export; pass --force to replace it")
+        # The model first: until its card follows, the old card's sha256 refuses the pair.
+        os.replace(staged, onnx_path)
+        os.replace(card_path_for(staged), card_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return onnx_path

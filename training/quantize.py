@@ -11,6 +11,7 @@ int8 rounding costs the most accuracy.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import re
 import tempfile
@@ -26,7 +27,19 @@ from serving.model_card import sha256_of, write_card
 from serving.preprocess import letterbox, to_blob
 from training.bf16 import cpu_has_any_flag
 from training.evaluate import evaluate
+from training.offline import import_ultralytics
 from training.trainset import YoloDataset
+
+TRAIN_EXTRA_MISSING = "error: this command needs the trainer side: pip install -e '.[train]'"
+
+
+def require_train_extra(scoring: bool) -> None:
+    """onnx rewrites the graph and Ultralytics scores the copy: a serving-only install has
+    neither, so stop with one line saying what to install before any work starts."""
+    if scoring:
+        import_ultralytics()  # the same line when Ultralytics (or matplotlib) is missing
+    if importlib.util.find_spec("onnx") is None:
+        raise SystemExit(TRAIN_EXTRA_MISSING)
 
 
 def calibration_images(data_yamls: list[Path], count: int, seed: int = 0) -> list[Path]:
@@ -83,6 +96,7 @@ def cpu_has_vnni() -> bool:
 def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 256,
              keep_last_convs: bool = True, evaluate_on: str | None = "val",
              ops: str = "all", method: str = "minmax") -> Path:
+    require_train_extra(scoring=bool(evaluate_on))
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

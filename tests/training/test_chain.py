@@ -174,3 +174,27 @@ def test_train_refuses_bad_input_with_one_clear_line(tmp_path: Path) -> None:
     assert weights.exit_code != 0 and "not found" in weights.output
     evaluation = runner.invoke(app, ["eval", str(tmp_path / "none.onnx"), "--data", str(bad)])
     assert evaluation.exit_code != 0 and "not found" in evaluation.output
+
+
+def test_eval_overwrites_an_earlier_report_only_with_force(tmp_path: Path, shipped_model: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import evaluate as evaluate_module
+    from training.cli import app
+
+    scored: list[Path] = []
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda model, *a, **k: scored.append(model) or {
+        "datasets": {}, "conf": 0.3})
+    monkeypatch.chdir(tmp_path)
+    data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
+    runner = CliRunner()
+    for report, given in ((tmp_path / "eval-weedscan-val.json", []),  # the default name
+                          (tmp_path / "mine.json", ["--report", str(tmp_path / "mine.json")])):
+        report.write_text("an earlier report")
+        refused = runner.invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), *given])
+        assert refused.exit_code == 2, refused.output
+        assert f"{report.name} exists" in refused.output and "--force" in refused.output
+        assert report.read_text() == "an earlier report" and scored == [], "refused before scoring"
+        forced = runner.invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), *given, "--force"])
+        assert forced.exit_code == 0, forced.output
+        assert json.loads(report.read_text())["conf"] == 0.3
+        scored.clear()

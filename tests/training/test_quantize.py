@@ -71,3 +71,42 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
     kept = out.read_bytes()
     refused = CliRunner().invoke(app, ["quantize", str(model), "--data", str(data_yaml), "--out", str(out)])
     assert refused.exit_code != 0 and "--force" in refused.output and out.read_bytes() == kept
+
+
+@pytest.mark.parametrize("missing", [("onnx",), ("ultralytics",), ("onnx", "ultralytics")])
+def test_quantize_without_the_train_extra_says_what_to_install_before_any_work(
+        tmp_path: Path, shipped_model: Path, monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...]) -> None:
+    import sys
+
+    from training import quantize as quantize_module
+    from training.cli import app
+
+    for name in missing:  # a serving-only install: `import onnx` fails, find_spec finds nothing
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(quantize_module, "Detector", lambda *a, **k: pytest.fail("work started"))
+    data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
+    out = tmp_path / "int8.onnx"
+    result = CliRunner().invoke(app, ["quantize", str(shipped_model), "--data", str(data_yaml), "--out", str(out)])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.exception
+    assert result.output.strip() == "error: this command needs the trainer side: pip install -e '.[train]'"
+    assert not out.exists()
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[train\]'"):  # called as a function too
+        quantize_module.quantize(shipped_model, [data_yaml], out)
+
+
+def test_quantize_overwrites_an_existing_output_only_with_force(tmp_path: Path, shipped_model: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import quantize as quantize_module
+    from training.cli import app
+
+    made: list[Path] = []
+    monkeypatch.setattr(quantize_module, "quantize", lambda model, data, out, *a, **k: made.append(out))
+    data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
+    out = tmp_path / "int8.onnx"
+    out.write_bytes(b"an earlier int8 model")
+    args = ["quantize", str(shipped_model), "--data", str(data_yaml), "--out", str(out)]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and f"{out} exists" in " ".join(refused.output.split()), refused.output
+    assert "--force" in refused.output and made == [] and out.read_bytes() == b"an earlier int8 model"
+    forced = CliRunner().invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0 and made == [out], forced.output
