@@ -39,8 +39,9 @@ def main() -> None:
              f"Model `{args.model.name}`, val splits. Target: mAP50 within 0.02.", "",
              "| split | weedscan eval mAP50 | yolo val mAP50 | difference | weedscan mAP50-95 | yolo val mAP50-95 |",
              "|---|---|---|---|---|---|", *rows, "",
-             "Ultralytics' val loader shrinks images with INTER_AREA while predict and the served "
-             "detector use INTER_LINEAR, so boxes differ by about a pixel; this shows mostly in mAP50-95.", ""]
+             "`yolo val` keeps a box once per class above conf (multi-label NMS) and shrinks with "
+             "INTER_AREA; `weedscan eval` scores the served detector's single-label answer (see "
+             "tests/training/test_eval_agreement.py for what each difference is worth).", ""]
     save_result(RESULTS_DIR / "eval_agreement.md", "\n".join(lines))
     print("\n".join(lines))
 

@@ -19,9 +19,10 @@ def test_eval_agrees_with_yolo_val(shipped_model: Path, shared_data: Path, datas
     from serving.detector import Detector
 
     theirs = ultralytics_val(shipped_model, data_yaml, Detector(shipped_model).input_size)
-    # Ultralytics' val loader shrinks images with INTER_AREA, predict (and serving) with
-    # INTER_LINEAR: boxes move by a pixel or so, which shows in the strict IoU thresholds, and
-    # the COCO-started yolov8n scores 0.028 mAP50 higher on sesame with the smoother INTER_AREA
-    # input (0.905 vs 0.877): a preprocessing difference, not a metric one.
+    # `yolo val` scores higher: on the 416 px model, sesame 0.887 against our 0.871. Measured
+    # one cause at a time (2026-12-04): its multi-label NMS (a box kept once per class above
+    # conf) is 0.004 of it, its INTER_AREA shrink 0.001, its IoU-ordered matching (ours is
+    # COCO's confidence order) 0.000; the rest is not traced. Ours is the served detector's
+    # answer, single-label as users get it.
     assert abs(ours["mAP50"] - theirs["mAP50"]) <= 0.035, (ours["mAP50"], theirs)
     assert abs(ours["mAP50-95"] - theirs["mAP50-95"]) <= 0.05, (ours["mAP50-95"], theirs)
