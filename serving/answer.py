@@ -104,6 +104,13 @@ class BatchErrorRecord(ErrorAnswer, PathRef):
     pass
 
 
+class DetectLine(BatchRecord):
+    """A `weedscan detect` line: the batch record (with timings) plus, with --save-dir, where
+    the annotated copy went. A failed image's line is a BatchErrorRecord."""
+
+    annotated: str | None = None
+
+
 class BatchAnswer(BaseModel):
     results: list[BatchItem | BatchError] = Field(description="one item per file, in input order")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -192,6 +191,9 @@ def detect(
     if guard is not None:  # an existing or input file is refused before any work, not halfway
         for target in annotated.values():
             guard.check(target, fail)
+    from serving.answer import BatchErrorRecord, DetectLine, wire_json
+    from serving.exif_gps import read_gps
+
     failures = 0
     for path in paths:
         line: dict = {"path": str(path)}
@@ -200,13 +202,18 @@ def detect(
             image = decode_image(data, settings.max_pixels)
             result = detector.detect(image, query.options)
             line.update(result.to_dict(lanes=query.lanes))
+            fix = read_gps(data)
+            if fix is not None:
+                line["gps"] = {"lat": fix.lat, "lon": fix.lon}
             if save_dir:
                 line["annotated"] = str(save_annotated(image, result, data, annotated[path], guard))
+            typed: Any = DetectLine.model_validate(line)
         except (OSError, ClientError) as exc:
             failures += 1
             message = exc.message if isinstance(exc, ClientError) else str(exc)
-            line["error"] = {"code": getattr(exc, "code", "unreadable_file"), "message": message}
-        sys.stdout.write(json.dumps(line) + "\n")
+            typed = BatchErrorRecord.model_validate({**line, "error": {
+                "code": getattr(exc, "code", "unreadable_file"), "message": message}})
+        sys.stdout.write(wire_json(typed).decode() + "\n")
         sys.stdout.flush()
     if failures:
         raise typer.Exit(1)

@@ -99,6 +99,12 @@ def test_detect_cli_prints_json_lines_and_saves_annotated_images(shipped_model: 
         assert annotated.shape == (300, 400, 3)
     assert lines[2]["error"]["code"] == "undecodable_image"
     assert "Traceback" not in done.stderr
+    from serving.answer import BatchErrorRecord, DetectLine, wire_dict
+
+    for line in lines:  # each line is the typed answer plus its path (and the annotated copy)
+        typed = BatchErrorRecord if "error" in line else DetectLine
+        assert wire_dict(typed.model_validate(line)) == line
+    assert set(lines[2]) == {"path", "error"}
 
 
 def test_detect_cli_takes_the_api_options_and_folders(shipped_model: Path, tmp_path: Path) -> None:
