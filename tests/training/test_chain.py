@@ -144,14 +144,36 @@ def test_eval_without_the_train_extra_says_what_to_install_before_scoring(
     assert scored == []
 
 
-def test_a_new_run_never_reuses_an_earlier_runs_folder(tmp_path: Path) -> None:
-    from training.train import fresh_run_name
+def test_a_new_run_never_reuses_an_earlier_runs_folder(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """train() twice with one name: the second run gets NAME-2, and the first run's folder and
+    record stay as they were (Ultralytics' own train is stubbed: only the naming is tested)."""
+    from training.offline import import_ultralytics
+    from training.train import TrainConfig, fresh_run_name, train
 
     assert fresh_run_name(tmp_path, "mine") == "mine"
     (tmp_path / "mine").mkdir()
     assert fresh_run_name(tmp_path, "mine") == "mine-2"
-    (tmp_path / "mine-2").mkdir()
-    assert fresh_run_name(tmp_path, "mine") == "mine-3"
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    asked: list[dict] = []
+    monkeypatch.setattr(YOLO, "train", lambda self, **kwargs: asked.append(kwargs))
+    data_yaml = make_dataset(tmp_path / "tiny", train=2, val=1, size=64)
+    runs = tmp_path / "runs"
+
+    def config() -> TrainConfig:
+        return TrainConfig(data=[str(data_yaml)], model="yolov8n.yaml", imgsz=64, epochs=1,
+                           project=str(runs), name="mine", plots=False)
+
+    first = train(config())
+    record = (runs / "mine" / "weedscan_train.json").read_bytes()
+    second = train(config())
+    third = train(config())
+    assert [p.parent.parent.name for p in (first, second, third)] == ["mine", "mine-2", "mine-3"]
+    assert [a["name"] for a in asked] == ["mine", "mine-2", "mine-3"], "Ultralytics writes there too"
+    assert (runs / "mine" / "weedscan_train.json").read_bytes() == record, "the first run is untouched"
 
 
 def test_train_refuses_bad_input_with_one_clear_line(tmp_path: Path) -> None:
