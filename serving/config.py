@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_inflight_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
     retry_after_s: int = Field(1, ge=1)
+    # Under overload Retry-After grows with the pressure (refusals per answer over the last
+    # seconds), up to this: clients that honour it come back when there may be room.
+    retry_after_max_s: int = Field(30, ge=1)
     # One log line per request is noise at robot frame rates (and CPU on every frame); request
     # counts and latencies are in /metrics. Turn on to debug a client.
     access_log: bool = False

@@ -15,6 +15,7 @@ from serving.api.origin import CrossSiteMiddleware, HostCheckMiddleware, default
 from serving.api.routes import detect, docs, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
+from serving.api.shedding import LoadShedder
 from serving.config import Settings
 from serving.detector import Detector
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.add_middleware(HostCheckMiddleware, allowed_hosts=hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(LoadShedder, service=service)  # outermost: a refusal costs the least
     return app
 
 

@@ -51,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def client_error(request: Request, exc: ClientError) -> JSONResponse:
         headers = None
         if isinstance(exc, ServiceUnavailable):
-            headers = {"Retry-After": retry_after(request.app.state.settings.retry_after_s)}
+            headers = {"Retry-After": retry_after(request.app.state.service.retry_after_base())}
         elif exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="weedscan"'}
         if getattr(exc, "close_connection", False):  # refused mid-body: the rest is not read

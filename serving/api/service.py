@@ -8,6 +8,7 @@ import logging
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.api.errors import RETRY_SPREAD
 from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
@@ -62,6 +64,7 @@ class InferenceService:
         self._big_pixels = 0  # decoded pixels of the big images in flight (see _pixel_budget)
         self._executor = _inference_executor()
         self._closed = False
+        self._pressure = Pressure()
 
     # --- life cycle -------------------------------------------------------------------------
     def load(self) -> None:
@@ -100,11 +103,33 @@ class InferenceService:
                            else "the model is still loading; retry shortly")
         return self.detector
 
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def saturated(self) -> bool:
+        """Ready, and every inference slot taken: a new image would be refused."""
+        return self.ready and self._inflight >= self.settings.max_inflight
+
+    def note_shed(self) -> None:
+        """A request refused for load (here or by the shedder in front of the app)."""
+        self.metrics.rejected.inc()
+        self._pressure.refused()
+
+    def retry_after_base(self) -> int:
+        """Retry-After's lower bound now: WEEDSCAN_RETRY_AFTER_S, times the refusals per answer
+        of the last seconds when that is more (at 4x overload with retrying clients, ~10-20),
+        at most WEEDSCAN_RETRY_AFTER_MAX_S / RETRY_SPREAD: clients sent away are told to stay
+        away about as long as the queue of them needs to drain."""
+        base = self.settings.retry_after_s
+        ceiling = max(base, self.settings.retry_after_max_s // RETRY_SPREAD)
+        return int(min(ceiling, max(base, base * self._pressure.ratio())))
+
     def check_admission(self) -> None:
         """Refuse (503) when not ready or full; takes no slot."""
         self.require_ready()
         if self._inflight >= self.settings.max_inflight:
-            self.metrics.rejected.inc()
+            self.note_shed()
             raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
                              "retry after the seconds in Retry-After")
 
@@ -156,7 +181,7 @@ class InferenceService:
         big = pixels > SMALL_IMAGE_PIXELS
         budget = self.settings.max_inflight_pixels
         if big and self._big_pixels and self._big_pixels + pixels > budget:
-            self.metrics.rejected.inc()
+            self.note_shed()
             raise Overloaded(f"the server is decoding or inferring {self._big_pixels} pixels of big "
                              f"images, its budget is {budget}; retry after the seconds in Retry-After")
         taken = pixels if big else 0
@@ -213,6 +238,37 @@ class _Admission:
     def __exit__(self, *exc: object) -> None:
         self.service._inflight -= 1
         self.service.metrics.inflight.dec()
+        self.service._pressure.served()
+
+
+class Pressure:
+    """Refusals and answers per whole second over the last WINDOW_S seconds (event-loop only)."""
+
+    WINDOW_S = 3
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._counts: deque[list[int]] = deque([[0, 0]], maxlen=self.WINDOW_S)  # [refused, served]
+
+    def _now(self) -> list[int]:
+        second = int(time.monotonic())
+        if second != self._second:
+            for _ in range(min(self.WINDOW_S, second - self._second)):
+                self._counts.append([0, 0])
+            self._second = second
+        return self._counts[-1]
+
+    def refused(self) -> None:
+        self._now()[0] += 1
+
+    def served(self) -> None:
+        self._now()[1] += 1
+
+    def ratio(self) -> float:
+        """Refusals per answer over the window (0 when nothing was refused)."""
+        self._now()
+        refused = sum(c[0] for c in self._counts)
+        return refused / max(1, sum(c[1] for c in self._counts))
 
 
 class BodyMemoryFull(ServiceUnavailable):
@@ -232,7 +288,7 @@ class BodyHold:
         service = self.service
         limit = service.settings.max_body_memory_bytes
         if service._body_bytes + size > limit:
-            service.metrics.rejected.inc()
+            service.note_shed()
             raise BodyMemoryFull(f"the server holds {service._body_bytes} bytes of uploads, its "
                                  f"limit is {limit}; retry after the seconds in Retry-After")
         service._body_bytes += size

@@ -21,7 +21,9 @@ def test_503_answers_carry_spread_retry_after_values(shipped_model: Path) -> Non
     base = 2
     server = LiveServer(shipped_model, env={
         "WEEDSCAN_MAX_UPLOAD_MB": "1", "WEEDSCAN_MAX_BATCH_MB": "1",
-        "WEEDSCAN_MAX_BODY_MEMORY_MB": "1", "WEEDSCAN_RETRY_AFTER_S": str(base)})
+        "WEEDSCAN_MAX_BODY_MEMORY_MB": "1", "WEEDSCAN_RETRY_AFTER_S": str(base),
+        # the base stays put: its growth with the pressure is test_shedding's
+        "WEEDSCAN_RETRY_AFTER_MAX_S": str(RETRY_SPREAD * base)})
     try:
         holder = stalled_upload(server.port, declared=1_000_000, sent=b"\xff\xd8" + b"\0" * 990_000)
 

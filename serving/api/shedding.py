@@ -1,0 +1,50 @@
+"""Load shedding in front of the app (issue 12 #9): while every inference slot is taken, a new
+POST to an inference route gets its 503 here, before the body is read and before the rest of
+the middleware, routing and validation run. Under overload most requests are refused; each
+refusal then costs a few tens of microseconds of the event loop instead of the full request
+path, and that CPU stays with inference. The answer is the app's own 503 (JSON error, jittered
+Retry-After, security headers), counted in /metrics; the connection stays open (the unread
+body is skipped by the server). Requests the app would refuse for other reasons (not ready,
+bad input) still reach it, so each gets its own explanation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from serving.api.errors import retry_after
+from serving.api.headers import COMMON, PAGE_POLICY
+from serving.api.service import InferenceService
+
+SHED_PATHS = frozenset({"/v1/detect", "/v1/detect/batch", "/v1/annotate"})
+
+
+class LoadShedder:
+    """Plain ASGI, outermost: refuses inference POSTs while the service is saturated."""
+
+    def __init__(self, app: ASGIApp, service: InferenceService) -> None:
+        self.app = app
+        self.service = service
+        self._fixed_headers = [(b"content-type", b"application/json"),
+                               (b"content-security-policy", PAGE_POLICY.encode()),
+                               *((k.lower().encode(), v.encode()) for k, v in COMMON.items())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in SHED_PATHS
+                or not self.service.saturated()):
+            await self.app(scope, receive, send)
+            return
+        start, service = time.perf_counter(), self.service
+        service.note_shed()
+        body = json.dumps({"error": {"code": "overloaded", "message": (
+            f"the server is busy ({service.inflight} images in flight); retry after the seconds "
+            "in Retry-After")}}, separators=(",", ":")).encode()
+        headers = [*self._fixed_headers, (b"content-length", str(len(body)).encode()),
+                   (b"retry-after", retry_after(service.retry_after_base()).encode())]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        service.metrics.requests.labels(route=scope["path"], method="POST", status="503").inc()
+        service.metrics.latency.labels(route=scope["path"]).observe(time.perf_counter() - start)
