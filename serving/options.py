@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,8 +30,8 @@ class DetectParams(BaseModel):
     mode: Literal["model", "green"] = Field("model", description="green: no model, every vegetation "
                                             "region is a `plant` (green-on-brown)")
     veg_index: Literal["exg", "exgr", "hsv"] = Field("exg", description="mode=green: vegetation index")
-    veg_threshold: Literal["auto"] | float = Field("auto", allow_inf_nan=False, description="mode=green: "
-                                                   "index threshold (a finite number), or auto (Otsu)")
+    veg_threshold: Literal["auto"] | Annotated[float, Field(allow_inf_nan=False)] = Field(
+        "auto", description="mode=green: index threshold (a finite number), or auto (Otsu)")
     min_area: int = Field(50, ge=1, description="mode=green: smallest plant region, pixels")
 
 

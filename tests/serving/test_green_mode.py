@@ -113,6 +113,7 @@ def test_fixed_threshold_and_min_area_change_the_answer(client: TestClient) -> N
     assert count(min_area=5000) == 1  # only the r=50 disc (~7850 px)
     assert count(veg_threshold=1.9) == 0
     assert count(veg_index="exgr") == 3
+    assert count(veg_threshold="auto") == count() == 3  # "auto" said out loud: the default
 
 
 def test_green_mode_over_http(live_server: LiveServer) -> None:
