@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -161,7 +161,7 @@ class InferenceService:
             else:  # decoded beside the inference lane: frames queued there do not wait for it
                 image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
                 decode_s = time.perf_counter() - start
-                result = await loop.run_in_executor(self._executor, detector.detect, image, options)
+                result = await self._detect_in_steps(detector, image, options)
         done = time.perf_counter()
         inference_s = result.timing_ms["inference"] / 1000
         self.metrics.decode.observe(decode_s)
@@ -196,11 +196,33 @@ class InferenceService:
                 loop = asyncio.get_running_loop()
                 loop.call_soon(loop.run_in_executor, None, _return_memory)
 
+    async def _detect_in_steps(self, detector: Detector | GreenDetector, image: np.ndarray,
+                               options: DetectOptions) -> DetectionResult:
+        """A big image's detection, one lane job per ONNX Runtime run of its tiles: frames that
+        arrive meanwhile are queued behind the current run only, not behind the whole image."""
+        loop = asyncio.get_running_loop()
+        if isinstance(detector, GreenDetector):  # no model runs: one job
+            return await loop.run_in_executor(self._executor, detector.detect, image, options)
+        steps = detector.detect_steps(image, options)
+        while True:
+            finished, result = await loop.run_in_executor(self._executor, _next_step, steps)
+            if finished:
+                return result
+
     def _decode_and_detect(self, detector: Detector | GreenDetector, data: bytes,
                            options: DetectOptions) -> tuple[np.ndarray, float, DetectionResult]:
         start = time.perf_counter()
         image = decode_image(data, self.settings.max_pixels)
         return image, time.perf_counter() - start, detector.detect(image, options)
+
+
+def _next_step(steps: Generator[None, None, DetectionResult]) -> tuple[bool, DetectionResult | None]:
+    """One step of a detection (StopIteration cannot cross into an asyncio future)."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        return True, done.value
+    return False, None
 
 
 def _libc_malloc_trim() -> ctypes._CFuncPtr | None:
