@@ -133,6 +133,18 @@ class Detector:
             except StopIteration as done:
                 return done.value
 
+    def _thresholds(self, options: DetectOptions) -> tuple[float, float]:
+        return (self.default_conf if options.conf is None else options.conf,
+                self.default_iou if options.iou is None else options.iou)
+
+    def _slicer(self) -> TileSlicer:
+        return TileSlicer(round(self.input_size * self.tiling.tile_scale), self.tiling.overlap)
+
+    def tiles(self, width: int, height: int, options: DetectOptions) -> bool:
+        """Whether detect() cuts an image of this size into tiles."""
+        return should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor,
+                           self.tiling.auto_min_side)
+
     def detect_steps(self, image: np.ndarray,
                      options: DetectOptions | None = None) -> Generator[None, None, DetectionResult]:
         """detect() as a generator: it pauses after each ONNX Runtime run (of up to
@@ -140,15 +152,13 @@ class Detector:
         own job on the inference lane, so frames queued meanwhile get in between the runs of a
         big tiled photo."""
         options = options or DetectOptions()
-        conf = self.default_conf if options.conf is None else options.conf
-        iou = self.default_iou if options.iou is None else options.iou
+        conf, iou = self._thresholds(options)
         height, width = image.shape[:2]
         start = time.perf_counter()
 
-        slicer = TileSlicer(round(self.input_size * self.tiling.tile_scale), self.tiling.overlap)
+        slicer = self._slicer()
         windows = [(0, 0, width, height)]
-        if should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor,
-                       self.tiling.auto_min_side):
+        if self.tiles(width, height, options):
             windows = slicer.windows(width, height)
         stride = self.frame_stride if len(windows) == 1 else None  # a tile batch needs one shape
 
@@ -168,7 +178,35 @@ class Detector:
                 parts.append(Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids)
                              .shifted(x0, y0))
         detections = slicer.merge(parts, windows, width, height, iou, options.max_det)
+        return self._result(image, detections, start)
 
+    def detect_frames(self, frames: Sequence[np.ndarray],
+                      options: Sequence[DetectOptions]) -> list[DetectionResult]:
+        """Whole frames (none tiled) of several requests, each with its own options, in one
+        ONNX Runtime run per input shape (frames of one camera share it): the server's micro-
+        batch. Each answer is the one detect() gives that frame alone, up to float rounding."""
+        start = time.perf_counter()
+        letterboxed = [letterbox(frame, self.input_size, self.frame_stride) for frame in frames]
+        outputs: list[np.ndarray | None] = [None] * len(frames)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, (padded, _) in enumerate(letterboxed):
+            by_shape.setdefault(padded.shape, []).append(i)
+        for members in by_shape.values():
+            for i, output in zip(members, self._run([letterboxed[i][0] for i in members])):
+                outputs[i] = output
+        results = []
+        for frame, (_, lb), output, opts in zip(frames, letterboxed, outputs, options):
+            conf, iou = self._thresholds(opts)
+            height, width = frame.shape[:2]
+            dets = decode_output(output, self.layout, conf, iou, opts.max_det, opts.classes)
+            part = Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids).shifted(0, 0)
+            detections = self._slicer().merge([part], [(0, 0, width, height)], width, height, iou,
+                                              opts.max_det)
+            results.append(self._result(frame, detections, start))
+        return results
+
+    def _result(self, image: np.ndarray, detections: Detections, start: float) -> DetectionResult:
+        height, width = image.shape[:2]
         result = DetectionResult(detections, width, height, self.class_names, self.model_info)
         if len(result._weed_boxes()):  # plant-area weed cover, only when needed, from a coarse mask
             result.vegetation = vegetation_mask(image, COVER_OPTIONS, full_resolution=False).mask

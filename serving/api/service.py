@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.api.batcher import FrameBatcher
 from serving.api.errors import RETRY_SPREAD
 from serving.api.metrics import Metrics
 from serving.config import Settings
@@ -65,6 +66,8 @@ class InferenceService:
         self._executor = _inference_executor()
         self._closed = False
         self._pressure = Pressure()
+        self._batcher = FrameBatcher(lambda job: self._executor.submit(job), settings.max_pixels,
+                                     settings.max_frame_batch)
 
     # --- life cycle -------------------------------------------------------------------------
     def load(self) -> None:
@@ -95,6 +98,7 @@ class InferenceService:
         # Not ready any more: a late request gets 503 instead of a 500 from the closed executor.
         self.ready, self._closed = False, True
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._batcher.fail_queued(NotReady("the server is shutting down"))
 
     # --- per request ------------------------------------------------------------------------
     def require_ready(self) -> Detector:
@@ -149,15 +153,14 @@ class InferenceService:
         detector: Detector | GreenDetector = self.require_ready()
         if green is not None:
             detector = GreenDetector(green)
-        loop = asyncio.get_running_loop()
         start = time.perf_counter()
         header = read_header(data)  # ~50 us: the size decides where to decode, and the budget
         check_pixels(header, self.settings.max_pixels)
         pixels = header.width * header.height
         with self._pixel_budget(pixels):
             if len(data) <= INLINE_DECODE_MAX_BYTES and pixels <= SMALL_IMAGE_PIXELS:
-                image, decode_s, result = await loop.run_in_executor(
-                    self._executor, self._decode_and_detect, detector, data, options)
+                # decoded on the lane, and run with the other frames queued there by then
+                image, decode_s, result = await self._batcher.detect(detector, data, options)
             else:  # decoded beside the inference lane: frames queued there do not wait for it
                 image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
                 decode_s = time.perf_counter() - start
@@ -208,12 +211,6 @@ class InferenceService:
             finished, result = await loop.run_in_executor(self._executor, _next_step, steps)
             if finished:
                 return result
-
-    def _decode_and_detect(self, detector: Detector | GreenDetector, data: bytes,
-                           options: DetectOptions) -> tuple[np.ndarray, float, DetectionResult]:
-        start = time.perf_counter()
-        image = decode_image(data, self.settings.max_pixels)
-        return image, time.perf_counter() - start, detector.detect(image, options)
 
 
 def _next_step(steps: Generator[None, None, DetectionResult]) -> tuple[bool, DetectionResult | None]:

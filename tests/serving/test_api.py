@@ -173,14 +173,16 @@ def test_small_and_big_uploads_take_their_decode_paths_to_the_same_answer(
         shipped_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames up to INLINE_DECODE_MAX_BYTES decode on the inference thread, bigger uploads in the
     thread pool first; both must give the same answer."""
+    from serving.api import batcher as batcher_module
     from serving.api import service as service_module
 
     with make_client(shipped_model) as client:
         wait_ready(client.get)
         calls: list[str] = []
         real_decode = service_module.decode_image
-        monkeypatch.setattr(service_module, "decode_image", lambda data, limit: (
-            calls.append(threading.current_thread().name), real_decode(data, limit))[1])
+        for module in (service_module, batcher_module):  # the lane's frame batcher, the pool's path
+            monkeypatch.setattr(module, "decode_image", lambda data, limit: (
+                calls.append(threading.current_thread().name), real_decode(data, limit))[1])
         inline = detect_raw(client, PNG, "image/png", conf=0.01).json()
         monkeypatch.setattr(service_module, "INLINE_DECODE_MAX_BYTES", len(PNG) - 1)
         pooled = detect_raw(client, PNG, "image/png", conf=0.01).json()
