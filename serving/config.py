@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     max_batch_files: int = Field(32, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_inflight: int = Field(8, ge=1)  # requests decoding or inferring at once; beyond: 503
-    max_frame_batch: int = Field(4, ge=1)  # frames run as one batch when queued together; 1: off
+    max_frame_batch: int = Field(2, ge=1)  # frames run as one batch when queued together; 1: off
     # Decoded pixels of big images (over 4 MP) decoding or inferring at once; beyond: 503.
     # One image is always admitted alone, so this never refuses an image within max_pixels.
     max_inflight_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
