@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "peers.md")
     args = parser.parse_args()
 
     header = provenance()
@@ -182,7 +183,7 @@ def main() -> None:
               f"Target weedscan <= 0.6x the naive server's latency: {'met' if ratio <= 0.6 else 'not met'} "
               f"({ratio:.2f}x)."]
     text = "\n".join(lines) + "\n"
-    save_result(RESULTS_DIR / "peers.md", text)
+    save_result(args.out, text)
     print(text)
 
 

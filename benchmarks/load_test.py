@@ -5,6 +5,7 @@
   3. open-loop arrivals (Poisson, fixed seed) at 1x, 2x and 4x that capacity for --duration s each;
      a client that gets 503 waits Retry-After seconds and tries again (up to --give-up s in all);
      p50/p99 latency (first send to final answer, waits included), throughput, status counts;
+  3b. closed loops of --impatient clients that retry a 503 at once, ignoring Retry-After;
   4. memory: server RSS before and after --leak-requests requests (after the warm-up above);
      growth over 10 % is flagged.
 
@@ -138,8 +139,10 @@ class RawClient:
         self.idle.clear()
 
 
-async def send_until_answered(http: RawClient, request: bytes, phase: Phase, give_up_s: float) -> None:
-    """One client request: retried after Retry-After on 503, until a final answer or give_up_s."""
+async def send_until_answered(http: RawClient, request: bytes, phase: Phase, give_up_s: float,
+                              honour_retry_after: bool = True) -> None:
+    """One client request: retried after Retry-After on 503 (or at once, by a client that
+    ignores it), until a final answer or give_up_s."""
     phase.requests += 1
     start = time.perf_counter()
     while True:
@@ -160,6 +163,8 @@ async def send_until_answered(http: RawClient, request: bytes, phase: Phase, giv
         if retry_after is None:
             phase.missing_retry_after += 1
         wait = float(retry_after) if retry_after and retry_after.replace(b".", b"", 1).isdigit() else 1.0
+        if not honour_retry_after:
+            wait = 0.0
         if time.perf_counter() - start + wait > give_up_s:
             phase.gave_up += 1
             return
@@ -167,7 +172,8 @@ async def send_until_answered(http: RawClient, request: bytes, phase: Phase, giv
 
 
 async def closed_loop(url: str, image: tuple[str, bytes, str], phase: Phase, *, seconds: float | None = None,
-                      count: int | None = None, concurrency: int = 1, give_up_s: float = 60) -> Phase:
+                      count: int | None = None, concurrency: int = 1, give_up_s: float = 60,
+                      honour_retry_after: bool = True) -> Phase:
     """`concurrency` clients back to back, for `seconds` or until `count` requests are done."""
     http = RawClient(url)
     request = http.request("/v1/detect", image[1], image[2])
@@ -183,7 +189,7 @@ async def closed_loop(url: str, image: tuple[str, bytes, str], phase: Phase, *, 
             if seconds is not None and time.perf_counter() - start >= seconds:
                 return
             issued += 1
-            await send_until_answered(http, request, phase, give_up_s)
+            await send_until_answered(http, request, phase, give_up_s, honour_retry_after)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.wall_s = time.perf_counter() - start
@@ -253,6 +259,8 @@ def main() -> None:
     parser.add_argument("--leak-concurrency", type=int, default=2)
     parser.add_argument("--give-up", type=float, default=30.0, help="a client stops retrying after this many s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--impatient", type=int, nargs="*", default=[16, 64],
+                        help="closed-loop phases of this many clients that retry a 503 at once")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "load.md")
     args = parser.parse_args()
 
@@ -278,6 +286,12 @@ def main() -> None:
             phases.append(phase)
             print(f"{m}x: {phase.throughput:.2f} 200/s, p50 {phase.percentile(50):.0f} ms, "
                   f"p99 {phase.percentile(99):.0f} ms, {dict(phase.statuses)}, gave up {phase.gave_up}", flush=True)
+        for clients in args.impatient:  # robots that retry a 503 at once, Retry-After ignored
+            phase = run_phase(pid, closed_loop(
+                server.url, image, Phase(f"{clients} clients ignoring Retry-After", None), seconds=args.duration,
+                concurrency=clients, give_up_s=args.give_up, honour_retry_after=False))
+            phases.append(phase)
+            print(f"{clients} impatient clients: {phase.throughput:.2f} 200/s, {dict(phase.statuses)}", flush=True)
         # Memory: the server has served the warm-up and all phases above; let retries drain first.
         time.sleep(2)
         rss_before = rss_mb(server.process.pid)
@@ -315,7 +329,8 @@ def main() -> None:
         "runs on until every client has its answer or gave up: `phase s`); `x capacity` divides "
         "it by the capacity measured at the start of this run. The load generator (a lean "
         "keep-alive client over raw sockets) runs on the same cores as the server: the last "
-        "column shows how the CPU was shared.", "",
+        "column shows how the CPU was shared. `N clients ignoring Retry-After`: N clients back to "
+        f"back for {args.duration:g} s, each retrying a 503 at once.", "",
         *table(phases, phases[0].throughput), "",
         f"Server RSS: {rss_before:.1f} MiB after warm-up and the phases above, {rss_after:.1f} MiB after "
         f"{args.leak_requests} more requests ({args.leak_concurrency} concurrent): {growth:+.1%}.", "",

@@ -5,6 +5,7 @@ usable; and Retry-After grows with the pressure of refusals."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -103,3 +104,58 @@ def test_pressure_forgets_old_seconds(monkeypatch) -> None:  # noqa: ANN001 - py
     assert pressure.ratio() == 30
     now[0] += Pressure.WINDOW_S  # the window has moved past that second
     assert pressure.ratio() == 0
+
+
+def test_a_client_back_before_its_retry_after_waits_for_it(shipped_model: Path) -> None:
+    """Same connection, retried at once: the second 503 comes only when the first one's
+    Retry-After is up; a new connection's first refusal is immediate."""
+    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1", "WEEDSCAN_MAX_INFLIGHT": "1",
+                                            "WEEDSCAN_RETRY_AFTER_S": "1", "WEEDSCAN_RETRY_AFTER_MAX_S": "3"})
+    try:
+        holder = post_raw(server, "/v1/detect", rle_bmp(8000, 8000), "image/bmp")  # seconds in flight
+        assert poll(lambda: metric(server.http.get("/metrics").text, "weedscan_inflight_requests") >= 1,
+                    attempts=400, pause=0.02)
+        impatient = open_socket(server.port, timeout=30)
+        ask = request_head("/v1/detect", {"Content-Type": "image/jpeg", "Content-Length": str(len(FRAME))}) + FRAME
+        impatient.sendall(ask)
+        first = read_response(impatient)
+        first_at = time.monotonic()
+        assert status_of(first) == 503, first[:300]
+        told = int(first.lower().split(b"retry-after: ")[1].split(b"\r\n")[0])
+        impatient.sendall(ask)  # at once, Retry-After ignored
+        second = read_response(impatient)
+        waited = time.monotonic() - first_at
+        # 64 MP tiled on one thread takes longer than the <= 3 s told: the slot is still taken
+        assert metric(server.http.get("/metrics").text, "weedscan_inflight_requests") >= 1
+        assert status_of(second) == 503 and waited >= told - 0.5, (told, waited)  # held, not busy-looped
+        other = open_socket(server.port, timeout=30)
+        other.sendall(ask)
+        assert status_of(read_response(other)) == 503  # a first refusal on a new connection
+        other.close()
+        impatient.close()
+        assert status_of(read_response(holder)) == 200
+        holder.close()
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log and "internal_error" not in log, log[-4000:]
+
+
+def test_an_early_comer_is_held_in_process_and_served_if_room_comes(shipped_model: Path) -> None:
+    app = create_app(Settings(model=shipped_model, max_inflight=1, retry_after_s=1, retry_after_max_s=3))
+    with TestClient(app) as client:
+        wait_ready(client.get)
+        service = app.state.service
+        post = lambda: client.post("/v1/detect", content=FRAME, headers={"Content-Type": "image/jpeg"})  # noqa: E731
+        with service.admit():
+            first = post()
+            assert first.status_code == 503
+            told, start = int(first.headers["Retry-After"]), time.monotonic()
+            second = post()  # the same client, at once
+            assert second.status_code == 503 and time.monotonic() - start >= told - 0.5
+        # back early again, but the slot is free by the time its Retry-After is up: served
+        slot = service.admit()
+        slot.__enter__()
+        early = post()  # refused, remembered
+        assert early.status_code == 503
+        threading.Timer(0.2, slot.__exit__, (None, None, None)).start()
+        assert post().status_code == 200
