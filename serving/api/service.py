@@ -209,7 +209,7 @@ class InferenceService:
         steps = detector.detect_steps(image, options)
         while True:
             finished, result = await loop.run_in_executor(self._executor, _next_step, steps)
-            if finished:
+            if finished and result is not None:
                 return result
 
 
