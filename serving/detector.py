@@ -14,7 +14,7 @@ from serving.config import cpu_count
 from serving.detections import Detections
 from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
-from serving.preprocess import Letterbox, letterbox, to_blob
+from serving.preprocess import letterbox, to_blob
 from serving.result import DetectionResult
 from serving.tiling import TileSlicer, should_tile
 from serving.vegetation import COVER_WORK_SIDE, VegetationOptions, vegetation_mask
@@ -45,8 +45,8 @@ class TilingConfig:
     auto_factor: float = 4.0  # x model input
     auto_min_side: int = 2048
     # Tiles per ONNX Runtime run. Its arena keeps what the largest run needed: after an
-    # 8000x8000 photo the process holds ~485 MB at 16 tiles a run, ~214 MB at 4 (~160 MB before
-    # the photo). Each run is also one step of the inference lane (Detector.detect_steps):
+    # 8000x8000 photo a process holds ~483 MB at 16 tiles a run, ~211 MB at 4 (~170 MB before the
+    # photo), at the same speed (benchmarks/RESULTS.md, tiles per run). Each run is also one step of the inference lane (Detector.detect_steps):
     # frames queued behind a big photo wait for one run of tiles, not for the whole photo.
     max_batch: int = 4
 

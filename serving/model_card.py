@@ -7,7 +7,6 @@ export` and `weedscan quantize` write it through `write_card`; `GET /v1/models` 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal, Optional
 
