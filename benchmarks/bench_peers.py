@@ -168,7 +168,7 @@ def main() -> None:
 
     naive_median = stats_ms(times["naive"])["median"]
     lines = ["## weedscan and its peers (`benchmarks/bench_peers.py`)", "", header, "",
-             f"Model `{args.model.name}` (input {size}), {len(images)} val images (sesame JPEG, CWFID PNG) x "
+             f"Model `{args.model.name}` (input {size}), {len(images)} val images (sesame JPEG, CWFID as JPEG) x "
              f"{args.rounds} interleaved rounds, one keep-alive stdlib client per path, each call after "
              f"{IDLE_BEFORE_CALL_S * 1000:.0f} ms idle (so no path runs while a peer's threads still spin); then "
              f"{args.clients} concurrent clients per server. Both servers get all {threads} cores.", "",

@@ -104,7 +104,7 @@ def main() -> None:
     lines = ["## Throughput under concurrency vs the bare ONNX Runtime loop (`benchmarks/bench_throughput.py`)",
              "", header, "",
              f"Model `{args.model.name}`, {args.threads} inference threads, {len(images)} val images "
-             f"(sesame JPEG, CWFID PNG), {args.rounds} rounds, paths interleaved. Bare loop: decode + "
+             f"(sesame JPEG, CWFID as JPEG), {args.rounds} rounds, paths interleaved. Bare loop: decode + "
              "letterbox (to the stride, as the server) + session.run one after another in one process. 8 clients: 8 keep-alive "
              "connections back to back, each sending every image once per round.", "",
              "| path | images/s (median of rounds) | x bare loop | min - max |", "|---|---|---|---|"]
