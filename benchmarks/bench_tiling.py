@@ -34,7 +34,7 @@ from training.trainset import YoloDataset, labels_folder  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 GRIDS = {"sesame": (6, 5), "cwfid": (3, 3)}  # columns, rows
-SETTINGS = [(1.6, 0.2), (2.0, 0.2), (2.0, 0.1), (3.0, 0.2), (4.0, 0.2), (4.0, 0.1)]  # (tile_scale, overlap)
+SETTINGS = [(1.25, 0.2), (1.6, 0.2), (2.0, 0.2), (2.0, 0.1), (3.0, 0.2), (4.0, 0.2), (4.0, 0.1)]  # (tile_scale, overlap)
 PHOTO = (3264, 2448)
 
 
