@@ -14,7 +14,7 @@ from serving.config import cpu_count
 from serving.detections import Detections
 from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
-from serving.preprocess import letterbox, to_blob
+from serving.preprocess import Letterbox, letterbox, to_blob
 from serving.result import DetectionResult
 from serving.tiling import TileSlicer, should_tile
 from serving.vegetation import COVER_WORK_SIDE, VegetationOptions, vegetation_mask
@@ -173,10 +173,8 @@ class Detector:
                 inputs.append(padded)
                 boxes_back.append((lb, x0, y0))
             outputs = self._run(inputs)
-            for output, (lb, x0, y0) in zip(outputs, boxes_back):
-                dets = decode_output(output, self.layout, conf, iou, options.max_det, options.classes)
-                parts.append(Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids)
-                             .shifted(x0, y0))
+            parts += [self._boxes_back(output, lb, x0, y0, conf, iou, options)
+                      for output, (lb, x0, y0) in zip(outputs, boxes_back)]
         detections = slicer.merge(parts, windows, width, height, iou, options.max_det)
         return self._result(image, detections, start)
 
@@ -195,15 +193,20 @@ class Detector:
             for i, output in zip(members, self._run([letterboxed[i][0] for i in members])):
                 outputs[i] = output
         results = []
+        slicer = self._slicer()
         for frame, (_, lb), output, opts in zip(frames, letterboxed, outputs, options):
             conf, iou = self._thresholds(opts)
             height, width = frame.shape[:2]
-            dets = decode_output(output, self.layout, conf, iou, opts.max_det, opts.classes)
-            part = Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids).shifted(0, 0)
-            detections = self._slicer().merge([part], [(0, 0, width, height)], width, height, iou,
-                                              opts.max_det)
+            part = self._boxes_back(output, lb, 0, 0, conf, iou, opts)
+            detections = slicer.merge([part], [(0, 0, width, height)], width, height, iou, opts.max_det)
             results.append(self._result(frame, detections, start))
         return results
+
+    def _boxes_back(self, output: np.ndarray, lb: Letterbox, x0: int, y0: int, conf: float, iou: float,
+                    options: DetectOptions) -> Detections:
+        """One model output as detections in the pixels of the image its window was cut from."""
+        dets = decode_output(output, self.layout, conf, iou, options.max_det, options.classes)
+        return Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids).shifted(x0, y0)
 
     def _result(self, image: np.ndarray, detections: Detections, start: float) -> DetectionResult:
         height, width = image.shape[:2]

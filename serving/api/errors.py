@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 
@@ -29,6 +30,11 @@ RETRY_SPREAD = 3
 def retry_after(base_s: int) -> str:
     """A Retry-After value: whole seconds, uniformly drawn from base_s to RETRY_SPREAD x base_s."""
     return str(random.randint(base_s, RETRY_SPREAD * base_s))
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The contract's JSON error, compact: for the refusals written below the app (protocol, shedder)."""
+    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
 
 
 def error_response(status: int, code: str, message: str,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +25,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serving.api.errors import retry_after
+from serving.api.errors import error_body, retry_after
 from serving.config import Settings
 
 log = logging.getLogger("weedscan")
@@ -206,8 +205,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         if self.transport.is_closing():
             return
-        body = json.dumps({"error": {"code": refusal.code, "message": refusal.message}},
-                          separators=(",", ":")).encode()
+        body = error_body(refusal.code, refusal.message)
         headers = [b"content-type: application/json", b"content-length: %d" % len(body),
                    b"connection: close"]
         if refusal.status == 503:

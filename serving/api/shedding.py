@@ -17,13 +17,12 @@ immediate.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import OrderedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving.api.errors import retry_after
+from serving.api.errors import error_body, retry_after
 from serving.api.headers import COMMON, PAGE_POLICY
 from serving.api.service import InferenceService
 
@@ -57,9 +56,8 @@ class LoadShedder:
                 await self.app(scope, receive, send)
                 return
         service.note_shed()
-        body = json.dumps({"error": {"code": "overloaded", "message": (
-            f"the server is busy ({service.inflight} images in flight); retry after the seconds "
-            "in Retry-After")}}, separators=(",", ":")).encode()
+        body = error_body("overloaded", f"the server is busy ({service.inflight} images in flight); "
+                          "retry after the seconds in Retry-After")
         wait = retry_after(service.retry_after_base())
         if client:
             self._remember(client, time.monotonic() + int(wait))
