@@ -79,9 +79,10 @@ def bare_path(model: Path, threads: int) -> Path_:
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    size = Detector(model, threads=1).input_size
+    probe = Detector(model, threads=1)
+    size, border = probe.input_size, probe.input_border
     session.run(None, {name: to_blob([letterbox(np.zeros((size, size, 3), np.uint8), size)[0]])})
-    return lambda data, _media: session.run(None, {name: to_blob([letterbox(decode(data), size)[0]])})
+    return lambda data, _media: session.run(None, {name: to_blob([letterbox(decode(data), size, border=border)[0]])})
 
 
 def detector_path(model: Path, threads: int) -> Path_:

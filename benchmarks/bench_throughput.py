@@ -41,8 +41,9 @@ def bare_loop_path(model: Path, threads: int):  # noqa: ANN201 - a callable
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     probe = Detector(model, threads=1)
-    size, stride = probe.input_size, probe.frame_stride
-    return lambda data, _media: session.run(None, {name: to_blob([letterbox(decode(data), size, stride)[0]])})
+    size, stride, border = probe.input_size, probe.frame_stride, probe.input_border
+    return lambda data, _media: session.run(
+        None, {name: to_blob([letterbox(decode(data), size, stride, border)[0]])})
 
 
 def main() -> None:

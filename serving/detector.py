@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from serving.config import cpu_count
 from serving.detections import Detections
+from serving.errors import ModelCardError
 from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
 from serving.preprocess import Letterbox, letterbox, to_blob
@@ -71,10 +72,11 @@ def lookup_class_ids(names: Sequence[str], class_names: Sequence[str],
 class Detector:
     def __init__(self, model_path: str | Path, threads: int | None = None,
                  tiling: TilingConfig | None = None, verify: bool = True,
-                 idle_spin: bool = True) -> None:
+                 idle_spin: bool = True, input_border: int | None = None) -> None:
         """`idle_spin=False` stops ONNX Runtime's worker threads from spinning after each run (by
         default they busy-wait ~50 ms for the next one: good for back-to-back runs, a burnt core
-        for a server whose next request is still on the wire)."""
+        for a server whose next request is still on the wire). `input_border`: the grey frame
+        around each image in model-input pixels; None: the model card's."""
         self.model_path = Path(model_path)
         self.model_card: ModelCard = load_card(self.model_path, verify=verify)
         self.class_names: list[str] = list(self.model_card.classes)
@@ -91,6 +93,10 @@ class Detector:
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_size = int(self.model_card.input_size or model_input.shape[2])
+        self.input_border = self.model_card.input_border if input_border is None else input_border
+        if not 0 <= 2 * self.input_border < self.input_size:
+            raise ModelCardError(f"an input border of {self.input_border} px leaves no room for the image "
+                                 f"in the {self.input_size} px input of {self.model_path.name}")
         self.dynamic_batch = not isinstance(model_input.shape[0], int)
         # Dynamic height/width: a single frame is padded only to the stride (as Ultralytics does).
         dynamic_shape = not all(isinstance(d, int) for d in model_input.shape[2:])
@@ -169,7 +175,7 @@ class Detector:
                 yield  # the lane may run another request's job here
             inputs, boxes_back = [], []
             for x0, y0, x1, y1 in windows[first:first + step]:  # letterboxed per run: less memory
-                padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size, stride)
+                padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size, stride, self.input_border)
                 inputs.append(padded)
                 boxes_back.append((lb, x0, y0))
             outputs = self._run(inputs)
@@ -184,7 +190,8 @@ class Detector:
         ONNX Runtime run per input shape (frames of one camera share it): the server's micro-
         batch. Each answer is the one detect() gives that frame alone, up to float rounding."""
         start = time.perf_counter()
-        letterboxed = [letterbox(frame, self.input_size, self.frame_stride) for frame in frames]
+        letterboxed = [letterbox(frame, self.input_size, self.frame_stride, self.input_border)
+                       for frame in frames]
         outputs: list[np.ndarray | None] = [None] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, (padded, _) in enumerate(letterboxed):

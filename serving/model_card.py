@@ -40,6 +40,9 @@ class ModelCard(BaseModel):
     task: Literal["detect"] = "detect"
     classes: list[str] = Field(min_length=1, description="class names in output order")
     input_size: Optional[int] = Field(None, ge=32, description="square model input in pixels")
+    input_border: int = Field(0, ge=0, description=(
+        "grey frame in model-input pixels kept around every image (it is fitted inside), as "
+        "Ultralytics' validator pads its val images; 0: the image fills the input"))
     output_layout: Optional[Literal["raw", "end2end"]] = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     precision: str = "fp32"

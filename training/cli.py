@@ -83,6 +83,8 @@ def export_command(
     imgsz: Annotated[Optional[int], typer.Option(help="input size (default: the training size)")] = None,
     compute: Annotated[Optional[str], typer.Option(help="what the training ran on, for the card")] = None,
     nms_free: Annotated[bool, typer.Option(help="YOLO26/v10: export the NMS-free end-to-end head")] = False,
+    input_border: Annotated[Optional[int], typer.Option(
+        min=0, help="grey frame in input pixels kept around each image when served (default: half the stride)")] = None,
 ) -> None:
     """Export weights to ONNX with its model card, after checking ONNX and .pt agree and
     evaluating the ONNX model on the val splits.
@@ -96,7 +98,7 @@ def export_command(
         fail(f"weights not found: {weights}")
     try:
         onnx_path = export(weights, name, [*data] or None, models_dir, version,
-                           imgsz, compute, nms_free=nms_free, force=force)
+                           imgsz, compute, nms_free=nms_free, force=force, input_border=input_border)
     except (ExistingModelError, ParityError, DatasetError) as exc:
         fail(str(exc))
     typer.echo(f"wrote {onnx_path} and {onnx_path.with_suffix('.json')}")
@@ -110,6 +112,8 @@ def eval_command(
     report: Annotated[Optional[Path], typer.Option(help="JSON report path")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="write PR curve and confusion matrix PNGs here")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing report")] = False,
+    input_border: Annotated[Optional[int], typer.Option(
+        min=0, help="grey frame in input pixels round each image (default: the card's)")] = None,
 ) -> None:
     """Score the ONNX model exactly as it is served: mAP50, mAP50-95, per-class AP, and
     precision/recall at the card's default threshold, per dataset.
@@ -126,7 +130,7 @@ def eval_command(
     if report.exists() and not force:  # refused before scoring, not after
         fail(f"{report} exists: pass --force to overwrite it, or --report for another file")
     try:
-        result = evaluate(model, data, split, plots)
+        result = evaluate(model, data, split, plots, input_border=input_border)
     except (ModelCardError, DatasetError, ValueError) as exc:
         fail(str(exc))
     write_report(result, report)

@@ -214,14 +214,15 @@ def confusion_plot(stats: list[ImageStats], names: list[str], conf: float, out: 
 
 def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
              plots_dir: Path | None = None, threads: int | None = None,
-             conf: float | Literal["max-f1"] | None = None) -> dict[str, Any]:
+             conf: float | Literal["max-f1"] | None = None,
+             input_border: int | None = None) -> dict[str, Any]:
     """Scores per dataset, as a JSON-ready dict. Precision and recall are taken at `conf`: the
     model card's default (None), a number, or "max-f1": the confidence of maximum F1 over the
     images of all datasets together (report["conf"] says which was used)."""
     from training.offline import import_ultralytics
 
     import_ultralytics()  # AP comes from Ultralytics: say so before scoring, not after
-    detector = Detector(model_path, threads=threads)
+    detector = Detector(model_path, threads=threads, input_border=input_border)
     per_dataset = {}
     for yaml_path in data_yamls:
         dataset = YoloDataset.from_yaml(yaml_path)

@@ -184,6 +184,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "task": "detect",
         "classes": detector_inputs["classes"],
         "input_size": detector_inputs["input_size"],
+        "input_border": detector_inputs.get("input_border", 0),
         "output_layout": detector_inputs["layout"],
         "thresholds": thresholds or Thresholds(),
         "training_data": training_data,
@@ -290,18 +291,20 @@ def onnx_metadata(onnx_path: Path) -> dict[str, Any]:
     input_size = int(session.get_inputs()[0].shape[2]) if isinstance(
         session.get_inputs()[0].shape[2], int) else int(ast.literal_eval(meta["imgsz"])[0])
     layout = infer_layout(session.get_outputs()[0].shape, len(classes))
-    return {"classes": classes, "input_size": input_size, "layout": layout}
+    return {"classes": classes, "input_size": input_size, "layout": layout,
+            "stride": int(meta.get("stride", 32))}
 
 
 def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
            models_dir: Path = Path("models"), version: str | None = None,
            imgsz: int | None = None, compute: str | None = None,
            parity_images: int = 4, split: str = "val", nms_free: bool = False,
-           force: bool = False) -> Path:
+           force: bool = False, input_border: int | None = None) -> Path:
     """Export, check parity, evaluate on the val splits and write the card; returns the .onnx.
     An existing models_dir/NAME.onnx or NAME.json is replaced only with force, and only by a
     model that passed the checks: they run on a copy in a hidden folder inside models_dir, moved
-    into place at the end; a failed check leaves models_dir as it was."""
+    into place at the end; a failed check leaves models_dir as it was. `input_border` (None:
+    half the stride, 16 px) is the grey frame the served detector keeps around each image."""
     onnx_path = models_dir / f"{name}.onnx"
     card_path = card_path_for(onnx_path)
     existing = [p for p in (onnx_path, card_path) if p.exists()]
@@ -322,9 +325,13 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
         staged = staging / onnx_path.name
         shutil.copyfile(exported, staged)
         inputs = onnx_metadata(staged)
+        # Half a stride of grey around the image, as Ultralytics' validator pads the val images
+        # (rect batches, pad 0.5) that chose best.pt: without it the model sees the image's edge as
+        # a cut and adds boxes for part-plants there (measured: benchmarks/results/input_border.md).
+        inputs["input_border"] = inputs["stride"] // 2 if input_border is None else input_border
         # A first card so the serving detector can load the model for the checks below.
         write_card(staged, build_card(name, version, staged, inputs, record, {}, {}, compute))
-        detector = Detector(staged)
+        detector = Detector(staged, input_border=0)  # Ultralytics' predict fills the input
 
         sample = [p for y in data_yamls for p in YoloDataset.from_yaml(y).images(split)[:parity_images]]
         parity = check_parity(weights, detector, sample)

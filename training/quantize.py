@@ -49,17 +49,17 @@ def calibration_images(data_yamls: list[Path], count: int, seed: int = 0) -> lis
 
 
 class _Reader:
-    """onnxruntime.quantization.CalibrationDataReader over letterboxed images."""
+    """onnxruntime.quantization.CalibrationDataReader over images letterboxed as served."""
 
-    def __init__(self, input_name: str, size: int, paths: list[Path]) -> None:
-        self.input_name, self.size = input_name, size
+    def __init__(self, input_name: str, size: int, paths: list[Path], border: int = 0) -> None:
+        self.input_name, self.size, self.border = input_name, size, border
         self._iter: Iterator[Path] = iter(paths)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         for path in self._iter:
             image = cv2.imread(str(path))
             if image is not None:
-                return {self.input_name: to_blob([letterbox(image, self.size)[0]])}
+                return {self.input_name: to_blob([letterbox(image, self.size, border=self.border)[0]])}
         return None
 
 
@@ -108,7 +108,7 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
         keep_float = head_nodes_to_keep_float(onnx.load(str(prepared)), keep_last_convs)
         quantize_static(
-            str(prepared), str(out_path), _Reader(detector.input_name, detector.input_size, paths),
+            str(prepared), str(out_path), _Reader(detector.input_name, detector.input_size, paths, detector.input_border),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS[ops], per_channel=True,
             reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float, calibrate_method=CALIBRATION_METHODS[method](CalibrationMethod))

@@ -28,16 +28,17 @@ def first_with_confident_boxes(detector: Detector, paths: list[Path], conf: floa
     pytest.fail(f"the model finds no box with confidence >= {conf} on {len(paths)} val images")
 
 
-def test_boxes_match_ultralytics_onnx_predict(detector: Detector, shipped_model: Path,
-                                              shared_data: Path) -> None:
-    """Same boxes as Ultralytics' own ONNX pipeline: within 1 px at the model's input scale
-    (Ultralytics rounds the letterbox padding differently when mapping boxes back, a sub-pixel
-    shift that a 4x downscale makes ~2 px in a CWFID frame) and 0.01 confidence."""
+def test_boxes_match_ultralytics_onnx_predict(shipped_model: Path, shared_data: Path) -> None:
+    """With no border (Ultralytics' predict fills the input with the image), the same boxes as
+    Ultralytics' own ONNX pipeline: within 1 px at the model's input scale (Ultralytics rounds
+    the letterbox padding differently when mapping boxes back, a sub-pixel shift that a 4x
+    downscale makes ~2 px in a CWFID frame) and 0.01 confidence."""
     from training.offline import import_ultralytics
 
     import_ultralytics()
     from ultralytics import YOLO
 
+    detector = Detector(shipped_model, threads=2, input_border=0)
     yolo = YOLO(str(shipped_model), task="detect")
     paths = val_images(shared_data, "sesame", "*.jpeg")[:8] + val_images(shared_data, "cwfid", "*.png")[:3]
     compared = 0
@@ -55,6 +56,34 @@ def test_boxes_match_ultralytics_onnx_predict(detector: Detector, shipped_model:
             assert abs(float(ours.scores[best]) - float(conf)) <= 0.01
             compared += 1
     assert compared > 0, "no boxes to compare: the model found nothing on 11 val images"
+
+
+def test_the_cards_border_moves_no_box_off_its_plant(detector: Detector, shipped_model: Path,
+                                                     shared_data: Path) -> None:
+    """The grey frame shrinks the image inside the input; boxes still come back on the same plants
+    in the photo's pixels: each confident box away from the edges has a twin without the border."""
+    assert detector.input_border > 0, "the shipped card keeps a border round each image"
+    filled = Detector(shipped_model, threads=2, input_border=0)
+    compared = 0
+    for path in val_images(shared_data, "sesame", "*.jpeg")[:6] + val_images(shared_data, "cwfid", "*.png")[:2]:
+        image = cv2.imread(str(path))
+        height, width = image.shape[:2]
+        framed = detector.detect(image, DetectOptions(conf=0.5, tile="off")).detections
+        plain = filled.detect(image, DetectOptions(conf=0.2, tile="off")).detections
+        for box, cls in zip(framed.boxes, framed.class_ids):
+            if box[0] < 0.05 * width or box[2] > 0.95 * width or box[1] < 0.05 * height or box[3] > 0.95 * height:
+                continue
+            same = plain.boxes[plain.class_ids == cls]
+            assert len(same) and box_iou(box[None], same).max() >= 0.8, (path.name, box)
+            compared += 1
+    assert compared >= 3, f"only {compared} confident boxes to compare"
+
+
+def test_a_border_that_leaves_no_room_is_refused(shipped_model: Path) -> None:
+    from serving.errors import ModelCardError
+
+    with pytest.raises(ModelCardError, match="leaves no room"):
+        Detector(shipped_model, threads=1, input_border=208)
 
 
 @pytest.mark.parametrize("orientation", [6, 3, 8])

@@ -53,3 +53,30 @@ def test_letterbox_to_the_stride_pads_less() -> None:
     box = np.array([[100, 200, 300, 400]], np.float32)
     model_box = box * lb.ratio + np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y])
     assert lb.undo(model_box).tolist()[0] == pytest.approx(box[0].tolist(), abs=1e-3)
+
+
+@pytest.mark.parametrize(("shape", "stride", "expected"), [
+    ((512, 512), None, (416, 416)), ((512, 512), 32, (416, 416)),
+    ((966, 1296), None, (416, 416)), ((966, 1296), 32, (320, 416)),  # 384 x 286 inside, + 16 each side
+])
+def test_letterbox_with_a_border_keeps_a_grey_frame_round_the_image(
+        shape: tuple[int, int], stride: int | None, expected: tuple[int, int]) -> None:
+    image = np.zeros((*shape, 3), np.uint8)
+    padded, lb = letterbox(image, 416, stride=stride, border=16)
+    assert padded.shape[:2] == expected
+    assert lb.ratio == pytest.approx(384 / max(shape))  # fitted inside 416 - 2 x 16
+    grey = np.all(padded == 114, axis=2)
+    assert grey[:16].all() and grey[-16:].all() and grey[:, :16].all() and grey[:, -16:].all()
+    content = ~grey
+    rows, cols = np.flatnonzero(content.any(1)), np.flatnonzero(content.any(0))
+    assert (cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1) == (round(shape[1] * lb.ratio), round(shape[0] * lb.ratio))
+    assert (lb.pad_x, lb.pad_y) == (cols[0], rows[0])
+    box = np.array([[100, 200, 300, 400]], np.float32)
+    model_box = box * lb.ratio + np.array([lb.pad_x, lb.pad_y, lb.pad_x, lb.pad_y])
+    assert lb.undo(model_box).tolist()[0] == pytest.approx(box[0].tolist(), abs=1e-3)
+
+
+def test_letterbox_with_no_border_pads_as_before() -> None:
+    image = np.zeros((966, 1296, 3), np.uint8)
+    for size, stride, expected in [(416, 32, (320, 416)), (320, 32, (256, 320)), (416, None, (416, 416))]:
+        assert letterbox(image, size, stride=stride, border=0)[0].shape[:2] == expected

@@ -19,10 +19,11 @@ def test_eval_agrees_with_yolo_val(shipped_model: Path, shared_data: Path, datas
     from serving.detector import Detector
 
     theirs = ultralytics_val(shipped_model, data_yaml, Detector(shipped_model).input_size)
-    # `yolo val` scores higher than the served detector's answer: sesame 0.887 vs 0.871 on the
-    # 64-epoch model, 0.887 vs 0.850 on the 94-epoch one. Measured one cause at a time
-    # (2026-12-04): its multi-label NMS (a box kept once per class above conf) is 0.004-0.005
-    # of it, its INTER_AREA shrink 0.001, its IoU-ordered matching (ours is COCO's confidence
-    # order) 0.000; the rest is not traced yet. Ours is the single-label answer users get.
-    assert abs(ours["mAP50"] - theirs["mAP50"]) <= 0.04, (ours["mAP50"], theirs)
-    assert abs(ours["mAP50-95"] - theirs["mAP50-95"]) <= 0.05, (ours["mAP50-95"], theirs)
+    # Ultralytics' validator letterboxes each val image into rect batches with half a stride of
+    # grey round it; the served detector keeps the card's border (16 px) round the image the same
+    # way. Without that border, served answers scored 0.850 on sesame against yolo val's 0.887:
+    # the model puts boxes on the part-plants at a photo's edge, which sesame's labels leave out.
+    # What is left: its multi-label NMS (a box kept once per class above conf, 0.004-0.005) and
+    # its INTER_AREA shrink (0.001). Ours is the single-label answer users get.
+    assert abs(ours["mAP50"] - theirs["mAP50"]) <= 0.02, (ours["mAP50"], theirs)
+    assert abs(ours["mAP50-95"] - theirs["mAP50-95"]) <= 0.03, (ours["mAP50-95"], theirs)

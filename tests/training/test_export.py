@@ -72,7 +72,13 @@ def test_a_checked_export_replaces_the_model_and_its_card_together(
     from serving.model_card import sha256_of
 
     export_module, exported, models, data_yaml = staged_export
-    monkeypatch.setattr(export_module, "check_parity", lambda weights, detector, images: {"images": len(images)})
+    parity_borders: list[int] = []
+
+    def parity(weights: Path, detector, images: list[Path]) -> dict:  # noqa: ANN001
+        parity_borders.append(detector.input_border)
+        return {"images": len(images)}
+
+    monkeypatch.setattr(export_module, "check_parity", parity)
     metrics = {"tiny": {"images": 2, "instances": 6, "mAP50": 0.5, "precision": 0.5, "recall": 0.5,
                         "conf": 0.3, "per_class": {}}}
     monkeypatch.setattr(export_module, "evaluate", lambda *a, **k: {
@@ -86,6 +92,12 @@ def test_a_checked_export_replaces_the_model_and_its_card_together(
     assert card["sha256"] == sha256_of(path) and card["export_parity"] == {"images": 2}
     assert card["thresholds"]["conf"] == 0.3 and card["metrics"]["tiny"]["mAP50"] == 0.5
     assert Detector(path).default_conf == 0.3
+    # Served with half a stride of grey around each image; parity (against Ultralytics' predict,
+    # which fills the input) compares without it.
+    assert card["input_border"] == 16 and Detector(path).input_border == 16 and parity_borders == [0]
+    export_module.export(exported.with_suffix(".pt"), "weedscan", [data_yaml], models, force=True,
+                         input_border=0)
+    assert Detector(path).input_border == 0
 
 
 def test_the_card_says_what_this_model_detects_and_names_no_absolute_path(tmp_path: Path,
