@@ -175,7 +175,10 @@ class Detector:
                 yield  # the lane may run another request's job here
             inputs, boxes_back = [], []
             for x0, y0, x1, y1 in windows[first:first + step]:  # letterboxed per run: less memory
-                padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size, stride, self.input_border)
+                # Tiles fill the input: the merge tells a plant cut by a seam by its box reaching
+                # the tile's edge, which a grey frame would keep it from.
+                border = self.input_border if (x0, y0, x1, y1) == (0, 0, width, height) else 0
+                padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size, stride, border)
                 inputs.append(padded)
                 boxes_back.append((lb, x0, y0))
             outputs = self._run(inputs)
