@@ -42,7 +42,8 @@ class ModelCard(BaseModel):
     input_size: Optional[int] = Field(None, ge=32, description="square model input in pixels")
     input_border: int = Field(0, ge=0, description=(
         "grey frame in model-input pixels kept around every image (it is fitted inside), as "
-        "Ultralytics' validator pads its val images; 0: the image fills the input"))
+        "Ultralytics' validator pads its val images; 0: the image fills the input. Tiles of a "
+        "big photo always fill it"))
     output_layout: Optional[Literal["raw", "end2end"]] = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     precision: str = "fp32"

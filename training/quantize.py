@@ -108,7 +108,8 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
         keep_float = head_nodes_to_keep_float(onnx.load(str(prepared)), keep_last_convs)
         quantize_static(
-            str(prepared), str(out_path), _Reader(detector.input_name, detector.input_size, paths, detector.input_border),
+            str(prepared), str(out_path),
+            _Reader(detector.input_name, detector.input_size, paths, detector.input_border),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS[ops], per_channel=True,
             reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float, calibrate_method=CALIBRATION_METHODS[method](CalibrationMethod))
