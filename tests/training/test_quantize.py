@@ -60,9 +60,11 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
     # coordinates beside them and round every score to 0 or ~1.25.
     scores = quantized[0, 4:]
     assert scores.max() <= 1.0 and len(np.unique(scores)) > 100
-    # calibrated on 8 synthetic images: a bound on the worst score, not an accuracy figure
-    # (0.28 on the 94-epoch shipped model; bench_int8.py scores int8 copies on val)
-    assert np.abs(reference[0, 4:] - scores).max() < 0.35
+    # Calibrated on 8 synthetic images: bounds, not an accuracy figure (bench_int8.py scores int8
+    # copies on val). Scores rounded to 0 or ~1.25 would miss by ~1 nearly everywhere; measured
+    # worst / 99th percentile: 0.19 / 0.001 on the 94-epoch model, 0.42 / 0.009 on the 147-epoch one.
+    error = np.abs(reference[0, 4:] - scores)
+    assert error.max() < 0.6 and np.quantile(error, 0.99) < 0.05, (error.max(), np.quantile(error, 0.99))
     answer = int8_detector.detect(image, DetectOptions(tile="off"))
     assert answer.detections.scores.size == len(answer.detections.boxes)
 
