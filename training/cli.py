@@ -169,6 +169,10 @@ def quantize_command(
     if out.exists() and not force:
         fail(f"{out} exists: pass --force to overwrite it, or --out for another file")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # --out into a folder not made yet
+    except OSError as exc:
+        fail(f"cannot make the folder for --out {out}: {exc.strerror}")
+    try:
         quantize(model, data, out, calib, keep_last_convs, ops=ops, method=method)
     except (ModelCardError, DatasetError) as exc:
         fail(str(exc))

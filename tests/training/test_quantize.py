@@ -114,3 +114,22 @@ def test_quantize_overwrites_an_existing_output_only_with_force(tmp_path: Path, 
     assert "--force" in refused.output and made == [] and out.read_bytes() == b"an earlier int8 model"
     forced = CliRunner().invoke(app, [*args, "--force"])
     assert forced.exit_code == 0 and made == [out], forced.output
+
+
+def test_quantize_makes_the_folder_of_out_and_names_one_it_cannot_make(
+        tmp_path: Path, shipped_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import quantize as quantize_module
+    from training.cli import app
+
+    made: list[Path] = []
+    monkeypatch.setattr(quantize_module, "quantize", lambda model, data, out, *a, **k: made.append(out))
+    data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
+    out = tmp_path / "not" / "made" / "yet" / "int8.onnx"
+    made_folder = CliRunner().invoke(app, ["quantize", str(shipped_model), "--data", str(data_yaml), "--out", str(out)])
+    assert made_folder.exit_code == 0 and made == [out] and out.parent.is_dir(), made_folder.output
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    refused = CliRunner().invoke(app, ["quantize", str(shipped_model), "--data", str(data_yaml),
+                                       "--out", str(blocked / "int8.onnx")])
+    assert refused.exit_code == 2 and "cannot make the folder" in refused.output and "Traceback" not in refused.output
+    assert made == [out]
