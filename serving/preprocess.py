@@ -41,8 +41,8 @@ def letterbox(image: np.ndarray, size: int, stride: int | None = None,
     new_w, new_h = max(1, round(width * ratio)), max(1, round(height * ratio))  # a 1000x1 image: 1 px, not 0
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    if stride:
-        dw, dh = (-(new_w + 2 * border) % stride) + 2 * border, (-(new_h + 2 * border) % stride) + 2 * border
+    if stride:  # each side: the smallest multiple of the stride holding the image and its frame
+        dw, dh = (-(side + 2 * border) % stride + 2 * border for side in (new_w, new_h))
     else:
         dw, dh = size - new_w, size - new_h
     dw, dh = dw / 2, dh / 2
