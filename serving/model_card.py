@@ -24,6 +24,21 @@ class Thresholds(BaseModel):
         None, description="how conf was chosen, e.g. the confidence of maximum F1 on the val images")
 
 
+LINEAGE_RELATIONS = ("fine-tuned from", "pretrained start")
+
+
+class LineageEntry(BaseModel):
+    """One ancestor of a model: its immediate parent first, the pretrained start last."""
+
+    name: str = Field(min_length=1)
+    file: str = Field(min_length=1, description="the ancestor's file name")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of that file")
+    relation: Literal["fine-tuned from", "pretrained start"]
+    source: str = Field("", description="where the file came from (a repository and commit, a "
+                                         "path, a git commit of this project)")
+    licence: str = "unknown"
+
+
 class ModelCard(BaseModel):
     """What a model is, what it was trained on, how it scored and what it should not be used for.
 
@@ -53,6 +68,9 @@ class ModelCard(BaseModel):
     export_parity: dict[str, Any] = Field(default_factory=dict)
     quantization: Optional[dict[str, Any]] = None
     licence: str = "unknown"
+    lineage: list[LineageEntry] = Field(default_factory=list, description=(
+        "ancestors from the immediate parent back to the pretrained start (empty: trained "
+        "from scratch, or a card written before lineage was recorded)"))
     intended_use: str = ""
     limitations: list[str] = Field(default_factory=list)
 

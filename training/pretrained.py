@@ -109,6 +109,20 @@ def _source_note(path: Path) -> str:
     return "unknown (no SOURCE.md row names this file)"
 
 
+def pretrained_origin(path: Path) -> PretrainedOrigin:
+    """What is known of a pretrained ONNX file without rebuilding it (no torch): its metadata,
+    sha256 and the SOURCE.md row beside it."""
+    metadata = onnx_metadata(path)
+    try:
+        architecture = architecture_yaml(metadata)
+    except PretrainedError:
+        architecture = ""
+    return PretrainedOrigin(
+        file=path.name, sha256=sha256_of(path), architecture=architecture,
+        description=metadata.get("description", ""), ultralytics_version=metadata.get("version", ""),
+        licence=metadata.get("license", "unknown"), source=_source_note(path), calibration_images=0)
+
+
 def calibration_images(paths: list[Path], limit: int = 64) -> np.ndarray:
     """Letterboxed RGB float batch (N, 3, S, S) in [0, 1], as Ultralytics feeds its model."""
     blobs = []
