@@ -23,13 +23,18 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def serve(
-    model: Annotated[Optional[Path], typer.Option(help="ONNX model (its card NAME.json beside it)")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        help="ONNX model (its card NAME.json beside it): the active model at start")] = None,
+    models_dir: Annotated[Optional[Path], typer.Option(
+        help="folder of models (NAME.onnx + NAME.json), all offered (default models/)")] = None,
     host: Annotated[Optional[str], typer.Option(help="address to bind; 0.0.0.0 opens it to the network")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="TCP port (default 8000)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="server processes, for bigger machines")] = None,
 ) -> None:
-    """Start the HTTP service (API v1, web page, metrics) with the shipped model.
+    """Start the HTTP service (API v1, web page, metrics) with every model of the models folder.
 
+    The active model answers requests that name none: --model PATH, else the one the folder
+    records (POST /v1/models/NAME/activate, weedscan models activate), else weedscan.
     Settings come from WEEDSCAN_* environment variables; options here override them.
 
     Example: weedscan serve --host 0.0.0.0 --port 8000
@@ -42,20 +47,28 @@ def serve(
     from serving.api.protocol import PROTOCOL_PATH
     from serving.errors import ModelCardError
     from serving.model_card import load_card
+    from serving.models_dir import default_active, model_files
 
-    overrides = {k: v for k, v in {"model": model, "host": host, "port": port,
-                                   "workers": workers}.items() if v is not None}
+    overrides = {k: v for k, v in {"model": model, "models_dir": models_dir, "host": host,
+                                   "port": port, "workers": workers}.items() if v is not None}
     settings = Settings(**overrides)
+    names = list(model_files(settings.models_dir))
     try:
-        load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
+        if settings.model is not None:
+            load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
+        elif not names:
+            fail(f"no model (NAME.onnx with its card NAME.json) in {settings.models_dir}: "
+                 "give --models-dir DIR or --model PATH")
     except ModelCardError as exc:
         fail(str(exc))
+    active = settings.model.name if settings.model else f"{default_active(settings.models_dir, names)}.onnx"
     # Worker processes build their app from the environment: hand the overrides down.
     for key, value in overrides.items():
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
     raise_file_limit(settings.max_connections)
-    typer.echo(f"weedscan: serving {settings.model.name} on http://{settings.host}:{settings.port}/ "
-               f"({settings.workers} worker(s), {settings.inference_threads()} inference threads each)")
+    typer.echo(f"weedscan: serving {active} (active) and the models of {settings.models_dir} on "
+               f"http://{settings.host}:{settings.port}/ ({settings.workers} worker(s), "
+               f"{settings.inference_threads()} inference threads each)")
     with worker_metrics_dir(settings.workers) as shared:
         if shared:
             typer.echo(f"weedscan: the workers add up their metrics in {shared}")
@@ -114,6 +127,21 @@ VegIndexOption = Annotated[Optional[str], typer.Option(help="mode green: exg, ex
 VegThresholdOption = Annotated[Optional[str], typer.Option(
     help="mode green: auto (Otsu) or a number, default auto")]
 MinAreaOption = Annotated[Optional[int], typer.Option(help=_help("min_area"))]
+ModelOption = Annotated[Optional[str], typer.Option(
+    help="a model of the models folder by NAME, or an ONNX file's PATH (default: the folder's "
+         "active model)")]
+
+
+def cli_model(value: str | None, settings: Settings) -> Path:
+    """`--model NAME|PATH` as a file: a name of the models folder (WEEDSCAN_MODELS_DIR), a path,
+    or the folder's active model."""
+    from serving.errors import ModelCardError
+    from serving.models_dir import resolve_model
+
+    try:
+        return resolve_model(value, settings.models_dir)
+    except ModelCardError as exc:
+        fail(str(exc))
 
 
 @contextmanager
@@ -149,7 +177,7 @@ def cli_query(params: Any, lookup: Any) -> Any:
 
 def detect(
     images: Annotated[list[Path], typer.Argument(help="image files or folders (walked recursively)")],
-    model: Annotated[Optional[Path], typer.Option(help="ONNX model (default: the shipped one)")] = None,
+    model: ModelOption = None,
     conf: ConfOption = None,
     iou: IouOption = None,
     classes: ClassesOption = None,
@@ -175,7 +203,8 @@ def detect(
     from serving.green import GreenDetector
     from serving.imaging import decode_image
 
-    settings = Settings(**({"model": model} if model else {}))
+    settings = Settings()
+    model_path = cli_model(model, settings)
     values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
                   mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
     params = cli_params(**values)  # checked before the model loads
@@ -183,7 +212,7 @@ def detect(
         query = cli_query(params, None)
         detector: Any = GreenDetector(query.green)
     else:
-        detector = open_detector(settings.model, settings.threads)
+        detector = open_detector(model_path, settings.threads)
         query = cli_query(params, detector.class_ids_for)
     paths = expand_inputs(images)
     annotated = annotated_paths(paths, save_dir) if save_dir else {}
@@ -323,7 +352,7 @@ def open_detector(model: Path, threads: int | None) -> Any:
     try:
         return Detector(model, threads=threads)
     except Exception as exc:  # ONNX Runtime raises its own types for a damaged file
-        from serving.api.service import model_load_error
+        from serving.registry import model_load_error
 
         fail(model_load_error(model, exc))
 
@@ -332,6 +361,9 @@ def register_serving_commands(app: typer.Typer) -> None:
     """Add the serving commands to the root `weedscan` app."""
     from serving.batch.cli import batch
 
+    from serving.models_cli import models_app
+
     app.command()(serve)
     app.command()(detect)
     app.command()(batch)
+    app.add_typer(models_app, name="models")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,6 +12,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "weedscan.onnx"
 DEFAULT_MAX_PIXELS = 64_000_000  # decoded size limit (WEEDSCAN_MAX_PIXELS)
+
+
+def default_data_dir() -> Path:
+    """Where saved field datasets live: $XDG_DATA_HOME/weedscan, else ~/.local/share/weedscan."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share") / "weedscan"
 
 
 def cpu_count() -> int:
@@ -25,7 +31,11 @@ def cpu_count() -> int:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WEEDSCAN_", extra="ignore")
 
-    model: Path = DEFAULT_MODEL
+    # The models folder (NAME.onnx + NAME.json each) the server offers; `model` (--model PATH)
+    # pins the active model at start, otherwise the folder's `.active.json` (or `weedscan`) does.
+    model: Optional[Path] = None
+    models_dir: Path = MODELS_DIR
+    max_loaded_models: int = Field(4, ge=1)  # beyond: the least recently used one is unloaded
     host: str = "127.0.0.1"  # loopback unless the operator opens it (WEEDSCAN_HOST=0.0.0.0)
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # server processes
@@ -72,6 +82,9 @@ class Settings(BaseSettings):
     max_header_kb: int = Field(32, ge=1)
     max_headers: int = Field(100, ge=1)
     max_connections: int = Field(1000, ge=1)
+    # Field datasets and their catalogue (serving/fields): written only when a user saves a photo.
+    data_dir: Path = Field(default_factory=default_data_dir)
+    max_data_gb: float = Field(10.0, gt=0)  # beyond: a save answers 507
 
     @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod

@@ -34,6 +34,20 @@ class InvalidParameter(ClientError):
     status, code = 422, "invalid_parameter"
 
 
+class UnknownModel(ClientError):
+    status, code = 404, "unknown_model"
+
+
+class ModelBroken(ClientError):
+    status, code = 409, "model_broken"
+
+
+class ModelsDirNotWritable(ClientError):
+    """The active choice could not be recorded in the models folder (a server-side problem)."""
+
+    status, code = 500, "models_dir_not_writable"
+
+
 class ModelCardError(Exception):
     """The model file and its card do not belong together (or the card is unreadable)."""
 

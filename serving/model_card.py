@@ -122,7 +122,12 @@ def load_card(model_path: Path, verify: bool = True) -> ModelCard:
 
 def write_card(model_path: Path, card: ModelCard) -> Path:
     """The one writer of NAME.json (validated again, so no tool can write a card serving refuses)."""
-    checked = ModelCard.model_validate(card.model_dump())
     path = card_path_for(model_path)
-    path.write_text(checked.model_dump_json(indent=2, exclude_none=True) + "\n")
+    path.write_text(card_json(card))
     return path
+
+
+def card_json(card: ModelCard) -> str:
+    """The card as NAME.json holds it, validated again (no tool can write a card serving refuses)."""
+    checked = ModelCard.model_validate(card.model_dump())
+    return checked.model_dump_json(indent=2, exclude_none=True) + "\n"

@@ -49,6 +49,7 @@ class DetectQuery:
     options: DetectOptions
     lanes: int | None
     green: VegetationOptions | None = None  # mode=green: no model runs
+    model: str | None = None  # the server's model that answers (None: green mode)
 
 
 def parse_params(values: Mapping[str, Any]) -> DetectParams:

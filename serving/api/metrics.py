@@ -102,16 +102,28 @@ class Metrics:
         self.rejected = Counter("weedscan_overload_rejections_total",
                                 "Requests refused with 503 because the server was full",
                                 registry=self.registry)
+        # The model that answered each detect, batch or annotate request (?model= or the active one).
+        self.model_requests = Counter("weedscan_model_requests_total",
+                                      "Detect, batch and annotate requests by model and status",
+                                      ["model", "status"], registry=self.registry)
+        self.model_latency = Histogram("weedscan_model_request_seconds",
+                                       "Detect, batch and annotate latency by model", ["model"],
+                                       buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.detections = Counter("weedscan_detections_total", "Boxes returned, by class",
                                   ["class_name"], registry=self.registry)
         # Info does not work across processes; a gauge at 1 with the same labels reads the same.
         self._model_info: Info | Gauge = (
-            Gauge("weedscan_model_info", "The loaded model", ["name", "version", "sha256", "providers"],
+            Gauge("weedscan_model_info", "The active model", ["name", "version", "sha256", "providers"],
                   registry=self.registry, multiprocess_mode="max")
-            if self.multiprocess else Info("weedscan_model", "The loaded model", registry=self.registry))
+            if self.multiprocess else Info("weedscan_model", "The active model", registry=self.registry))
+        self._active_info: dict[str, str] | None = None
 
     def set_model(self, info: dict[str, str]) -> None:
+        """The active model (after a swap: the new one)."""
         if isinstance(self._model_info, Gauge):
+            if self._active_info and self._active_info != info:
+                self._model_info.labels(**self._active_info).set(0)
+            self._active_info = info
             self._model_info.labels(**info).set(1)
         else:
             self._model_info.info(info)
@@ -129,6 +141,14 @@ class Metrics:
         """Drop this worker's live gauges (its in-flight count) from the shared totals."""
         if self.multiprocess:
             multiprocess.mark_process_dead(os.getpid())
+
+
+_MODEL_KEY = "weedscan_model"
+
+
+def note_model(scope: Scope, name: str) -> None:
+    """Label this request's metrics with the model that answers it (read by MetricsMiddleware)."""
+    scope.setdefault("state", {})[_MODEL_KEY] = name
 
 
 class MetricsMiddleware:
@@ -157,7 +177,12 @@ class MetricsMiddleware:
         finally:
             route = route_label(scope)
             self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
-            self.metrics.latency.labels(route=route).observe(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.latency.labels(route=route).observe(elapsed)
+            model = scope.get("state", {}).get(_MODEL_KEY)  # set by the detect routes
+            if model is not None:
+                self.metrics.model_requests.labels(model=model, status=str(status)).inc()
+                self.metrics.model_latency.labels(model=model).observe(elapsed)
 
 
 def route_label(scope: Scope) -> str:

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal, Union
+
 from pydantic import BaseModel, Field
 
 from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
                             ErrorBody)
 from serving.model_card import ModelCard
 
-__all__ = ["BatchAnswer", "BatchError", "BatchItem", "DetectAnswer", "ErrorAnswer", "ErrorBody",
-           "Health", "LoadedModel", "ModelsAnswer"]
+__all__ = ["BatchAnswer", "BatchError", "BatchItem", "BrokenModel", "DetectAnswer", "ErrorAnswer",
+           "ErrorBody", "Health", "ListedModel", "ModelsAnswer"]
 
 
-class LoadedModel(ModelCard):
-    """A loaded model: its card (models/NAME.json) and the ONNX Runtime providers it runs on."""
+class ListedModel(ModelCard):
+    """A model of the models folder: its card (NAME.json, defaults filled in), whether it is
+    loaded, and when it is, the ONNX Runtime providers it runs on."""
 
-    providers: list[str] = Field(description="ONNX Runtime execution providers, best first")
+    state: Literal["loaded", "available"] = Field(
+        description="loaded: in memory, warmed; available: loaded when a request asks for it")
+    active: bool = Field(description="answers the requests that name no model")
+    file: str = Field(description="the model file in the models folder")
+    providers: list[str] | None = Field(None, description="ONNX Runtime execution providers, best first")
+
+
+class BrokenModel(BaseModel):
+    """A model file the server cannot serve (bad or missing card, sha256 mismatch, damaged file)."""
+
+    name: str
+    file: str
+    state: Literal["broken"] = "broken"
+    active: bool = False
+    reason: str
 
 
 class ModelsAnswer(BaseModel):
-    models: list[LoadedModel]
+    active: str | None = Field(description="the model that answers requests naming none")
+    models: list[Annotated[Union[ListedModel, BrokenModel], Field(discriminator="state")]]
 
 
 class Health(BaseModel):

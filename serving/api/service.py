@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +19,12 @@ from serving.api.errors import RETRY_SPREAD
 from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
-from serving.errors import ModelCardError, NotReady, Overloaded, ServiceUnavailable
+from serving.errors import InvalidParameter, NotReady, Overloaded, ServiceUnavailable
 from serving.green import GreenDetector
 from serving.imaging import check_pixels, decode_image, read_header, warm_up_decoding
+from serving.memory import return_memory
+from serving.model_card import ModelCard
+from serving.registry import ModelRegistry, ModelSlot, ModelUnavailable, model_load_error
 from serving.result import DetectionResult
 from serving.vegetation import VegetationOptions
 
@@ -41,15 +41,6 @@ INLINE_DECODE_MAX_BYTES = 1 << 20
 SMALL_IMAGE_PIXELS = 4_000_000
 
 
-def model_load_error(path: Path, exc: BaseException) -> str:
-    """One line that says why a model could not be opened (for the log, /readyz and the CLI)."""
-    if isinstance(exc, ModelCardError):  # missing file or card, or a sha256 mismatch: says so
-        return str(exc)
-    detail = " ".join(str(exc).split()) or type(exc).__name__  # ONNX Runtime's text, one line
-    return (f"ONNX Runtime cannot load the model {path} (damaged, truncated or not a weedscan "
-            f"ONNX model): {detail}")
-
-
 class InferenceService:
     """Owns the detector. Inference runs in a single dedicated thread so one ONNX Runtime call at
     a time gets all of this process's cores; big images are decoded before, in the thread pool."""
@@ -57,48 +48,116 @@ class InferenceService:
     def __init__(self, settings: Settings, metrics: Metrics, detector: Detector | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.detector = detector
+        self.registry = ModelRegistry(settings.models_dir, self._make_detector,
+                                      settings.max_loaded_models, pinned=settings.model,
+                                      injected=detector, on_active=self._note_active)
         self.ready = False
         self.load_error: str | None = None
         self._inflight = 0
         self._body_bytes = 0  # of request bodies held now (see hold_body)
         self._big_pixels = 0  # decoded pixels of the big images in flight (see _pixel_budget)
         self._executor = _inference_executor()
+        self._loader = _loader_executor()  # loads, checks and swaps models, one at a time
+        self._refresh_queued = False
         self._closed = False
         self._pressure = Pressure()
         self._batcher = FrameBatcher(lambda job: self._executor.submit(job), settings.max_pixels,
                                      settings.max_frame_batch)
 
+    @property
+    def detector(self) -> Detector | None:
+        """The active model's detector (None until it has loaded)."""
+        return self.registry.active_detector()
+
     # --- life cycle -------------------------------------------------------------------------
+    def _make_detector(self, path: Path) -> Detector:
+        return Detector(path, threads=self.settings.inference_threads(),
+                        idle_spin=self.settings.spin_between_requests)
+
+    def _note_active(self, detector: Detector) -> None:
+        self.metrics.set_model({**detector.model_info, "providers": ",".join(detector.providers)})
+
     def load(self) -> None:
-        """Load (unless injected) and warm the model; readiness turns on only after this."""
+        """Load and warm the active model; readiness turns on only after this. The folder's
+        other models are checked after (sha256, session), on the same thread."""
         try:
-            if self.detector is None:
-                self.detector = Detector(self.settings.model, threads=self.settings.inference_threads(),
-                                         idle_spin=self.settings.spin_between_requests)
-            self.detector.warmup()
+            detector = self.registry.start()
             warm_up_decoding()
-            self.metrics.set_model({**self.detector.model_info,
-                                    "providers": ",".join(self.detector.providers)})
             self.ready = not self._closed  # a shutdown while loading wins
-            log.info("model %s ready on %s", self.detector.model_info["name"], self.detector.providers)
+            log.info("model %s ready on %s", detector.model_info["name"], detector.providers)
         except Exception as exc:  # reported by /readyz; the CLI validates the card before start
-            self.load_error = model_load_error(self.settings.model, exc)
+            self.load_error = model_load_error(self.settings.model or self.settings.models_dir, exc)
             log.error("error: the model did not load, /readyz answers 503 until restarted with a "
                       "good one: %s", self.load_error)
+        self.registry.check_all()
 
-    def start_loading(self) -> threading.Thread:
+    def start_loading(self) -> None:
         if self._closed:  # the app's lifespan runs again (e.g. a test client entered twice)
-            self._executor, self._closed = _inference_executor(), False
-        thread = threading.Thread(target=self.load, name="weedscan-load", daemon=True)
-        thread.start()
-        return thread
+            self._executor, self._loader, self._closed = _inference_executor(), _loader_executor(), False
+        self._loader.submit(self.load)
 
     def close(self) -> None:
         # Not ready any more: a late request gets 503 instead of a 500 from the closed executor.
         self.ready, self._closed = False, True
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._loader.shutdown(wait=False, cancel_futures=True)
         self._batcher.fail_queued(NotReady("the server is shutting down"))
+
+    # --- models -----------------------------------------------------------------------------
+    def notice_disk_changes(self) -> None:
+        """Per request: when the models folder changed (another worker's swap, `weedscan models`),
+        refresh on the loader thread; requests go on meanwhile with the models they have."""
+        if self.ready and not self._refresh_queued and self.registry.disk_changed():
+            self._refresh_queued = True
+
+            def refresh() -> None:
+                self._refresh_queued = False
+                self.registry.refresh()
+
+            try:
+                self._loader.submit(refresh)
+            except RuntimeError:  # shutting down
+                pass
+
+    def resolve_model(self, name: str | None) -> tuple[str, ModelCard]:
+        """The model a request is for (the active one when it names none) and its card; 422
+        naming the available models for an unknown or broken one."""
+        self.require_ready()
+        self.notice_disk_changes()
+        name = name or self.registry.active
+        try:
+            slot = self.registry.usable(name or "")
+        except ModelUnavailable as exc:
+            raise InvalidParameter(f"model: {exc}") from exc
+        assert slot.card is not None
+        return slot.name, slot.card
+
+    async def detector_for(self, name: str) -> Detector:
+        """The loaded detector of model `name` (resolve_model's); an unloaded one is loaded on
+        the loader thread while this request waits (the others do not)."""
+        slot = self.registry.slot(name)
+        detector = slot.detector if slot else None
+        if detector is None:
+            try:
+                detector = await asyncio.wrap_future(self._loader.submit(self.registry.load, name))
+            except ModelUnavailable as exc:  # broken (a damaged file): from now on too
+                raise InvalidParameter(f"model: {exc}") from exc
+            except RuntimeError as exc:  # the loader has shut down
+                raise NotReady("the server is shutting down") from exc
+            slot = self.registry.slot(name)
+        if slot is not None:
+            slot.last_used = time.monotonic()
+        return detector
+
+    async def activate(self, name: str) -> None:
+        """Make `name` the active model (loaded and warmed first, off the request path)."""
+        await asyncio.wrap_future(self._loader.submit(self.registry.activate, name))
+        if not self.ready and not self._closed:  # a server whose first model failed recovers
+            self.ready, self.load_error = True, None
+
+    def model_slots(self) -> list[ModelSlot]:
+        self.notice_disk_changes()
+        return self.registry.slots()
 
     # --- per request ------------------------------------------------------------------------
     def require_ready(self) -> Detector:
@@ -147,10 +206,12 @@ class InferenceService:
         return _Admission(self)
 
     async def detect_bytes(self, data: bytes, options: DetectOptions,
-                           green: VegetationOptions | None = None) -> tuple[DetectionResult, np.ndarray]:
-        """Decode and detect one image; the caller holds an admission. With `green`, no model
-        runs: the vegetation regions are the detections (green-on-brown)."""
-        detector: Detector | GreenDetector = self.require_ready()
+                           green: VegetationOptions | None = None,
+                           model: Detector | None = None) -> tuple[DetectionResult, np.ndarray]:
+        """Decode and detect one image with `model` (default: the active one); the caller holds
+        an admission. With `green`, no model runs: the vegetation regions are the detections
+        (green-on-brown)."""
+        detector: Detector | GreenDetector = model or self.require_ready()
         if green is not None:
             detector = GreenDetector(green)
         start = time.perf_counter()
@@ -197,7 +258,7 @@ class InferenceService:
             self.metrics.inflight_pixels.dec(pixels)
             if big and not self._big_pixels:  # in a pool thread, once the answer has gone
                 loop = asyncio.get_running_loop()
-                loop.call_soon(loop.run_in_executor, None, _return_memory)
+                loop.call_soon(loop.run_in_executor, None, return_memory)
 
     async def _detect_in_steps(self, detector: Detector | GreenDetector, image: np.ndarray,
                                options: DetectOptions) -> DetectionResult:
@@ -222,25 +283,12 @@ def _next_step(steps: Generator[None, None, DetectionResult]) -> tuple[bool, Det
     return False, None
 
 
-def _libc_malloc_trim() -> ctypes._CFuncPtr | None:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim if sys.platform == "linux" else None
-    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
-        return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
-def _return_memory() -> None:
-    """glibc keeps the heap a big image's decoding and tiling grew (~90 MB of ~260 MB after a
-    64 MP image); give what is free back to the OS."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
 def _inference_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="weedscan-infer")
+
+
+def _loader_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="weedscan-load")
 
 
 class _Admission:

@@ -14,10 +14,12 @@ from serving.cli import (
     LanesOption,
     MaxDetOption,
     MinAreaOption,
+    ModelOption,
     ModeOption,
     TileOption,
     VegIndexOption,
     VegThresholdOption,
+    cli_model,
     cli_params,
     cli_query,
     fail,
@@ -29,7 +31,7 @@ def batch(
     inputs: Annotated[list[str], typer.Argument(
         metavar="INPUT", help="image folders (walked recursively), globs ('survey/**/*.JPG') or files")],
     out: Annotated[Path, typer.Option("--out", help="output folder; a rerun resumes what it holds")],
-    model: Annotated[Optional[Path], typer.Option(help="ONNX model (default: the shipped one)")] = None,
+    model: ModelOption = None,
     workers: Annotated[Optional[int], typer.Option(
         min=1, help="worker processes (default: one per core); with --ray: Ray actors (default: cluster CPUs)")] = None,
     ray_address: Annotated[Optional[str], typer.Option(
@@ -76,12 +78,13 @@ def batch(
     values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
                   mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
     params = cli_params(**values)  # checked before the model loads
-    settings = Settings(**({"model": model} if model else {}))
+    settings = Settings()
+    model_path = cli_model(model, settings)
     lookup = None
     if params.mode == "model":  # open the model once here: a damaged one fails with one line,
-        lookup = open_detector(settings.model, 1).class_ids_for  # not in every worker
+        lookup = open_detector(model_path, 1).class_ids_for  # not in every worker
     query = cli_query(params, lookup)
-    job = BatchJob(model=str(settings.model), threads=settings.threads, max_pixels=settings.max_pixels,
+    job = BatchJob(model=str(model_path), threads=settings.threads, max_pixels=settings.max_pixels,
                    options=query.options, lanes=query.lanes, timing=timing, green=query.green)
     try:
         report = run_batch(inputs, out, job, workers=workers, ray_address=ray_address,

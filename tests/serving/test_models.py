@@ -1,5 +1,5 @@
-"""GET /v1/models answers the typed model card plus its providers, as README says; in process
-and over HTTP."""
+"""GET /v1/models answers which model is active and each model's typed card plus its state (and,
+loaded, its providers), as README says; in process and over HTTP."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from fastapi.testclient import TestClient
 
-from serving.api.schemas import LoadedModel, ModelsAnswer
+from serving.api.schemas import BrokenModel, ListedModel, ModelsAnswer
 from serving.model_card import ModelCard
 from tests.serving.conftest import LiveServer
 
@@ -18,17 +18,20 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def check_models(http: TestClient | httpx.Client, shipped_model: Path) -> None:
     body = http.get("/v1/models").json()
     ModelsAnswer.model_validate(body)
-    assert list(body) == ["models"] and len(body["models"]) == 1
-    served = dict(body["models"][0])
+    assert list(body) == ["active", "models"] and body["active"] == "weedscan"
+    served = dict(next(m for m in body["models"] if m["name"] == "weedscan"))
     providers = served.pop("providers")
     assert providers and all(p.endswith("ExecutionProvider") for p in providers)
+    assert (served.pop("state"), served.pop("active"), served.pop("file")) == ("loaded", True, "weedscan.onnx")
     card = ModelCard.model_validate_json(shipped_model.with_suffix(".json").read_bytes())
     assert served == card.model_dump(mode="json", exclude_none=True)  # the card, defaults filled in
+    assert served["lineage"][-1]["relation"] == "pretrained start"
     spec = http.get("/openapi.json").json()
     ok = spec["paths"]["/v1/models"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/ModelsAnswer"}
-    loaded = spec["components"]["schemas"]["LoadedModel"]["properties"]
-    assert set(loaded) == set(LoadedModel.model_fields) >= {"sha256", "classes", "providers"}
+    listed = spec["components"]["schemas"]["ListedModel"]["properties"]
+    assert set(listed) == set(ListedModel.model_fields) >= {"sha256", "classes", "providers", "state", "lineage"}
+    assert set(spec["components"]["schemas"]["BrokenModel"]["properties"]) == set(BrokenModel.model_fields)
 
 
 def test_models_in_process(client: TestClient, shipped_model: Path) -> None:
@@ -41,4 +44,5 @@ def test_models_over_http(live_server: LiveServer, shipped_model: Path) -> None:
 
 def test_readme_describes_that_shape() -> None:
     row = next(line for line in README.read_text().splitlines() if line.startswith("| `GET /v1/models`"))
-    assert '{"models": [...]}' in row and "model card" in row and '"providers"' in row
+    assert '{"active": NAME, "models": [...]}' in row and "model card" in row and '"providers"' in row
+    assert '"state"' in row

@@ -68,7 +68,7 @@ def test_query_over_http(live_server: LiveServer) -> None:
 def test_openapi_lists_the_query_model(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     params = {p["name"]: p for p in spec["paths"]["/v1/detect"]["post"]["parameters"]}
-    assert set(params) == {"conf", "iou", "classes", "max_det", "tile", "lanes", "mode",
+    assert set(params) == {"model", "conf", "iou", "classes", "max_det", "tile", "lanes", "mode",
                            "veg_index", "veg_threshold", "min_area"}
     assert params["classes"]["schema"]["anyOf"][0]["type"] == "array"
     annotate = {p["name"] for p in spec["paths"]["/v1/annotate"]["post"]["parameters"]}

@@ -16,10 +16,13 @@ from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, Er
 from serving.api.auth import require_api_key
 from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
 from serving.api.deps import ServiceDep
+from serving.api.metrics import note_model
 from serving.api.params import AnnotateQueryDep, DetectQueryDep
 from serving.api.service import InferenceService
+from serving.detector import Detector
 from serving.errors import ClientError, PayloadTooLarge
 from serving.imaging import SUPPORTED_MEDIA_TYPES
+from serving.options import DetectQuery
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
@@ -50,6 +53,15 @@ def _json(answer: BaseModel) -> Response:
     return Response(wire_json(answer), media_type="application/json")
 
 
+async def _model(request: Request, service: InferenceService, query: DetectQuery) -> Detector | None:
+    """The detector of the model the query names (loaded on demand), noted for /metrics;
+    None in green mode."""
+    if query.model is None:
+        return None
+    note_model(request.scope, query.model)
+    return await service.detector_for(query.model)
+
+
 def _pace(service: InferenceService) -> BodyPace:
     return BodyPace(service.settings.body_timeout_s, service.settings.body_min_rate_bytes)
 
@@ -65,11 +77,12 @@ async def detect(request: Request, service: ServiceDep, query: DetectQueryDep) -
     """The image as multipart field `image`, or as the raw body with an image Content-Type
     (`image/jpg` and `application/octet-stream` too, when the bytes are a supported image)."""
     service.check_admission()
+    model = await _model(request, service, query)
     with service.hold_body() as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
                                        body.take)
         with service.admit():
-            result, _ = await service.detect_bytes(data, query.options, query.green)
+            result, _ = await service.detect_bytes(data, query.options, query.green, model)
     return _json(result.answer(query.lanes))
 
 
@@ -79,6 +92,7 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
     """Each item names its file (`index`, `filename`); a broken file gives an error item."""
     results: list[BatchItem | BatchError] = []
     service.check_admission()
+    model = await _model(request, service, query)
     with service.hold_body() as body:
         parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
                                          service.settings.max_batch_files, _pace(service), body.take)
@@ -92,7 +106,7 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
                         raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
                                               f"limit of {service.settings.max_upload_bytes} bytes")
                     result, _ = await service.detect_bytes(bytes(part.data), query.options,
-                                                           query.green)
+                                                           query.green, model)
                     results.append(BatchItem.model_validate({**ref, **result.answer_fields(query.lanes)}))
                 except ClientError as exc:
                     results.append(BatchError.model_validate(
@@ -107,11 +121,12 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
              summary="The image with the detected boxes drawn on it")
 async def annotate_image(request: Request, service: ServiceDep, query: AnnotateQueryDep) -> Response:
     service.check_admission()
+    model = await _model(request, service, query)
     with service.hold_body() as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
                                        body.take)
         with service.admit():
-            result, image = await service.detect_bytes(data, query.options, query.green)
+            result, image = await service.detect_bytes(data, query.options, query.green, model)
             drawn = await asyncio.to_thread(
                 lambda: annotate.encode(annotate.draw(image, result), query.format))
     return Response(drawn, media_type=f"image/{query.format}")

@@ -1,15 +1,14 @@
-"""Health, readiness, metrics and the model cards: open even when API keys are set."""
+"""Health, readiness and metrics: open even when API keys are set."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.api.auth import require_api_key
 from serving.api.deps import MetricsDep, ServiceDep
 from serving.api.errors import error_response, retry_after
-from serving.api.schemas import ErrorAnswer, Health, LoadedModel, ModelsAnswer
+from serving.api.schemas import ErrorAnswer, Health
 
 router = APIRouter()
 
@@ -33,13 +32,3 @@ async def readyz(service: ServiceDep) -> JSONResponse:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(metrics: MetricsDep) -> Response:
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-
-@router.get("/v1/models", response_model=ModelsAnswer, response_model_exclude_none=True,
-            dependencies=[Depends(require_api_key)],
-            responses={401: {"model": ErrorAnswer}, 503: {"model": ErrorAnswer}},
-            summary="The model card of each loaded model, with the providers it runs on")
-async def models(service: ServiceDep) -> ModelsAnswer:
-    detector = service.require_ready()
-    loaded = LoadedModel(**detector.model_card.model_dump(), providers=detector.providers)
-    return ModelsAnswer(models=[loaded])
