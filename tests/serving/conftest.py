@@ -51,8 +51,10 @@ class LiveServer:
     """A real `weedscan serve` process on loopback. Its output goes to a file, not a pipe: a pipe
     nobody reads fills up after a few hundred access-log lines and blocks the server."""
 
-    def __init__(self, model: Path, env: dict[str, str] | None = None,
-                 log_path: Path | None = None) -> None:
+    def __init__(self, model: Path | None, env: dict[str, str] | None = None,
+                 log_path: Path | None = None, args: list[str] | None = None) -> None:
+        """`model` None: the server's own choice (the models folder's active model); `args`:
+        more `weedscan serve` options (`--models-dir DIR`, `--workers N`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         if log_path is None:
@@ -63,7 +65,8 @@ class LiveServer:
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "WEEDSCAN_THREADS": "2", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve", "--model", str(model),
+            [sys.executable, "-m", "training.cli", "serve",
+             *(["--model", str(model)] if model is not None else []), *(args or []),
              "--host", "127.0.0.1", "--port", str(self.port)],
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
         self.http = httpx.Client(base_url=self.url, timeout=60)
