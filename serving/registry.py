@@ -267,6 +267,16 @@ class ModelRegistry:
             log.info("model %s is now the active model (was %s)", name, self.active)
         return self._switch(name)
 
+    def follow_loaded(self) -> None:
+        """When the folder's active choice is a model already loaded here, switch at once (a
+        pointer move, no load: safe on the event loop); `refresh` does the rest."""
+        chosen = read_active(self.models_dir)
+        slot = self.slot(chosen) if chosen and chosen != self.active else None
+        if slot is not None and slot.detector is not None and slot.error is None:
+            self.active = chosen
+            self._on_active(slot.detector)
+            log.info("model %s is now the active model (the models folder says so)", chosen)
+
     def refresh(self) -> None:
         """The folder changed (another worker or `weedscan models` wrote it): rescan, and follow
         its active choice when it names a good model."""

@@ -35,6 +35,7 @@ log = logging.getLogger("weedscan")
 # (phone and drone photos, 50-500 ms to decode) are decoded in the thread pool so that they do
 # not hold the inference lane while other requests wait.
 INLINE_DECODE_MAX_BYTES = 1 << 20
+WATCH_S = 0.5  # how often an idle process looks at the models folder for a swap
 # Images up to this many pixels (a 2560x1560 frame) are "small": always admitted by the pixel
 # budget (the request count bounds them) and, when their body is small too, decoded inline.
 # A few bytes can declare a huge image (an RLE BMP of 1 KB decodes to 64 MP): the header decides.
@@ -95,6 +96,7 @@ class InferenceService:
         if self._closed:  # the app's lifespan runs again (e.g. a test client entered twice)
             self._executor, self._loader, self._closed = _inference_executor(), _loader_executor(), False
         self._loader.submit(self.load)
+        threading.Thread(target=self._watch, name="weedscan-watch", daemon=True).start()
 
     def close(self) -> None:
         # Not ready any more: a late request gets 503 instead of a 500 from the closed executor.
@@ -105,19 +107,30 @@ class InferenceService:
 
     # --- models -----------------------------------------------------------------------------
     def notice_disk_changes(self) -> None:
-        """Per request: when the models folder changed (another worker's swap, `weedscan models`),
-        refresh on the loader thread; requests go on meanwhile with the models they have."""
-        if self.ready and not self._refresh_queued and self.registry.disk_changed():
-            self._refresh_queued = True
+        """Per request, and every WATCH_S from a watcher thread: when the models folder changed
+        (another worker's swap, `weedscan models`), follow it: at once when the new active model
+        is loaded here, else on the loader thread while requests go on with the models they have."""
+        if not self.ready or not self.registry.disk_changed():
+            return
+        self.registry.follow_loaded()
+        if self._refresh_queued:
+            return
+        self._refresh_queued = True
 
-            def refresh() -> None:
-                self._refresh_queued = False
-                self.registry.refresh()
+        def refresh() -> None:
+            self._refresh_queued = False
+            self.registry.refresh()
 
-            try:
-                self._loader.submit(refresh)
-            except RuntimeError:  # shutting down
-                pass
+        try:
+            self._loader.submit(refresh)
+        except RuntimeError:  # shutting down
+            pass
+
+    def _watch(self) -> None:
+        """An idle worker follows a swap too, before its next request."""
+        while not self._closed:
+            time.sleep(WATCH_S)
+            self.notice_disk_changes()
 
     def resolve_model(self, name: str | None) -> tuple[str, ModelCard]:
         """The model a request is for (the active one when it names none) and its card; 422
