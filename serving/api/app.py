@@ -12,7 +12,7 @@ from serving.api.errors import install_error_handlers
 from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
 from serving.api.origin import CrossSiteMiddleware, HostCheckMiddleware, default_allowed_hosts
-from serving.api.routes import detect, docs, models, page, system
+from serving.api.routes import datasets, detect, docs, models, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
 from serving.api.shedding import LoadShedder
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.include_router(system.router)
     app.include_router(detect.router)
     app.include_router(models.router)
+    app.include_router(datasets.router)
     app.include_router(page.router)
     app.include_router(docs.docs_router(app.openapi_url or "/openapi.json"))
     app.mount(docs.ASSETS_URL, docs.docs_assets(), name="docs-assets")

@@ -1,10 +1,11 @@
-"""Which sites may talk to the server: a Host allow-list (DNS rebinding) and no cross-site POSTs.
+"""Which sites may talk to the server: a Host allow-list (DNS rebinding) and no cross-site writes.
 
 A server on loopback without API keys is open to any web page the user visits: a page on
 attacker.example can re-point its name at 127.0.0.1 (DNS rebinding) and read the answers, or post a
 form to the API. The Host check refuses requests for a name the server is not known by; the
-cross-site check refuses POSTs a browser sends on another site's behalf. Robots and scripts send
-neither Origin nor Sec-Fetch-Site, and the page is same-origin, so both keep working.
+cross-site check refuses writes (POST, PUT, PATCH, DELETE) a browser sends on another site's
+behalf. Robots and scripts send neither Origin nor Sec-Fetch-Site, and the page is same-origin, so
+both keep working.
 """
 
 from __future__ import annotations
@@ -92,17 +93,20 @@ def is_cross_site(headers: Headers, scheme: str) -> bool:
     return _origin_key(parts.scheme.lower(), parts.netloc) != _origin_key(scheme, headers.get("host", ""))
 
 
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class CrossSiteMiddleware:
-    """Refuses (403) a POST that a browser sends on behalf of another site."""
+    """Refuses (403) a write that a browser sends on behalf of another site."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST"
+        if (scope["type"] == "http" and scope["method"] in UNSAFE_METHODS
                 and is_cross_site(Headers(scope=scope), scope.get("scheme", "http"))):
             response = error_response(403, "cross_site_request",
-                                      "POST requests from another site's page are refused")
+                                      f"{scope['method']} requests from another site's page are refused")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
