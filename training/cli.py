@@ -1,4 +1,4 @@
-"""The trainer's commands: data, train, export, eval, quantize.
+"""The trainer's commands: data, train, finetune, export, eval, quantize.
 
 The `weedscan` root (weedscan_cli) mounts them lazily, importing this module only when one of
 them runs; they import Ultralytics only when they run. `python -m training.cli` is `weedscan`.
@@ -70,6 +70,57 @@ def train(
         except DatasetError as exc:
             fail(str(exc))
     typer.echo(f"best weights: {best}")
+
+
+@app.command()
+def finetune(
+    data: Annotated[list[Path], typer.Option("--data", help="the field's YOLO folder (images/train, labels/train, data.yaml; a val split is used as the gate) or its data YAML; repeat for several")] = [],
+    base: Annotated[Path, typer.Option(help="the served ONNX model to start from (with its card)")] = Path("models/weedscan.onnx"),
+    name: Annotated[str, typer.Option(help="the candidate's name: DIR/NAME.onnx + NAME.json")] = "",
+    models_dir: Annotated[Path, typer.Option(help="where the candidate is written")] = Path("models"),
+    time: Annotated[Optional[float], typer.Option(min=0.01, help="hours for the whole job (training, export, scoring)")] = 0.33,
+    imgsz: Annotated[Optional[int], typer.Option(min=64, help="training and model input size (default: from the photos, between the base's and 640)")] = None,
+    replay: Annotated[bool, typer.Option("--replay/--no-replay", help="train beside a sample of the base's public training sets, where present, so it keeps what it knew")] = True,
+    replay_data: Annotated[list[Path], typer.Option(help="a public YOLO set to replay (default: the base card's training data found in $WEEDSCAN_PUBLIC_DATA_DIRS or the data cache)")] = [],
+    lr0: Annotated[Optional[float], typer.Option(min=1e-6, help="initial learning rate (default: the recipe's)")] = None,
+    freeze: Annotated[Optional[int], typer.Option(min=0, help="first N layers kept frozen (default: the recipe's)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (gate photos, replay sample, training)")] = 0,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
+    project: Annotated[Path, typer.Option(help="folder for the job's run")] = Path("runs/finetune"),
+    force: Annotated[bool, typer.Option(help="replace an existing DIR/NAME.onnx")] = False,
+) -> None:
+    """Teach a model one field from a few labelled photos; the candidate is scored against the base.
+
+    Part of the field's photos (its val split, else at least 2) is kept out of training; base and
+    candidate are scored on them and on the replayed public val splits, and the comparison goes
+    into the candidate's card. The candidate does not serve until you make it active.
+
+    Example: weedscan finetune --data my_field --base models/weedscan.onnx --name my_field
+    --models-dir models --time 0.33
+    """
+    from serving.errors import ModelCardError
+    from training.finetune import FinetuneConfig, FinetuneError, Recipe, finetune as run_finetune
+
+    if not data:
+        fail("give the field's labelled photos with --data DIR")
+    if not name:
+        fail("give the candidate a --name")
+    recipe = Recipe()
+    if lr0 is not None:
+        recipe.lr0 = lr0
+    if freeze is not None:
+        recipe.freeze = freeze
+    config = FinetuneConfig(data=data, base=base, name=name, models_dir=models_dir, time=time,
+                            imgsz=imgsz, replay=replay, replay_data=replay_data or None,
+                            recipe=recipe, seed=seed, threads=threads, project=project, force=force)
+    try:
+        onnx_path, report = run_finetune(config, progress=typer.echo)
+    except (FinetuneError, ModelCardError) as exc:
+        fail(str(exc))
+    for row in report.gate:
+        typer.echo(f"{row.role:<6} {row.dataset:<16} mAP50 {row.base.mAP50:.3f} -> {row.candidate.mAP50:.3f}"
+                   f"  weed AP50 {row.base.weed_AP50:.3f} -> {row.candidate.weed_AP50:.3f}")
+    typer.echo(f"candidate: {onnx_path} ({'better' if report.better else 'not better'}: {report.verdict})")
 
 
 @app.command("export")

@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from training import augment
 from training.bf16 import cpu_has_native_bf16
@@ -39,6 +39,8 @@ class TrainConfig:
     project: str = "runs/train"
     name: str = "weedscan"
     plots: bool = True
+    # Further Ultralytics train arguments (e.g. optimizer, lr0, nbs, freeze), as a recipe sets them.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def run_dir_of(config: TrainConfig) -> Path:
@@ -82,7 +84,7 @@ def ultralytics_args(config: TrainConfig, data_yaml: Path) -> dict[str, Any]:
     }
     if config.time:
         args["time"] = config.time
-    return args
+    return {**args, **config.overrides}
 
 
 def _starting_weights(config: TrainConfig, data_yaml: Path) -> tuple[str | None, dict[str, Any] | None]:
@@ -99,8 +101,12 @@ def _starting_weights(config: TrainConfig, data_yaml: Path) -> tuple[str | None,
     return str(checkpoint), origin
 
 
-def train(config: TrainConfig) -> Path:
-    """Train; returns the path of best.pt. The run's settings go to RUN_DIR/weedscan_train.json."""
+def train(config: TrainConfig, prepare_data: Callable[[Path], Path] | None = None,
+          callbacks: dict[str, Callable[[Any], None]] | None = None) -> Path:
+    """Train; returns the path of best.pt. The run's settings go to RUN_DIR/weedscan_train.json.
+    `prepare_data(folder)` writes the training set's data.yaml into folder instead of the one
+    built from config.data (fine-tuning lists its own mix of field and public photos);
+    `callbacks` are Ultralytics trainer callbacks by event name (e.g. on_fit_epoch_end)."""
     import_ultralytics()
     from ultralytics import YOLO
 
@@ -110,12 +116,15 @@ def train(config: TrainConfig) -> Path:
     run_dir = run_dir_of(config)
     run_dir.mkdir(parents=True)
     try:
-        data_yaml = build_training_set(config.data, run_dir / "data", config.repeats)
+        data_yaml = (prepare_data(run_dir / "data") if prepare_data
+                     else build_training_set(config.data, run_dir / "data", config.repeats))
         start_weights, pretrained = _starting_weights(config, data_yaml)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # refused before training: leave no empty run behind
         raise
     model = YOLO(start_weights or config.model, task="detect")
+    for event, callback in (callbacks or {}).items():
+        model.add_callback(event, callback)
     bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
     trainer = make_trainer_class(bf16, config.threads)
     args = ultralytics_args(config, data_yaml)

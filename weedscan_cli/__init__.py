@@ -20,6 +20,8 @@ from serving.cli import fail, register_serving_commands
 TRAINER_COMMANDS: dict[str, str] = {
     "data": "Public weed datasets: list the cards, fetch or import, check, merge.",
     "train": "Train a detector with Ultralytics, offline, with field-photo augmentations.",
+    "finetune": "Teach a model one field from a few labelled photos; the candidate is scored against "
+                "the base.",
     "export": "Export weights to ONNX with its model card, after checking ONNX and .pt agree and "
               "evaluating the ONNX model on the val splits.",
     "eval": "Score the ONNX model exactly as it is served: mAP50, mAP50-95, per-class AP, and "

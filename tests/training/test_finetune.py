@@ -1,0 +1,144 @@
+"""`weedscan finetune`: the field's photos, the gate, the training mix, and the whole job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.netguard import guarded
+from tests.training.test_chain import make_dataset
+from training.finetune import (
+    DatasetScore,
+    FinetuneError,
+    GateComparison,
+    Recipe,
+    labels_digest,
+    split_field,
+    verdict,
+    write_training_set,
+)
+
+
+def field_without_val(root: Path, photos: int) -> Path:
+    make_dataset(root, train=photos, val=0)
+    (root / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n")
+    return root
+
+
+def test_without_a_val_split_two_photos_are_kept_out_and_never_trained_on(tmp_path: Path) -> None:
+    split = split_field(field_without_val(tmp_path / "field", 8), seed=0)
+    assert (len(split.train), len(split.gate)) == (6, 2)
+    assert not {p.image for p in split.train} & {p.image for p in split.gate}
+    assert "held out" in split.gate_source
+    assert split_field(tmp_path / "field", seed=0).gate == split.gate, "the same seed keeps the same photos out"
+
+
+def test_a_val_split_is_the_gate_and_every_train_photo_is_trained_on(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "field", train=5, val=3)
+    split = split_field(tmp_path / "field", seed=0)
+    assert (len(split.train), len(split.gate)) == (5, 3)
+    assert "val split" in split.gate_source
+
+
+@pytest.mark.parametrize("photos", [1, 3])
+def test_too_few_photos_without_a_val_split_are_refused(tmp_path: Path, photos: int) -> None:
+    with pytest.raises(FinetuneError, match="at least 4"):
+        split_field(field_without_val(tmp_path / "field", photos), seed=0)
+
+
+def test_broken_photos_labels_and_classes_are_refused_by_name(tmp_path: Path) -> None:
+    root = field_without_val(tmp_path / "field", 6)
+    (root / "images" / "train" / "train_0.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(FinetuneError, match="train_0.jpg cannot be decoded"):
+        split_field(root, seed=0)
+    field_without_val(tmp_path / "field2", 6)
+    (tmp_path / "field2" / "labels" / "train" / "train_1.txt").write_text("7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(FinetuneError, match=r"train_1.txt:1"):
+        split_field(tmp_path / "field2", seed=0)
+    field_without_val(tmp_path / "field3", 6)
+    (tmp_path / "field3" / "data.yaml").write_text("train: images/train\nnames: [weed, crop]\n")
+    with pytest.raises(FinetuneError, match="classes"):
+        split_field(tmp_path / "field3", seed=0)
+
+
+def test_the_labels_digest_changes_with_any_label(tmp_path: Path) -> None:
+    split = split_field(field_without_val(tmp_path / "field", 6), seed=0)
+    photos = split.train + split.gate
+    before = labels_digest(photos)
+    label = next(p.label for p in photos if p.label)
+    label.write_text(label.read_text().replace("1 ", "0 ", 1))
+    assert labels_digest(photos) != before
+
+
+def test_the_training_mix_repeats_the_field_beside_a_replay_sample(tmp_path: Path) -> None:
+    split = split_field(field_without_val(tmp_path / "field", 8), seed=0)
+    public = make_dataset(tmp_path / "public", train=40, val=2)
+    recipe = Recipe(epoch_images=64, field_share=0.5)
+    data_yaml, gate_yamls = write_training_set(tmp_path / "run", [split], [public], recipe, seed=0)
+    train = (tmp_path / "run" / "train.txt").read_text().split()
+    val = (tmp_path / "run" / "val.txt").read_text().split()
+    field_rows = [t for t in train if "/fields/" in t]
+    assert len(train) == 64 and len(field_rows) == 32
+    assert len(set(field_rows)) == 6, "each of the 6 training photos is repeated"
+    assert len(set(train) - set(field_rows)) == 32, "32 different public photos"
+    assert len(val) == 2 and not set(val) & set(train), "the gate photos are never trained on"
+    for image in train + val:  # Ultralytics finds a label by swapping images/ for labels/
+        label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
+        assert label.is_file(), label
+    assert len(gate_yamls) == 1 and (gate_yamls[0].parent / "images" / "gate").is_dir()
+    assert data_yaml.is_file()
+
+
+def _row(role: str, before: float, after: float, name: str = "x") -> GateComparison:
+    return GateComparison(dataset=name, role=role,  # type: ignore[arg-type]
+                          base=DatasetScore(images=2, mAP50=before, weed_AP50=before, crop_AP50=before),
+                          candidate=DatasetScore(images=2, mAP50=after, weed_AP50=after, crop_AP50=after))
+
+
+def test_the_gate_wants_a_field_gain_and_little_forgetting() -> None:
+    assert verdict([_row("field", 0.1, 0.5), _row("replay", 0.8, 0.79, "sesame")], 0.03)[0]
+    better, reason = verdict([_row("field", 0.1, 0.5), _row("replay", 0.8, 0.7, "sesame")], 0.03)
+    assert not better and "forgot" in reason and "sesame" in reason
+    assert not verdict([_row("field", 0.5, 0.4)], 0.03)[0]
+
+
+@pytest.mark.slow
+def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, shipped_model: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly the independent check's interface, on a tiny field, with the network blocked."""
+    from serving.detector import Detector
+    from serving.model_card import load_card
+    from training.cli import app
+
+    monkeypatch.setenv("WEEDSCAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("WEEDSCAN_PUBLIC_DATA_DIRS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    field = field_without_val(tmp_path / "field", 8)
+    models_dir = tmp_path / "candidates"
+    with guarded(allow_loopback=False):
+        result = CliRunner().invoke(app, ["finetune", "--data", str(field), "--base", str(shipped_model),
+                                          "--name", "myfield", "--models-dir", str(models_dir),
+                                          "--time", "0.03"])
+        assert result.exit_code == 0, result.output
+        again = CliRunner().invoke(app, ["finetune", "--data", str(field), "--base", str(shipped_model),
+                                         "--name", "myfield", "--models-dir", str(models_dir)])
+    assert again.exit_code != 0 and "exists" in again.output
+    candidate = models_dir / "myfield.onnx"
+    card = load_card(candidate)  # sha256 matches: serving will take it
+    base = load_card(shipped_model)
+    assert card.lineage[0].sha256 == base.sha256 and card.lineage[0].relation == "fine-tuned from"
+    assert card.lineage[-1].relation == "pretrained start"
+    report = json.loads((models_dir / "myfield.json").read_text())["finetune"]
+    assert report["base"]["sha256"] == base.sha256
+    assert report["field"][0]["train_photos"] == 6 and report["field"][0]["gate_photos"] == 2
+    assert [row["role"] for row in report["gate"]] == ["field"]
+    trained = json.loads((tmp_path / "runs" / "finetune" / "myfield" / "weedscan_train.json").read_text())
+    args = trained["ultralytics_args"]
+    assert args["nbs"] == args["batch"], "one optimizer step per batch"
+    assert "candidate" in result.output and "mAP50" in result.output
+    detector = Detector(candidate, threads=1)
+    assert detector.class_names == ["crop", "weed"]
+    assert not [p for p in models_dir.iterdir() if p.name.startswith(".")], "no staging left behind"
