@@ -9,8 +9,12 @@ CI runs a bounded number of examples per operation; for a long run:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +42,10 @@ schemathesis.serializer.alias(["image/bmp", "image/tiff"], "application/octet-st
 # schemathesis.pytest.from_fixture() would build the app lazily, but schemathesis 4.32 sets
 # `request.node._nodeid`, which pytest 9 no longer has (AttributeError); so the app and its schema
 # are built at import. from_asgi() starts the app's lifespan, which loads the model in the background.
-APP = create_app(Settings(model=SHIPPED_MODEL, threads=1))
+# Field datasets the fuzzer creates go to a folder of its own, removed at exit.
+DATA_DIR = Path(tempfile.mkdtemp(prefix="weedscan-fuzz-data-"))
+atexit.register(shutil.rmtree, DATA_DIR, True)
+APP = create_app(Settings(model=SHIPPED_MODEL, threads=1, data_dir=DATA_DIR))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
