@@ -25,6 +25,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     modelInfo: $("model-info"), keyPanel: $("key-panel"), keyForm: $("key-form"),
+    modelSelect: $("model-select"), modelList: $("model-list"),
     keyInput: $("api-key"), keyError: $("key-error"), keyHelp: $("key-help"),
     dropZone: $("drop-zone"), fileInput: $("file-input"),
     conf: $("conf"), confValue: $("conf-value"), legend: $("legend"),
@@ -48,7 +49,10 @@
     modelClasses: ["crop", "weed"],
     mode: "model",       // or "green": /v1/detect?mode=green, no model, every plant is a target
     showMask: false,
-    model: null,
+    model: null,         // the card of the model that analyses the photos
+    models: [],          // GET /v1/models: every model of the server, with its state
+    activeModel: null,   // the server's default
+    chosenModel: "",     // "": the server's active model; else ?model=NAME
     threshold: 0.25,
     sliderTouched: false,
     photos: [],          // in the order they were added
@@ -215,13 +219,26 @@
   }
 
   function applyModel(body) {
-    const card = body && body.models && body.models[0];
+    state.models = (body && Array.isArray(body.models)) ? body.models : [];
+    state.activeModel = body && body.active;
+    buildModelChoice();
+    useCard(chosenCard());
+  }
+
+  function chosenCard() {
+    const name = state.chosenModel || state.activeModel;
+    return state.models.find((m) => m.name === name && m.state !== "broken") ||
+      state.models.find((m) => m.state !== "broken");
+  }
+
+  function useCard(card) {
     if (!card) return;
     state.model = card;
     if (Array.isArray(card.classes) && card.classes.length) state.modelClasses = card.classes.slice();
     state.classes = state.mode === "green" ? ["plant"] : state.modelClasses.slice();
     const parts = [`Model: ${card.name || "unknown"}`];
     if (card.version) parts.push(`version ${card.version}`);
+    if (card.name === state.activeModel) parts.push("the server's active model");
     el.modelInfo.textContent = parts.join(", ");
     buildLegend();
     buildSummaryHead();
@@ -229,6 +246,65 @@
     if (!state.sliderTouched && Number.isFinite(suggested)) {
       setSlider(Math.max(floor, Math.min(1, suggested)));
     }
+  }
+
+  function modelLabel(m) {
+    const flags = [m.state === "broken" ? "broken" : m.state];
+    if (m.name === state.activeModel) flags.unshift("active");
+    return `${m.name}${m.version ? ` ${m.version}` : ""} (${flags.join(", ")})`;
+  }
+
+  function lineageText(m) {
+    const chain = Array.isArray(m.lineage) ? m.lineage : [];
+    if (!chain.length) return "Lineage: not recorded.";
+    // each ancestor's file and sha256; the licence of the first weights (the others' are in the card)
+    return "Lineage: " + chain.map((e) => `${e.relation} ${e.file} (${String(e.sha256).slice(0, 12)}…` +
+      `${e.relation === "pretrained start" ? `, ${e.licence}` : ""})`).join(" ← ");
+  }
+
+  // The select (one option per model; broken ones shown, not choosable) and the list of the
+  // models with their state, which one is active and each one's lineage.
+  function buildModelChoice() {
+    const options = [];
+    const active = state.models.find((m) => m.name === state.activeModel);
+    const first = document.createElement("option");
+    first.value = "";
+    first.textContent = active ? `Server default: ${modelLabel(active)}` : "Server default";
+    options.push(first);
+    for (const m of state.models) {
+      const option = document.createElement("option");
+      option.value = m.name;
+      option.textContent = modelLabel(m);
+      option.disabled = m.state === "broken";
+      if (m.reason) option.title = m.reason;
+      options.push(option);
+    }
+    el.modelSelect.replaceChildren(...options);
+    if (!state.models.some((m) => m.name === state.chosenModel && m.state !== "broken")) state.chosenModel = "";
+    el.modelSelect.value = state.chosenModel;
+    el.modelSelect.disabled = state.mode === "green" || state.models.length < 1;
+    el.modelList.replaceChildren(...state.models.map((m) => {
+      const li = document.createElement("li");
+      li.dataset.model = m.name;
+      li.dataset.state = m.state;
+      const name = document.createElement("strong");
+      name.textContent = m.name;
+      const what = document.createElement("span");
+      what.className = "model-state";
+      what.textContent = ` ${m.version || ""} — ${m.name === state.activeModel ? "active, " : ""}${m.state}`;
+      const more = document.createElement("span");
+      more.className = m.state === "broken" ? "model-reason" : "model-lineage";
+      more.textContent = m.state === "broken" ? `Why: ${m.reason}` : lineageText(m);
+      li.append(name, what, more);
+      return li;
+    }));
+  }
+
+  function chooseModel(name) {
+    if (name === state.chosenModel) return;
+    state.chosenModel = name;
+    useCard(chosenCard());
+    analyseAgain();
   }
 
   function buildLegend() {
@@ -335,9 +411,14 @@
     state.mode = mode;
     state.classes = mode === "green" ? ["plant"] : state.modelClasses.slice();
     el.conf.disabled = mode === "green";
+    el.modelSelect.disabled = mode === "green" || state.models.length < 1;
     document.body.dataset.mode = mode;
     buildLegend();
-    // Every photo already added is analysed again in the new mode.
+    analyseAgain();
+  }
+
+  // Every photo already added is analysed again (another mode or model).
+  function analyseAgain() {
     for (const photo of state.photos) {
       if (photo.removed || !photo.url) continue;
       resetPhoto(photo);
@@ -364,6 +445,7 @@
     photo.countsShownFor = undefined;
     photo.svg.replaceChildren();
     photo.countsText.textContent = "";
+    photo.modelText.hidden = true;
     photo.errorText.textContent = "";
     photo.card.classList.remove("has-error");
     photo.openButton.disabled = true;
@@ -374,6 +456,7 @@
   for (const radio of el.modes) {
     radio.addEventListener("change", () => { if (radio.checked) setMode(radio.value); });
   }
+  el.modelSelect.addEventListener("change", () => chooseModel(el.modelSelect.value));
 
   // ---- adding photos -----------------------------------------------------------------------
   function precheck(file) {
@@ -427,6 +510,7 @@
     photo.svg = item.querySelector("svg");
     photo.badge = item.querySelector(".badge");
     photo.countsText = item.querySelector(".photo-counts");
+    photo.modelText = item.querySelector(".photo-model");
     photo.errorText = item.querySelector(".photo-error");
     photo.pngButton = item.querySelector(".photo-png");
     photo.openButton = item.querySelector(".photo-open");
@@ -548,6 +632,7 @@
   function detectUrl(conf) {
     const params = new URLSearchParams({ conf: String(conf) });
     if (state.mode === "green") params.set("mode", "green");
+    else if (state.chosenModel) params.set("model", state.chosenModel);
     return `/v1/detect?${params}`;
   }
 
@@ -663,6 +748,9 @@
     photo.pngButton.disabled = false;
     photo.openButton.disabled = false;
     photo.img.alt = `Photo ${photo.name} with detected boxes`;
+    const by = answer.model || {};
+    photo.modelText.textContent = `Answered by ${by.name || "?"}${by.version ? ` ${by.version}` : ""}`;
+    photo.modelText.hidden = false;
     setPhotoStatus(photo, "done");
     applyThreshold(photo);
     updateTotals();
