@@ -21,12 +21,15 @@ data_app = typer.Typer(help="Public weed datasets: list the cards, fetch or impo
 @contextmanager
 def _errors() -> Iterator[None]:
     """Bad input becomes one `error: ...` line and exit code 2, never a traceback."""
+    from serving.errors import ClientError
     from training.trainset import DatasetError
 
     try:
         yield
     except DatasetError as exc:
         fail(str(exc))
+    except ClientError as exc:  # the field store's (a full quota, an unusable data folder)
+        fail(exc.message)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         fail(f"{exc.strerror or exc}{':' if where else ''}{where}")
@@ -119,6 +122,48 @@ def import_(
         card = load_card(name)
         result = import_dataset(card, source, out or default_cache_dir() / card.name)
     _print_import(result)
+
+
+@data_app.command("add-field")
+def add_field(
+    name: Annotated[str, typer.Argument(help="the field dataset's name: 1-64 of a-z 0-9 _ -")],
+    source: Annotated[Path, typer.Option("--from", help="a YOLO or COCO export of CVAT, Label Studio or Roboflow: its folder, its zip, or the COCO JSON")],
+    crop: Annotated[Optional[str], typer.Option(help="the field's crop, free text (e.g. carrot); needed for a new dataset")] = None,
+    map_: Annotated[list[str], typer.Option("--map", help="map an exported class: NAME=crop|weed|drop (crop and weed map to themselves)")] = [],
+    licence: Annotated[str, typer.Option(help="the photos' licence, written into the dataset card")] = "private",
+    append: Annotated[bool, typer.Option(help="add to an existing field dataset")] = False,
+    data_dir: Annotated[Optional[Path], typer.Option(help="the data folder (default: WEEDSCAN_DATA_DIR, else ~/.local/share/weedscan)")] = None,
+) -> None:
+    """Bring a field labelled elsewhere in as a field dataset (YOLO layout, card, catalogue).
+
+    Reads the YOLO and COCO exports of CVAT, Label Studio and Roboflow; the photos are copied as
+    they are, and photos saved twice are kept once. The result is DATA_DIR/NAME, ready for
+    `weedscan finetune --data DATA_DIR/NAME` and shown on the page.
+
+    Example: weedscan data add-field carrots-north --from ~/Downloads/project-1.zip --crop carrot
+    --map Carrot=crop --map Thistle=weed --map Stone=drop
+    """
+    from serving.config import Settings
+    from serving.fields.store import FieldStore
+    from training.data.field_import import import_field, parse_map
+
+    with _errors():
+        mapping = parse_map(map_)
+        settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+        store = FieldStore(settings.data_dir, int(settings.max_data_gb * 1024 ** 3),
+                           settings.max_pixels)
+        report = import_field(source, store, name, crop, mapping, licence, append)
+        info = store.get_dataset(name)
+    splits = ", ".join(f"{split} {n}" for split, n in sorted(report.splits.items())) or "none"
+    typer.echo(f"{report.layout} export -> {report.folder}: {report.saved} new photo(s) ({splits})"
+               + (f", {report.duplicates} already there (labels replaced)" if report.duplicates else ""))
+    typer.echo(f"{name}: {info.images} photo(s), boxes crop {info.counts['crop']}, weed "
+               f"{info.counts['weed']}")
+    for cls, n in sorted(report.dropped.items()):
+        typer.echo(f"dropped {n} box(es) of {cls}")
+    if report.clipped or report.empty:
+        typer.echo(f"{report.clipped} box(es) clipped to their photo, {report.empty} without area "
+                   "left out")
 
 
 @data_app.command()
