@@ -22,6 +22,7 @@ from serving.model_card import ModelCard, Thresholds, card_path_for, sha256_of, 
 from serving.postprocess import END_TO_END, infer_layout
 from serving.preprocess import letterbox, to_blob
 from training.evaluate import box_iou, evaluate
+from training.lineage import lineage_of_run
 from training.offline import import_ultralytics
 from training.train import RUN_RECORD
 from training.trainset import YoloDataset
@@ -206,6 +207,7 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "export_parity": parity,
         "licence": ("non-commercial research only (inherits the CWFID terms)" if non_commercial
                     else "see the training data licences") + weights_terms,
+        "lineage": [e.model_dump() for e in lineage_of_run(config.get("weights"), record.get("pretrained"))],
         "intended_use": intended_use(detector_inputs["classes"], training_data),
         "limitations": measured_limitations(training_data, metrics, pretrained,
                                             detector_inputs["classes"]),

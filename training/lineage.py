@@ -63,5 +63,25 @@ def lineage_from_parent(parent_onnx: Path) -> list[LineageEntry]:
     return [parent, *(card.lineage or _recorded_start(card))]
 
 
+def lineage_of_run(weights: str | None, pretrained: dict[str, Any] | None) -> list[LineageEntry]:
+    """The lineage of a model trained from `weights` (a run's --weights; None: from scratch):
+    the file's own chain when it is still there and is the file the run recorded, else what
+    the run recorded of its start."""
+    if not weights:
+        return []
+    path = Path(weights)
+    recorded_sha = str((pretrained or {}).get("sha256", ""))
+    if path.suffix == ".onnx" and path.is_file():
+        try:
+            if not recorded_sha or sha256_of(path) == recorded_sha:
+                return lineage_from_parent(path)
+        except Exception:  # noqa: BLE001 - an unreadable start: fall back to the run's record
+            pass
+    if pretrained:
+        card = ModelCard.model_construct(training_recipe={"pretrained_start": pretrained})
+        return _recorded_start(card)
+    return []
+
+
 __all__ = ["FINE_TUNED", "PRETRAINED", "LineageEntry", "lineage_from_parent", "licence_name",
-           "pretrained_entry", "sha256_of"]
+           "lineage_of_run", "pretrained_entry", "sha256_of"]

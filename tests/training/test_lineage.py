@@ -71,3 +71,15 @@ def test_an_old_card_without_lineage_falls_back_to_its_recipe(shipped_model: Pat
     chain = lineage_from_parent(model)
     assert [e.relation for e in chain] == ["fine-tuned from", "pretrained start"]
     assert chain[0].sha256 == sha256_of(model) and chain[1].licence == "AGPL-3.0"
+
+
+def test_a_run_records_the_lineage_of_its_start(shipped_model: Path, tmp_path: Path) -> None:
+    from training.lineage import lineage_of_run
+
+    assert lineage_of_run(None, None) == []  # from scratch
+    assert lineage_of_run(str(shipped_model), {"sha256": sha256_of(shipped_model)}) == lineage_from_parent(shipped_model)
+    # the start file moved away since: what the run recorded of it
+    gone = {"file": "yolov8n-coco-int8.onnx", "sha256": START_SHA, "source": "github.com/x @ 1",
+            "licence": "AGPL-3.0 License (https://ultralytics.com/license)"}
+    (entry,) = lineage_of_run(str(tmp_path / "yolov8n-coco-int8.onnx"), gone)
+    assert entry.relation == "pretrained start" and entry.sha256 == START_SHA and entry.licence == "AGPL-3.0"
