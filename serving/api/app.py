@@ -42,7 +42,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app = FastAPI(title="weedscan", version=API_VERSION, lifespan=lifespan, docs_url=None,
                   redoc_url=None,
                   description="Finds crops and weeds in field images. Runs offline; images are "
-                              "neither stored nor logged.")
+                              "neither stored nor logged, unless a user saves one to a "
+                              "field dataset (/v1/datasets).")
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
