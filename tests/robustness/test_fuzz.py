@@ -45,7 +45,13 @@ schemathesis.serializer.alias(["image/bmp", "image/tiff"], "application/octet-st
 # Field datasets the fuzzer creates go to a folder of its own, removed at exit.
 DATA_DIR = Path(tempfile.mkdtemp(prefix="weedscan-fuzz-data-"))
 atexit.register(shutil.rmtree, DATA_DIR, True)
-APP = create_app(Settings(model=SHIPPED_MODEL, threads=1, data_dir=DATA_DIR))
+# Its models folder is a copy (the model linked) too: a fuzzed activation must not write the
+# repository's models/.active.json.
+MODELS_DIR = Path(tempfile.mkdtemp(prefix="weedscan-fuzz-models-"))
+atexit.register(shutil.rmtree, MODELS_DIR, True)
+(MODELS_DIR / SHIPPED_MODEL.name).symlink_to(SHIPPED_MODEL)
+shutil.copyfile(SHIPPED_MODEL.with_suffix(".json"), MODELS_DIR / SHIPPED_MODEL.with_suffix(".json").name)
+APP = create_app(Settings(models_dir=MODELS_DIR, threads=1, data_dir=DATA_DIR))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
