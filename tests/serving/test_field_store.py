@@ -1,14 +1,17 @@
-"""The catalogue's job API (the job runner builds on it) and its image rows."""
+"""The field store below the routes: the catalogue's job API (the job runner builds on it),
+concurrent saves, a full or failing disk mid-save, labels that are not numbers."""
 
 from __future__ import annotations
 
+import errno
 import threading
 from pathlib import Path
 
 import pytest
 
 from serving.fields.catalogue import Catalogue
-from serving.fields.errors import JobNotFound
+from serving.fields import store as store_module
+from serving.fields.errors import DataDirUnavailable, InvalidLabels, JobNotFound, QuotaExceeded
 from serving.fields.labels import LabelBox, parse_labels
 from serving.fields.store import FieldStore
 from tests import images
@@ -73,3 +76,44 @@ def test_two_concurrent_saves_of_one_photo_make_one_image(tmp_path: Path) -> Non
     assert len(store.list_images("field")) == 1
     assert len(list((tmp_path / "data" / "field" / "images" / "train").iterdir())) == 1
     assert [p.name for p in (tmp_path / "data" / "field").iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize(("code", "error"), [(errno.ENOSPC, QuotaExceeded), (errno.EROFS, DataDirUnavailable)])
+def test_a_disk_that_fails_mid_save_leaves_neither_file_nor_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               code: int, error: type[Exception]) -> None:
+    store = FieldStore(tmp_path / "data", max_bytes=10 ** 9, max_pixels=10 ** 8)
+    store.create_dataset("field", "carrot")
+    folder = tmp_path / "data" / "field"
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    real = store_module.atomic_write
+    calls: list[Path] = []
+
+    def failing(path: Path, data: bytes | str) -> None:
+        calls.append(path)
+        if path.suffix == ".txt":  # the photo is written, then its label file fails
+            raise OSError(code, "simulated")
+        real(path, data)
+
+    monkeypatch.setattr(store_module, "atomic_write", failing)
+    photo = images.encode(images.field_like(200, 150, seed=5), ".jpg")
+    with pytest.raises(error) as raised:
+        store.add_image("field", photo, [])
+    assert str(tmp_path / "data") in raised.value.message  # type: ignore[attr-defined]
+    assert [p.suffix for p in calls] == [".jpg", ".txt"]
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    monkeypatch.setattr(store_module, "atomic_write", real)
+    assert store.list_images("field") == [] and store.get_dataset("field").images == 0
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", '"5"', "null"])
+def test_coordinates_must_be_finite_numbers(tmp_path: Path, value: str) -> None:
+    store = FieldStore(tmp_path / "data", max_bytes=10 ** 9, max_pixels=10 ** 8)
+    store.create_dataset("field", "carrot")
+    photo = images.encode(images.field_like(200, 150, seed=6), ".jpg")
+    text = '[{"class_name": "weed", "box": {"x1": %s, "y1": 1, "x2": 9, "y2": 9}}]' % value
+    if value == '"5"':  # a numeric string is a number to pydantic's lax mode: accepted
+        assert store.add_image("field", photo, parse_labels(text)).labels[0].box.x1 == 5
+        return
+    with pytest.raises(InvalidLabels):
+        store.add_image("field", photo, parse_labels(text))
+    assert store.list_images("field") == []
