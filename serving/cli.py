@@ -40,6 +40,7 @@ def serve(
     Example: weedscan serve --host 0.0.0.0 --port 8000
     """
     import os
+    import time
 
     import uvicorn
 
@@ -63,7 +64,7 @@ def serve(
         fail(str(exc))
     active = settings.model.name if settings.model else f"{default_active(settings.models_dir, names)}.onnx"
     # Worker processes build their app from the environment: hand the overrides down.
-    for key, value in overrides.items():
+    for key, value in {**overrides, "serve_started": time.time()}.items():
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
     raise_file_limit(settings.max_connections)
     typer.echo(f"weedscan: serving {active} (active) and the models of {settings.models_dir} on "

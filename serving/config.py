@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     model: Optional[Path] = None
     models_dir: Path = MODELS_DIR
     max_loaded_models: int = Field(4, ge=1)  # beyond: the least recently used one is unloaded
+    # Set by `weedscan serve` for its workers (a Unix time): a worker (re)started after a swap
+    # follows the models folder's choice rather than --model.
+    serve_started: Optional[float] = None
     host: str = "127.0.0.1"  # loopback unless the operator opens it (WEEDSCAN_HOST=0.0.0.0)
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # server processes

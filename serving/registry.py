@@ -72,12 +72,16 @@ class ModelRegistry:
     def __init__(self, models_dir: Path, make_detector: Callable[[Path], Detector],
                  max_loaded: int, pinned: Path | None = None,
                  injected: Detector | None = None,
-                 on_active: Callable[[Detector], None] | None = None) -> None:
-        """`pinned`: `--model PATH`, the active model at start whatever the folder says.
+                 on_active: Callable[[Detector], None] | None = None,
+                 pinned_since: float | None = None) -> None:
+        """`pinned`: `--model PATH`, the active model at start whatever the folder says, unless
+        the folder's choice was written after `pinned_since` (when `weedscan serve` started: a
+        worker started again after a swap follows the swap, as the others do).
         `injected`: a ready Detector (tests), pinned likewise. `on_active` hears each switch."""
         self.models_dir = Path(models_dir)
         self.max_loaded = max_loaded
         self.pinned = pinned
+        self.pinned_since = pinned_since
         self.active: str | None = None
         self._make = make_detector
         self._injected = injected
@@ -134,7 +138,7 @@ class ModelRegistry:
             self._pin(self._injected.model_path, self._injected)
         elif self.pinned is not None:
             self._pin(self.pinned)
-        if self._pinned_name is not None:
+        if self._pinned_name is not None and not self._swapped_since_start():
             return self._switch(self._pinned_name)
         chosen = default_active(self.models_dir, self.names())
         if chosen is None:
@@ -153,6 +157,16 @@ class ModelRegistry:
                           chosen, self.slot(chosen).error if self.slot(chosen) else first, name)
                 return detector
             raise
+
+    def _swapped_since_start(self) -> bool:
+        """The folder's active choice was written while this server ran (by a swap)."""
+        if self.pinned_since is None:
+            return False
+        try:
+            changed = (self.models_dir / ACTIVE_FILE).stat().st_mtime
+        except OSError:
+            return False
+        return changed > self.pinned_since and read_active(self.models_dir) in self.names()
 
     def _pin(self, path: Path, detector: Detector | None = None) -> None:
         try:

@@ -51,7 +51,8 @@ class InferenceService:
         self.metrics = metrics
         self.registry = ModelRegistry(settings.models_dir, self._make_detector,
                                       settings.max_loaded_models, pinned=settings.model,
-                                      injected=detector, on_active=self._note_active)
+                                      injected=detector, on_active=self._note_active,
+                                      pinned_since=settings.serve_started)
         self.ready = False
         self.load_error: str | None = None
         self._inflight = 0

@@ -215,3 +215,18 @@ def test_a_folder_that_cannot_be_written_refuses_activation_without_switching(fo
         assert listing(client)["active"] == "weedscan"
     finally:
         client.__exit__(None, None, None)
+
+
+def test_a_worker_started_again_after_a_swap_follows_the_swap_not_the_pin(folder: Path) -> None:
+    pin = folder / "weedscan-b.onnx"
+    write_active(folder, "weedscan-c")  # a swap while `weedscan serve --model ...b.onnx` ran
+    restarted = open_client(folder, model=pin, serve_started=time.time() - 60)
+    try:
+        assert listing(restarted)["active"] == "weedscan-c"
+    finally:
+        restarted.__exit__(None, None, None)
+    fresh = open_client(folder, model=pin, serve_started=time.time() + 60)  # no swap since start
+    try:
+        assert listing(fresh)["active"] == "weedscan-b"
+    finally:
+        fresh.__exit__(None, None, None)
