@@ -115,6 +115,8 @@ class ModelRegistry:
             raise ModelUnavailable(f"unknown model {name[:64]!r}; available: {', '.join(good) or 'none'}")
         if slot.error is not None:
             raise ModelUnavailable(f"model {name} is broken: {slot.error}")
+        if slot.card is None:
+            raise ModelUnavailable(f"model {name} is not ready yet; retry shortly")
         return slot
 
     def disk_changed(self) -> bool:

@@ -143,8 +143,7 @@ class InferenceService:
             slot = self.registry.usable(name or "")
         except ModelUnavailable as exc:
             raise InvalidParameter(f"model: {exc}") from exc
-        assert slot.card is not None
-        return slot.name, slot.card
+        return slot.name, slot.card  # type: ignore[return-value] - usable() has a card
 
     async def detector_for(self, name: str) -> Detector:
         """The loaded detector of model `name` (resolve_model's); an unloaded one is loaded on
