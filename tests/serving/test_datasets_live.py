@@ -6,14 +6,18 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from tests import images
 from tests.serving.conftest import LiveServer
+
+pytestmark = pytest.mark.slow
 
 PHOTO = images.encode(images.field_like(400, 300, seed=7), ".jpg")
 LABELS = [{"class_name": "weed", "box": {"x1": 12.5, "y1": 30, "x2": 140, "y2": 200}},
@@ -84,3 +88,33 @@ def test_host_and_cross_site_checks_hold_for_dataset_routes(server: tuple[LiveSe
                            headers={"Origin": "http://attacker.example"})
     assert cross.status_code == 403 and cross.json()["error"]["code"] == "cross_site_request"
     assert not (root / "data" / "xsite").exists()
+
+
+def test_two_worker_processes_share_one_catalogue(shipped_model: Path, tmp_path: Path) -> None:
+    """Saves spread over two server processes, the same photos several times: each photo is one
+    image, the card counts all of them, no temporary file is left."""
+    data = tmp_path / "data"
+    live = LiveServer(shipped_model, env={"WEEDSCAN_DATA_DIR": str(data), "WEEDSCAN_THREADS": "1"},
+                      log_path=tmp_path / "server.log", args=["--workers", "2"])
+    try:
+        assert live.http.post("/v1/datasets", json={"name": "shared", "crop": "carrot"}).status_code == 201
+        photos = [images.encode(images.field_like(160, 120, seed=s), ".jpg") for s in range(6)]
+        small = [{"class_name": "weed", "box": {"x1": 5, "y1": 5, "x2": 50, "y2": 50}}]
+
+        def save(i: int) -> int:
+            with httpx.Client(base_url=live.url, timeout=60) as http:  # a connection of its own
+                return http.post("/v1/datasets/shared/images", data={"labels": json.dumps(small)},
+                                 files={"image": (f"{i}.jpg", photos[i % 6], "image/jpeg")}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(save, range(24)))
+        assert sorted(set(statuses)) in ([200, 201], [201]) and statuses.count(201) == 6, statuses
+        info = live.http.get("/v1/datasets/shared").json()
+        assert (info["images"], info["counts"]) == (6, {"crop": 0, "weed": 6})
+        card = yaml.safe_load((data / "shared" / "card.yaml").read_text())
+        assert (card["images"], card["counts"]) == (6, {"crop": 0, "weed": 6})
+        assert len(list((data / "shared" / "images" / "train").iterdir())) == 6
+        assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")]
+    finally:
+        log = live.stop()
+    assert "Traceback" not in log, log[-4000:]
