@@ -103,8 +103,8 @@ def read_export(source: Path) -> FieldImport:
         return read_coco([source], source.parent)
     if not source.is_dir():
         raise DatasetError(f"{source} is neither a folder, a zip nor a COCO JSON file")
-    coco = sorted(p for p in source.rglob("*.json")
-                  if p.name in COCO_NAMES or (p.name.startswith("instances_") and p.parent.name == "annotations"))
+    coco = sorted(p for p in source.rglob("*.json") if p.name in COCO_NAMES
+                  or (p.name.startswith("instances_") and p.parent.name == "annotations"))
     if coco:
         return read_coco(coco, source)
     return read_yolo(source)
