@@ -207,11 +207,16 @@ class Catalogue:
         with self.transaction() as conn:
             conn.execute("DELETE FROM datasets WHERE name = ?", (name,))
 
-    def totals(self, name: str) -> DatasetTotals:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT split, COUNT(*) AS n, SUM(bytes) AS b, SUM(crop) AS c, "
-                                "SUM(weed) AS w FROM images WHERE dataset = ? GROUP BY split",
-                                (name,)).fetchall()
+    def totals(self, name: str, conn: sqlite3.Connection | None = None) -> DatasetTotals:
+        """Photos, bytes, boxes per class and photos per split; inside a transaction when `conn`
+        is given."""
+        query = ("SELECT split, COUNT(*) AS n, SUM(bytes) AS b, SUM(crop) AS c, SUM(weed) AS w "
+                 "FROM images WHERE dataset = ? GROUP BY split")
+        if conn is not None:
+            rows = conn.execute(query, (name,)).fetchall()
+        else:
+            with self._connect() as own:
+                rows = own.execute(query, (name,)).fetchall()
         totals = DatasetTotals()
         for r in rows:
             totals.images += r["n"]

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -173,7 +174,7 @@ class FieldStore:
             with self.catalogue.transaction() as conn:
                 conn.execute("DELETE FROM datasets WHERE name = ?", (name,))
                 if folder.exists():  # renamed first: a half-deleted folder is never a dataset
-                    trash = self.data_dir / f".{name}.deleted-{datetime.now().timestamp():.0f}"
+                    trash = self.data_dir / f".{name}.deleted-{time.time_ns()}"
                     folder.rename(trash)
                     shutil.rmtree(trash, ignore_errors=True)
 
@@ -193,16 +194,9 @@ class FieldStore:
                                                           sort_keys=False, allow_unicode=True))
 
     def _refresh_meta(self, conn: sqlite3.Connection, name: str) -> None:
+        """The card and data.yaml as the catalogue has them now (inside the write transaction)."""
         row = conn.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
-        totals = DatasetTotals()
-        for r in conn.execute("SELECT split, COUNT(*) AS n, SUM(bytes) AS b, SUM(crop) AS c, "
-                              "SUM(weed) AS w FROM images WHERE dataset = ? GROUP BY split", (name,)):
-            totals.images += r["n"]
-            totals.bytes += r["b"] or 0
-            totals.counts["crop"] += r["c"] or 0
-            totals.counts["weed"] += r["w"] or 0
-            totals.splits[r["split"]] = r["n"]
-        self._write_meta(DatasetRecord(**dict(row)), totals)
+        self._write_meta(DatasetRecord(**dict(row)), self.catalogue.totals(name, conn))
 
     # --- images --------------------------------------------------------------------------------
 
