@@ -92,8 +92,13 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models_folder(tmp_path_factory.mktemp("swap"), "weedscan-b")
 
 
-def test_ten_swaps_under_load_fail_no_request(folder: Path) -> None:
-    server = LiveServer(None, args=["--models-dir", str(folder)])
+@pytest.mark.parametrize("loaded", ["4", "1"], ids=["warm-swaps", "cold-swaps"])
+def test_ten_swaps_under_load_fail_no_request(folder: Path, loaded: str) -> None:
+    """warm: both models stay loaded, a swap after the first moves a pointer; cold: one model
+    loaded at a time (WEEDSCAN_MAX_LOADED_MODELS=1), so every swap loads and warms a session
+    while the frames keep coming, and unloads the old one once its requests are done."""
+    server = LiveServer(None, args=["--models-dir", str(folder)],
+                        env={"WEEDSCAN_MAX_LOADED_MODELS": loaded})
     try:
         drive(server.url, 2.0)  # warm: connections, allocator
         quiet = drive(server.url, 8.0)
@@ -122,7 +127,7 @@ def test_ten_swaps_under_load_fail_no_request(folder: Path) -> None:
         assert all(a[2] == name for a in late), (name, [a[2] for a in late][:10])
     ratio = busy.p99() / quiet.p99()
     rate = len(busy.answers) / CLIENTS / (swaps[-1][1] - swaps[0][0] + 0.8)
-    print(f"\nswap test: {len(quiet.answers)} frames without swaps, {len(busy.answers)} during "
+    print(f"\nswap test ({loaded} loaded at most): {len(quiet.answers)} frames without swaps, {len(busy.answers)} during "
           f"{SWAPS} swaps ({rate:.1f} fps per client), 0 failed; p99 {quiet.p99() * 1000:.0f} ms "
           f"without, {busy.p99() * 1000:.0f} ms during: ratio {ratio:.2f}")
     assert ratio < 4.0, ratio  # loose: shared CPUs; the ratio is reported above
