@@ -1,4 +1,4 @@
-"""`weedscan data`: dataset cards, fetch, import, check and merge."""
+"""`weedscan data`: dataset cards, fetch, import, check and merge; add-field for a field's own photos."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from serving.cli import fail
 if TYPE_CHECKING:
     from training.data.convert import ImportResult
 
-data_app = typer.Typer(help="Public weed datasets: list the cards, fetch or import, check, merge.",
-                       no_args_is_help=True)
+data_app = typer.Typer(help="Public weed datasets (list the cards, fetch or import, check, merge) "
+                            "and field datasets (add-field).", no_args_is_help=True)
 
 
 @contextmanager

@@ -18,7 +18,8 @@ from serving.cli import fail, register_serving_commands
 
 # The trainer's commands and how each one's help (training/cli.py) starts.
 TRAINER_COMMANDS: dict[str, str] = {
-    "data": "Public weed datasets: list the cards, fetch or import, check, merge.",
+    "data": "Public weed datasets (list the cards, fetch or import, check, merge) and field datasets "
+            "(add-field).",
     "train": "Train a detector with Ultralytics, offline, with field-photo augmentations.",
     "finetune": "Teach a model one field from a few labelled photos; the candidate is scored against "
                 "the base.",
