@@ -79,7 +79,7 @@ def finetune(
     name: Annotated[str, typer.Option(help="the candidate's name: DIR/NAME.onnx + NAME.json")] = "",
     models_dir: Annotated[Path, typer.Option(help="where the candidate is written")] = Path("models"),
     time: Annotated[Optional[float], typer.Option(min=0.01, help="hours for the whole job (training, export, scoring)")] = 0.33,
-    imgsz: Annotated[Optional[int], typer.Option(min=64, help="training and model input size (default: from the photos, between the base's and 640)")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(min=64, help="training and model input size (default: the base's input, or the photos' long side where smaller)")] = None,
     replay: Annotated[bool, typer.Option("--replay/--no-replay", help="train beside a sample of the base's public training sets, where present, so it keeps what it knew")] = True,
     replay_data: Annotated[list[Path], typer.Option(help="a public YOLO set to replay (default: the base card's training data found in $WEEDSCAN_PUBLIC_DATA_DIRS or the data cache)")] = [],
     lr0: Annotated[Optional[float], typer.Option(min=1e-6, help="initial learning rate (default: the recipe's)")] = None,

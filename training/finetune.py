@@ -265,13 +265,15 @@ def find_replay_data(base_card_data: list[str]) -> list[Path]:
 
 
 def image_size_for(photos: list[FieldPhoto], base_input: int) -> int:
-    """The photos' median long side, on the stride, between the base's input and 640 px."""
+    """The base's input size, or the photos' long side (on the stride) where they are smaller.
+    Not larger: the replayed sets were learnt at the base's size, and a model trained at another
+    scale loses them as much from the scale change as from forgetting (bench_finetune.py)."""
     sides = []
     for photo in photos:
         image = cv2.imread(str(photo.image), cv2.IMREAD_REDUCED_GRAYSCALE_2)
         sides.append(2 * max(image.shape[:2]))
-    side = int(statistics.median(sides)) // 32 * 32
-    return max(base_input, min(640, side))
+    side = max(32, int(statistics.median(sides)) // 32 * 32)
+    return min(base_input, side)
 
 
 def _link_photos(photos: list[FieldPhoto], root: Path, split: str) -> list[str]:

@@ -12,12 +12,15 @@ from serving.api.errors import install_error_handlers
 from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
 from serving.api.origin import CrossSiteMiddleware, HostCheckMiddleware, default_allowed_hosts
-from serving.api.routes import datasets, detect, docs, models, page, system
+from serving.api.routes import datasets, detect, docs, jobs, models, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
 from serving.api.shedding import LoadShedder
 from serving.config import Settings
 from serving.detector import Detector
+from serving.fields.catalogue import Catalogue
+from serving.fields.store import CATALOGUE_FILE
+from serving.jobs import JobRunner, mark_orphans_interrupted
 
 API_VERSION = "1.0.0"
 
@@ -34,7 +37,10 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start_loading()
+        resume_jobs(app, settings)
         yield
+        if getattr(app.state, "jobs", None) is not None:
+            app.state.jobs.stop()
         service.close()
         metrics.process_exits()
 
@@ -52,6 +58,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.include_router(detect.router)
     app.include_router(models.router)
     app.include_router(datasets.router)
+    app.include_router(jobs.router)
     app.include_router(page.router)
     app.include_router(docs.docs_router(app.openapi_url or "/openapi.json"))
     app.mount(docs.ASSETS_URL, docs.docs_assets(), name="docs-assets")
@@ -65,6 +72,17 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(LoadShedder, service=service)  # outermost: a refusal costs the least
     return app
+
+
+def resume_jobs(app: FastAPI, settings: Settings) -> None:
+    """Where field data exists: jobs orphaned by a stopped server become interrupted, and queued
+    ones start. Without a catalogue nothing is touched (no disk write before a user saves)."""
+    catalogue = Catalogue(settings.data_dir.expanduser().absolute() / CATALOGUE_FILE)
+    if not catalogue.path.is_file():
+        return
+    mark_orphans_interrupted(catalogue)
+    app.state.jobs = JobRunner(catalogue, catalogue.path.parent, settings.models_dir)
+    app.state.jobs.start()
 
 
 def create_app_from_env() -> FastAPI:
