@@ -172,7 +172,9 @@ class Catalogue:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: writers queue up rather than fail)."""
+        """One write transaction (BEGIN IMMEDIATE: writers queue up rather than fail); the
+        catalogue's folder is made if it is missing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:

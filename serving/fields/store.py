@@ -96,8 +96,9 @@ class FieldStore:
     # --- guards --------------------------------------------------------------------------------
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """OS and SQLite failures of the data folder as 503 / 507 naming the folder."""
+    def guard(self) -> Iterator[None]:
+        """OS and SQLite failures of the data folder as 503 / 507 naming the folder (`with
+        store.guard(): store.catalogue.create_job(...)` for callers of the catalogue)."""
         try:
             yield
         except OSError as exc:
@@ -131,20 +132,20 @@ class FieldStore:
     # --- datasets ------------------------------------------------------------------------------
 
     def list_datasets(self) -> list[DatasetInfo]:
-        with self._guard():
+        with self.guard():
             if not self._exists():
                 return []
             return [_info(r, self.catalogue.totals(r.name)) for r in self.catalogue.list_datasets()]
 
     def get_dataset(self, name: str) -> DatasetInfo:
-        with self._guard():
+        with self.guard():
             record = self._record(name)
             return _info(record, self.catalogue.totals(name))
 
     def create_dataset(self, name: str, crop: str, licence: str = DEFAULT_LICENCE) -> DatasetInfo:
         check_name(name)
         crop, licence = check_text(crop, "crop"), check_text(licence, "licence")
-        with self._guard():
+        with self.guard():
             self._writable()
             folder = self.folder(name)
             stamp = now()
@@ -168,7 +169,7 @@ class FieldStore:
             return _info(record, DatasetTotals())
 
     def delete_dataset(self, name: str) -> None:
-        with self._guard():
+        with self.guard():
             self._record(name)
             folder = self.folder(name)
             with self.catalogue.transaction() as conn:
@@ -208,12 +209,12 @@ class FieldStore:
         return record
 
     def list_images(self, name: str) -> list[ImageRecord]:
-        with self._guard():
+        with self.guard():
             self._record(name)
             return self.catalogue.list_images(name)
 
     def get_image(self, name: str, image_id: str) -> LabelledImage:
-        with self._guard():
+        with self.guard():
             record = self._image_record(name, image_id)
             label_path = self._label_path(record)
             text = label_path.read_text(encoding="utf-8") if label_path.is_file() else ""
@@ -221,7 +222,7 @@ class FieldStore:
 
     def image_file(self, name: str, image_id: str) -> tuple[Path, str]:
         """The stored photo and its media type."""
-        with self._guard():
+        with self.guard():
             record = self._image_record(name, image_id)
             path = self.folder(name) / record.file
             if not path.is_file():
@@ -242,7 +243,7 @@ class FieldStore:
         sha = hashlib.sha256(data).hexdigest()
         image_id = sha[:16]
         ext = _EXTENSIONS[header.media_type]
-        with self._guard():
+        with self.guard():
             self._record(name)
             folder = self.folder(name)
             with self.catalogue.transaction() as conn:
@@ -289,7 +290,7 @@ class FieldStore:
             raise QuotaExceeded(f"the disk holding {self.data_dir} is full ({free} bytes free)")
 
     def replace_labels(self, name: str, image_id: str, labels: list[LabelBox]) -> LabelledImage:
-        with self._guard():
+        with self.guard():
             record = self._image_record(name, image_id)
             fitted = fit_to_image(labels, record.width, record.height)
             with self.catalogue.transaction() as conn:
@@ -304,7 +305,7 @@ class FieldStore:
             return LabelledImage(image=record, labels=fitted)
 
     def delete_image(self, name: str, image_id: str) -> None:
-        with self._guard():
+        with self.guard():
             record = self._image_record(name, image_id)
             with self.catalogue.transaction() as conn:
                 self.catalogue.delete_image(conn, name, image_id)

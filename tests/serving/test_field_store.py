@@ -44,6 +44,12 @@ def test_jobs_are_queued_claimed_one_at_a_time_updated_and_listed(tmp_path: Path
     assert cat.get_job(first.id) == done
 
 
+def test_the_first_job_makes_the_data_folder(tmp_path: Path) -> None:
+    cat = Catalogue(tmp_path / "not" / "yet" / "catalogue.sqlite")
+    job = cat.create_job("finetune", {"dataset": "x"})
+    assert cat.path.is_file() and cat.get_job(job.id) == job
+
+
 def test_running_jobs_are_marked_interrupted_at_restart(tmp_path: Path) -> None:
     cat = Catalogue(tmp_path / "catalogue.sqlite")
     job = cat.create_job("finetune", {})
