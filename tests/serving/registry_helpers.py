@@ -23,7 +23,8 @@ def add_copy(folder: Path, name: str, version: str | None = None) -> Path:
 
 
 def add_broken(folder: Path) -> dict[str, str]:
-    """Three broken models: a sha256 mismatch, no card, a damaged file whose card matches."""
+    """Broken models: a sha256 mismatch, no card, a damaged file whose card matches, and outputs
+    that do not fit the card's classes; name -> what the reason says."""
     folder.mkdir(parents=True, exist_ok=True)
     card = json.loads(SHIPPED.with_suffix(".json").read_text())
     (folder / "mismatch.onnx").write_bytes(b"not the model")
@@ -33,7 +34,11 @@ def add_broken(folder: Path) -> dict[str, str]:
     (folder / "damaged.onnx").write_bytes(damaged)
     (folder / "damaged.json").write_text(json.dumps(
         {**card, "name": "damaged", "sha256": hashlib.sha256(damaged).hexdigest()}))
-    return {"mismatch": "sha256", "nocard": "model card not found", "damaged": "cannot load the model"}
+    (folder / "threeclass.onnx").write_bytes(SHIPPED.read_bytes())  # outputs for 2 classes
+    (folder / "threeclass.json").write_text(json.dumps(
+        {**card, "name": "threeclass", "classes": ["crop", "weed", "stone"]}))
+    return {"mismatch": "sha256", "nocard": "model card not found", "damaged": "cannot load the model",
+            "threeclass": "does not fit its card"}
 
 
 def models_folder(root: Path, *names: str) -> Path:
