@@ -42,8 +42,14 @@ def test_activate_add_remove(tmp_path: Path) -> None:
     assert card["name"] == "weedscan-field7" and (folder / "weedscan-field7.onnx").read_bytes() == SHIPPED.read_bytes()
     again = run("models", "add", str(elsewhere), "--name", "weedscan-field7", "--models-dir", str(folder))
     assert again.exit_code == 2 and "already" in again.stderr
+    replaced = run("models", "add", str(elsewhere), "--name", "weedscan-field7", "--replace",
+                   "--models-dir", str(folder))
+    assert replaced.exit_code == 0, replaced.output
     assert run("models", "activate", "weedscan-field7", "--models-dir", str(folder)).exit_code == 0
     assert read_active(folder) == "weedscan-field7"
+    active = run("models", "add", str(elsewhere), "--name", "weedscan-field7", "--replace",
+                 "--models-dir", str(folder))
+    assert active.exit_code == 2 and "active" in active.stderr
     refused = run("models", "remove", "weedscan-field7", "--models-dir", str(folder))
     assert refused.exit_code == 2 and "active" in refused.stderr
     assert run("models", "activate", "weedscan", "--models-dir", str(folder)).exit_code == 0
