@@ -62,7 +62,8 @@ def serve(
                  "give --models-dir DIR or --model PATH")
     except ModelCardError as exc:
         fail(str(exc))
-    active = settings.model.name if settings.model else f"{default_active(settings.models_dir, names)}.onnx"
+    active = (settings.model.name if settings.model
+              else f"{default_active(settings.models_dir, names)}.onnx")
     # Worker processes build their app from the environment: hand the overrides down.
     for key, value in {**overrides, "serve_started": time.time()}.items():
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)

@@ -53,7 +53,8 @@ def _checked_listing(folder: Path) -> object:
 
 @models_app.command("list")
 def list_models(models_dir: DirOption = None,
-                as_json: Annotated[bool, typer.Option("--json", help="GET /v1/models' JSON")] = False) -> None:
+                as_json: Annotated[bool, typer.Option("--json", help="GET /v1/models' JSON")] = False,
+                ) -> None:
     """List the models of the folder, checked: name, state (available or broken, with the
     reason), version, sha256; the active one is marked with *.
 
@@ -102,7 +103,8 @@ def activate(name: Annotated[str, typer.Argument(help="a model of the folder")],
 
 @models_app.command()
 def add(model: Annotated[Path, typer.Argument(help="MODEL.onnx, its card MODEL.json beside it")],
-        name: Annotated[Optional[str], typer.Option(help="its name in the folder (default: the card's)")] = None,
+        name: Annotated[Optional[str], typer.Option(
+            help="its name in the folder (default: the card's)")] = None,
         replace: Annotated[bool, typer.Option("--replace", help="replace a model of that name "
                                               "(never the active one)")] = False,
         models_dir: DirOption = None) -> None:

@@ -112,7 +112,8 @@ class ModelRegistry:
         slot = self.slot(name)
         if slot is None:
             good = [s.name for s in self.slots() if s.error is None]
-            raise ModelUnavailable(f"unknown model {name[:64]!r}; available: {', '.join(good) or 'none'}")
+            raise ModelUnavailable(f"unknown model {name[:64]!r}; "
+                                   f"available: {', '.join(good) or 'none'}")
         if slot.error is not None:
             raise ModelUnavailable(f"model {name} is broken: {slot.error}")
         if slot.card is None:
@@ -268,7 +269,8 @@ class ModelRegistry:
 
     def _evict(self, keep: str) -> None:
         loaded = [s for s in self.slots() if s.detector is not None]
-        spare = sorted((s for s in loaded if s.name not in (keep, self.active)), key=lambda s: s.last_used)
+        spare = sorted((s for s in loaded if s.name not in (keep, self.active)),
+                       key=lambda s: s.last_used)
         for slot in spare[:max(0, len(loaded) - self.max_loaded)]:
             self.unload(slot.name)
 

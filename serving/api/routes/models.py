@@ -33,8 +33,8 @@ async def models(service: ServiceDep) -> ModelsAnswer:
                         404: {"model": ErrorAnswer}, 409: {"model": ErrorAnswer},
                         500: {"model": ErrorAnswer}},
              summary="Make a model the active one, live: loaded and warmed first, no request fails")
-async def activate(service: ServiceDep,
-                   name: str = Path(min_length=1, max_length=64, description="a model's name")) -> ModelsAnswer:
+async def activate(service: ServiceDep, name: str = Path(min_length=1, max_length=64,
+                                                         description="a model's name")) -> ModelsAnswer:
     """Requests already running finish on the old model; the choice is kept in the models folder
     (across restarts, and for every worker process)."""
     slot = service.registry.slot(name)
