@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from serving.api.metrics import Metrics
 from serving.api.service import InferenceService
 from serving.config import Settings
+from serving.fields.store import FieldStore
 
 
 async def get_settings(request: Request) -> Settings:
@@ -27,6 +28,19 @@ async def get_service(request: Request) -> InferenceService:
     return request.app.state.service
 
 
+async def get_fields(request: Request) -> FieldStore:
+    """The field datasets' store, made on first use from the settings (it touches no disk until
+    a write)."""
+    store = getattr(request.app.state, "fields", None)
+    if store is None:
+        settings: Settings = request.app.state.settings
+        store = FieldStore(settings.data_dir, int(settings.max_data_gb * 1024 ** 3),
+                           settings.max_pixels)
+        request.app.state.fields = store
+    return store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
+FieldsDep = Annotated[FieldStore, Depends(get_fields)]

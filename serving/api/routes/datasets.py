@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from serving.api.auth import require_api_key
 from serving.api.bodies import (EXTRA_PARTS, BodyPace, MissingField, media_type_of, read_limited,
                                 parse_multipart_off_loop)
-from serving.api.deps import ServiceDep, SettingsDep
+from serving.api.deps import ServiceDep, get_fields
 from serving.api.schemas import ErrorAnswer
 from serving.errors import InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 from serving.fields.catalogue import ImageRecord
@@ -73,17 +73,7 @@ class ImageList(BaseModel):
     images: list[ImageRecord]
 
 
-async def get_store(request: Request, settings: SettingsDep) -> FieldStore:
-    """The app's field store, made on first use (it touches no disk until a write)."""
-    store = getattr(request.app.state, "fields", None)
-    if store is None:
-        store = FieldStore(settings.data_dir, int(settings.max_data_gb * 1024 ** 3),
-                           settings.max_pixels)
-        request.app.state.fields = store
-    return store
-
-
-StoreDep = Depends(get_store)
+StoreDep = Depends(get_fields)  # the jobs routes share it
 
 
 def _pace(service: Any) -> BodyPace:
