@@ -53,8 +53,11 @@ class Recipe(BaseModel):
     lrf: float = Field(0.1, gt=0, le=1, description="final learning rate as a fraction of lr0")
     freeze: int = Field(0, ge=0, description="first N layers kept as the base has them (0: none)")
     batch: int = Field(16, ge=1)
-    epoch_images: int = Field(256, ge=8, description="images per epoch: field photos repeated, plus replay")
-    field_share: float = Field(0.5, gt=0, le=1, description="share of each epoch that is field photos")
+    # Each epoch lists every replayed public photo once (a sample where the sets hold more): a
+    # small fixed sample of them is learnt by heart and the rest forgotten.
+    replay_images: int = Field(1024, ge=0, description="public photos per epoch, each once")
+    field_share: float = Field(0.5, gt=0, lt=1, description="share of each epoch that is field photos")
+    field_images: int = Field(256, ge=8, description="field photos per epoch (repeated) when nothing is replayed")
     # Ultralytics warms up over at least 100 steps with a bias learning rate of 0.1: from a trained
     # model that wrecks what it knew before the field is learnt. 0: no warm-up.
     warmup_epochs: float = Field(0.0, ge=0)
@@ -319,11 +322,12 @@ def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path
         os.symlink(labels_folder(dataset.splits["train"]).resolve(),
                    folder / "replay" / dataset.name / "labels" / "train", target_is_directory=True)
         pool += [str(linked / p.relative_to(dataset.splits["train"])) for p in dataset.images("train")]
-    share = recipe.field_share if pool else 1.0
-    field_slots = max(len(field_train), round(recipe.epoch_images * share))
+    replay_count = min(len(pool), recipe.replay_images)
+    field_slots = (round(replay_count * recipe.field_share / (1 - recipe.field_share)) if replay_count
+                   else recipe.field_images)
+    field_slots = max(len(field_train), field_slots)
     repeats = math.ceil(field_slots / len(field_train))
     train_list = (field_train * repeats)[:field_slots]
-    replay_count = min(len(pool), recipe.epoch_images - field_slots) if pool else 0
     train_list += random.Random(seed).sample(pool, replay_count)
     gate_list = [str(p) for y in gate_yamls for p in sorted((y.parent / "images" / "gate").iterdir())]
     (folder / "train.txt").write_text("\n".join(train_list) + "\n")

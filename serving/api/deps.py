@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from serving.api.metrics import Metrics
 from serving.api.service import InferenceService
 from serving.config import Settings
+from serving.jobs import JobRunner
 from serving.fields.store import FieldStore
 
 
@@ -40,7 +41,19 @@ async def get_fields(request: Request) -> FieldStore:
     return store
 
 
+async def get_jobs(request: Request) -> JobRunner:
+    """The job runner, started on first use (app.py starts it at start-up where jobs exist)."""
+    runner = getattr(request.app.state, "jobs", None)
+    if runner is None:
+        store = await get_fields(request)
+        runner = JobRunner(store.catalogue, store.data_dir, request.app.state.settings.models_dir)
+        request.app.state.jobs = runner
+        runner.start()
+    return runner
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ServiceDep = Annotated[InferenceService, Depends(get_service)]
 FieldsDep = Annotated[FieldStore, Depends(get_fields)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]

@@ -76,7 +76,7 @@ def test_the_labels_digest_changes_with_any_label(tmp_path: Path) -> None:
 def test_the_training_mix_repeats_the_field_beside_a_replay_sample(tmp_path: Path) -> None:
     split = split_field(field_without_val(tmp_path / "field", 8), seed=0)
     public = make_dataset(tmp_path / "public", train=40, val=2)
-    recipe = Recipe(epoch_images=64, field_share=0.5)
+    recipe = Recipe(replay_images=32, field_share=0.5)
     data_yaml, gate_yamls = write_training_set(tmp_path / "run", [split], [public], recipe, seed=0)
     train = (tmp_path / "run" / "train.txt").read_text().split()
     val = (tmp_path / "run" / "val.txt").read_text().split()
@@ -118,7 +118,7 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     monkeypatch.chdir(tmp_path)
     field = field_without_val(tmp_path / "field", 8)
     models_dir = tmp_path / "candidates"
-    with guarded(allow_loopback=False):
+    with guarded(allow_loopback=False) as attempts:
         result = CliRunner().invoke(app, ["finetune", "--data", str(field), "--base", str(shipped_model),
                                           "--name", "myfield", "--models-dir", str(models_dir),
                                           "--time", "0.03"])
@@ -126,6 +126,7 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
         again = CliRunner().invoke(app, ["finetune", "--data", str(field), "--base", str(shipped_model),
                                          "--name", "myfield", "--models-dir", str(models_dir)])
     assert again.exit_code != 0 and "exists" in again.output
+    assert attempts == [], f"network attempts: {attempts}"
     candidate = models_dir / "myfield.onnx"
     card = load_card(candidate)  # sha256 matches: serving will take it
     base = load_card(shipped_model)

@@ -13,14 +13,14 @@ from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
 from serving.api.auth import require_api_key
-from serving.api.deps import ServiceDep
-from serving.api.routes.datasets import StoreDep, _json_body
+from serving.api.deps import FieldsDep, JobsDep, ServiceDep
+from serving.api.routes.datasets import _json_body
 from serving.api.schemas import ErrorAnswer
 from serving.errors import ClientError, InvalidParameter
 from serving.fields.catalogue import FINAL_STATES, Job
 from serving.fields.errors import JobNotFound
 from serving.fields.store import FieldStore
-from serving.jobs import TRAINER_INSTALL, FinetuneJobRequest, JobRunner, trainer_installed
+from serving.jobs import TRAINER_INSTALL, FinetuneJobRequest, trainer_installed
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
 MIN_PHOTOS_WITHOUT_VAL = 4
@@ -40,19 +40,6 @@ class JobList(BaseModel):
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorAnswer} for s in (401, 503, *statuses)}
-
-
-async def get_runner(request: Request, service: ServiceDep, store: FieldStore = StoreDep) -> JobRunner:
-    """The app's job runner, started on first use (it touches no disk until a job is queued)."""
-    runner = getattr(request.app.state, "jobs", None)
-    if runner is None:
-        runner = JobRunner(store.catalogue, store.data_dir, service.settings.models_dir)
-        request.app.state.jobs = runner
-        runner.start()
-    return runner
-
-
-RunnerDep = Depends(get_runner)
 
 
 def _check_request(job: FinetuneJobRequest, store: FieldStore, service: Any) -> FinetuneJobRequest:
@@ -86,8 +73,8 @@ def _refuse_duplicate(job: FinetuneJobRequest, store: FieldStore) -> None:
 @router.post("", status_code=202, response_model=Job,
              responses=_errors(403, 404, 409, 415, 422, 501),
              summary="Queue a fine-tuning job on saved field datasets")
-async def create_job(request: Request, service: ServiceDep, store: FieldStore = StoreDep,
-                     runner: JobRunner = RunnerDep) -> Job:
+async def create_job(request: Request, service: ServiceDep, store: FieldsDep,
+                     runner: JobsDep) -> Job:
     """The candidate is written into the models folder and scored against its base on held-out
     photos; it serves only once activated (or with promote_if_better, when the gate says so)."""
     if not trainer_installed():
@@ -95,9 +82,10 @@ async def create_job(request: Request, service: ServiceDep, store: FieldStore = 
     job: FinetuneJobRequest = await _json_body(request, service, FinetuneJobRequest)
 
     def queue() -> Job:
-        checked = _check_request(job, store, service)
-        _refuse_duplicate(checked, store)
-        return store.catalogue.create_job("finetune", checked.model_dump(mode="json"))
+        with store.guard():
+            checked = _check_request(job, store, service)
+            _refuse_duplicate(checked, store)
+            return store.catalogue.create_job("finetune", checked.model_dump(mode="json"))
 
     answer = await asyncio.to_thread(queue)
     runner.wake()
@@ -105,14 +93,19 @@ async def create_job(request: Request, service: ServiceDep, store: FieldStore = 
 
 
 @router.get("", response_model=JobList, responses=_errors(), summary="Jobs, newest first")
-async def list_jobs(store: FieldStore = StoreDep) -> JobList:
-    if not store.catalogue.path.is_file():
-        return JobList(jobs=[])
-    return JobList(jobs=await asyncio.to_thread(store.catalogue.list_jobs))
+async def list_jobs(store: FieldsDep) -> JobList:
+    def listing() -> list[Job]:
+        if not store.catalogue.path.is_file():
+            return []
+        with store.guard():
+            return store.catalogue.list_jobs()
+
+    return JobList(jobs=await asyncio.to_thread(listing))
 
 
 def _job(store: FieldStore, job_id: int) -> Job:
-    job = store.catalogue.get_job(job_id) if store.catalogue.path.is_file() else None
+    with store.guard():
+        job = store.catalogue.get_job(job_id) if store.catalogue.path.is_file() else None
     if job is None:
         raise JobNotFound(f"no job {job_id}")
     return job
@@ -123,19 +116,19 @@ JobId = Path(ge=1, le=2**62, description="the job's id")
 
 @router.get("/{job_id}", response_model=Job, responses=_errors(404),
             summary="One job: state, epoch, losses, metrics, ETA; its result when done")
-async def get_job(job_id: int = JobId, store: FieldStore = StoreDep) -> Job:
+async def get_job(store: FieldsDep, job_id: int = JobId) -> Job:
     return await asyncio.to_thread(_job, store, job_id)
 
 
 @router.delete("/{job_id}", response_model=Job, responses=_errors(403, 404, 409),
                summary="Cancel a queued or running job")
-async def cancel_job(job_id: int = JobId, store: FieldStore = StoreDep,
-                     runner: JobRunner = RunnerDep) -> Job:
+async def cancel_job(store: FieldsDep, runner: JobsDep, job_id: int = JobId) -> Job:
     def cancel() -> Job:
         job = _job(store, job_id)
         if job.state in FINAL_STATES:
             raise JobConflict(f"job {job_id} is {job.state} already")
-        return store.catalogue.update_job(job_id, state="cancelled", error="cancelled by a user")
+        with store.guard():
+            return store.catalogue.update_job(job_id, state="cancelled", error="cancelled by a user")
 
     answer = await asyncio.to_thread(cancel)
     runner.wake()
@@ -145,8 +138,8 @@ async def cancel_job(job_id: int = JobId, store: FieldStore = StoreDep,
 @router.post("/{job_id}/rerun", status_code=202, response_model=Job,
              responses=_errors(403, 404, 409, 422, 501),
              summary="Queue a new job with the parameters of an interrupted, failed or cancelled one")
-async def rerun_job(service: ServiceDep, job_id: int = JobId, store: FieldStore = StoreDep,
-                    runner: JobRunner = RunnerDep) -> Job:
+async def rerun_job(service: ServiceDep, store: FieldsDep, runner: JobsDep,
+                    job_id: int = JobId) -> Job:
     if not trainer_installed():
         raise TrainerMissing(f"fine-tuning needs the trainer side on the server: {TRAINER_INSTALL}")
 
@@ -155,9 +148,10 @@ async def rerun_job(service: ServiceDep, job_id: int = JobId, store: FieldStore 
         if old.state not in {"interrupted", "failed", "cancelled"}:
             raise JobConflict(f"job {job_id} is {old.state}; only an interrupted, failed or "
                               "cancelled job can be rerun")
-        checked = _check_request(FinetuneJobRequest.model_validate(old.params), store, service)
-        _refuse_duplicate(checked, store)
-        return store.catalogue.create_job(old.kind, checked.model_dump(mode="json"))
+        with store.guard():
+            checked = _check_request(FinetuneJobRequest.model_validate(old.params), store, service)
+            _refuse_duplicate(checked, store)
+            return store.catalogue.create_job(old.kind, checked.model_dump(mode="json"))
 
     answer = await asyncio.to_thread(queue)
     runner.wake()
