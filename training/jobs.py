@@ -48,8 +48,8 @@ def run_finetune(catalogue: Catalogue, job: Job, data_dir: Path, models_dir: Pat
         write_active(models_dir, request.name)
     if _still_ours(catalogue, job.id):
         catalogue.update_job(job.id, state="done", progress={"pid": pid, "stage": "done"},
-                             result={"model": request.name, "file": model.name, "base": base,
-                                     "promoted": promoted, **report.model_dump(mode="json")})
+                             result={"model": request.name, "file": model.name, "promoted": promoted,
+                                     **report.model_dump(mode="json")})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,7 @@ def test_save_finetune_follow_promote_and_answer(tmp_path: Path) -> None:
         assert job["state"] == "done", (job, live.log()[-3000:])
         assert seen_training, "progress reported an epoch with its ETA"
         result = job["result"]
-        assert result["model"] == "discs-1" and result["base"] == "weedscan" and not result["promoted"]
+        assert result["model"] == "discs-1" and result["base"]["name"] == "weedscan" and not result["promoted"]
         assert [row["role"] for row in result["gate"]] == ["field"]
 
         listing = http.get("/v1/models").json()
