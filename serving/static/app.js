@@ -1536,6 +1536,7 @@
     el.viewer.dataset.file = photo.name;
     if (!el.viewer.open) el.viewer.showModal();
     el.viewerClose.focus();
+    document.dispatchEvent(new CustomEvent("weedscan:viewer-open", { detail: { photo } }));
   }
 
   function fillViewerInfo(photo) {
@@ -1555,6 +1556,15 @@
     if (viewerOpener && viewerOpener.isConnected) viewerOpener.focus();
   });
   hoverLabels(el.viewerSvg, el.viewerLabel, () => viewing);
+
+  // The page's modules (review.js, fields.js, jobs.js) use these; nothing else is shared.
+  window.weedscan = Object.freeze({
+    authHeaders,
+    askForKey,                      // a 401: wait until the user gives a key, then retry
+    viewing: () => viewing,         // the photo in the large view (its file, answer, boxes shown)
+    shownBoxes: (photo) => photo.dets.slice(0, Math.max(0, photo.visible)),
+    reloadModels: loadModel,        // after a promotion: the selector shows the new active model
+  });
 
   setupSlider();
   buildLegend();
