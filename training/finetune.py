@@ -49,13 +49,13 @@ class Recipe(BaseModel):
     """The few-photo training recipe (benchmarks/bench_finetune.py measured the choices)."""
 
     optimizer: Literal["SGD", "AdamW"] = "SGD"
-    lr0: float = Field(0.01, gt=0, description="initial learning rate")
+    lr0: float = Field(0.003, gt=0, description="initial learning rate")
     lrf: float = Field(0.1, gt=0, le=1, description="final learning rate as a fraction of lr0")
     freeze: int = Field(0, ge=0, description="first N layers kept as the base has them (0: none)")
     batch: int = Field(16, ge=1)
-    # Each epoch lists every replayed public photo once (a sample where the sets hold more): a
-    # small fixed sample of them is learnt by heart and the rest forgotten.
-    replay_images: int = Field(1024, ge=0, description="public photos per epoch, each once")
+    # Each epoch lists many public photos, an equal share from each set: a small fixed sample is
+    # learnt by heart and the rest forgotten, and a small set beside a big one is forgotten.
+    replay_images: int = Field(512, ge=0, description="public photos per epoch")
     field_share: float = Field(0.5, gt=0, lt=1, description="share of each epoch that is field photos")
     field_images: int = Field(256, ge=8, description="field photos per epoch (repeated) when nothing is replayed")
     # Ultralytics warms up over at least 100 steps with a bias learning rate of 0.1: from a trained
@@ -298,6 +298,20 @@ def _link_photos(photos: list[FieldPhoto], root: Path, split: str) -> list[str]:
     return listed
 
 
+def balanced_sample(pools: list[list[str]], count: int, seed: int) -> list[str]:
+    """`count` photos, an equal share from each public set: a big set is sampled, a small one
+    repeated (else a set of a few dozen photos beside a thousand is forgotten)."""
+    if not pools or count <= 0:
+        return []
+    rng = random.Random(seed)
+    share = min(count // len(pools), max(len(p) for p in pools))
+    chosen: list[str] = []
+    for pool in pools:
+        shuffled = rng.sample(pool, len(pool))
+        chosen += (shuffled * math.ceil(share / len(pool)))[:share]
+    return chosen
+
+
 def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path], recipe: Recipe,
                        seed: int) -> tuple[Path, list[Path]]:
     """The run's data.yaml (train: field photos repeated + replay sample; val: the gate photos)
@@ -312,7 +326,7 @@ def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path
         gate_yaml.write_text(yaml.safe_dump({"path": str(root), "train": "images/train",
                                              "val": "images/gate", "names": CANONICAL_CLASSES}))
         gate_yamls.append(gate_yaml)
-    pool: list[str] = []
+    pools: list[list[str]] = []
     for data_yaml in replay:
         dataset = YoloDataset.from_yaml(data_yaml)
         linked = folder / "replay" / dataset.name / "images" / "train"
@@ -321,14 +335,15 @@ def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path
         (folder / "replay" / dataset.name / "labels").mkdir(parents=True, exist_ok=True)
         os.symlink(labels_folder(dataset.splits["train"]).resolve(),
                    folder / "replay" / dataset.name / "labels" / "train", target_is_directory=True)
-        pool += [str(linked / p.relative_to(dataset.splits["train"])) for p in dataset.images("train")]
-    replay_count = min(len(pool), recipe.replay_images)
+        pools.append([str(linked / p.relative_to(dataset.splits["train"])) for p in dataset.images("train")])
+    replay_list = balanced_sample(pools, recipe.replay_images, seed)
+    replay_count = len(replay_list)
     field_slots = (round(replay_count * recipe.field_share / (1 - recipe.field_share)) if replay_count
                    else recipe.field_images)
     field_slots = max(len(field_train), field_slots)
     repeats = math.ceil(field_slots / len(field_train))
     train_list = (field_train * repeats)[:field_slots]
-    train_list += random.Random(seed).sample(pool, replay_count)
+    train_list += replay_list
     gate_list = [str(p) for y in gate_yamls for p in sorted((y.parent / "images" / "gate").iterdir())]
     (folder / "train.txt").write_text("\n".join(train_list) + "\n")
     (folder / "val.txt").write_text("\n".join(gate_list) + "\n")

@@ -84,6 +84,11 @@ def test_the_training_mix_repeats_the_field_beside_a_replay_sample(tmp_path: Pat
     assert len(train) == 64 and len(field_rows) == 32
     assert len(set(field_rows)) == 6, "each of the 6 training photos is repeated"
     assert len(set(train) - set(field_rows)) == 32, "32 different public photos"
+    small = make_dataset(tmp_path / "small", train=4, val=1)
+    write_training_set(tmp_path / "run2", [split], [public, small], recipe, seed=0)
+    mixed = (tmp_path / "run2" / "train.txt").read_text().split()
+    assert sum("/replay/small/" in m for m in mixed) == 16, "a small public set is repeated to its share"
+    assert sum("/replay/public/" in m for m in mixed) == 16
     assert len(val) == 2 and not set(val) & set(train), "the gate photos are never trained on"
     for image in train + val:  # Ultralytics finds a label by swapping images/ for labels/
         label = Path(image.replace("/images/", "/labels/")).with_suffix(".txt")
