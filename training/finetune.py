@@ -248,11 +248,16 @@ def split_field(data: Path, seed: int) -> FieldSplit:
                       gate=gate, gate_source=source, labels_sha256=labels_digest(photos + (gate if has_val else [])))
 
 
+# The public sets' copies that sit beside a development checkout (DESIGN.md: ../shared/data).
+CHECKOUT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def public_data_dirs() -> list[Path]:
+    """Where the base's public training sets are looked for, in this order."""
     from training.data.fetch import default_cache_dir
 
     extra = [Path(p) for p in os.environ.get(PUBLIC_DATA_DIRS_ENV, "").split(os.pathsep) if p]
-    return [*extra, default_cache_dir()]
+    return [*extra, default_cache_dir(), CHECKOUT_DATA_DIR]
 
 
 def find_replay_data(base_card_data: list[str]) -> list[Path]:

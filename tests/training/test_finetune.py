@@ -140,7 +140,9 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     report = json.loads((models_dir / "myfield.json").read_text())["finetune"]
     assert report["base"]["sha256"] == base.sha256
     assert report["field"][0]["train_photos"] == 6 and report["field"][0]["gate_photos"] == 2
-    assert [row["role"] for row in report["gate"]] == ["field"]
+    roles = [row["role"] for row in report["gate"]]
+    assert roles[0] == "field" and set(roles[1:]) <= {"replay"}, roles
+    assert len(roles) - 1 == len(report["replay"]), "each replayed set's val split is scored"
     trained = json.loads((tmp_path / "runs" / "finetune" / "myfield" / "weedscan_train.json").read_text())
     args = trained["ultralytics_args"]
     assert args["nbs"] == args["batch"], "one optimizer step per batch"
