@@ -97,8 +97,8 @@ def main() -> None:
             after_replay = scores(model, replay_val, "val")
             before = base_test[name]
             forgot = {n: round(after_replay[n]["mAP50"] - base_replay[n]["mAP50"], 3) for n in after_replay}
-            record = {"field": name, "k": k, "train_photos": report.field[0]["train_photos"],
-                      "gate_photos": report.field[0]["gate_photos"], "wall_min": round(wall / 60, 1),
+            record = {"field": name, "k": k, "train_photos": report.field[0].train_photos,
+                      "gate_photos": report.field[0].gate_photos, "wall_min": round(wall / 60, 1),
                       "epochs": report.epochs_completed, "imgsz": report.image_size,
                       "weed_before": before["per_class"]["weed"]["AP50"],
                       "weed_after": after_test["per_class"]["weed"]["AP50"],

@@ -139,11 +139,28 @@ def _progress_callback(started: float, deadline: float | None,
     return on_fit_epoch_end
 
 
+class FieldReport(BaseModel):
+    """One field dataset as the candidate's card records it."""
+
+    name: str
+    train_photos: int
+    gate_photos: int
+    gate: str  # how the gate photos were chosen
+    gate_images: list[str]  # their file names, to show base and candidate side by side
+    labels_sha256: str
+
+
+class BaseModelRef(BaseModel):
+    name: str
+    file: str
+    sha256: str
+
+
 class FinetuneReport(BaseModel):
     """The job's report; the candidate's card carries it as `finetune`."""
 
-    base: dict[str, str]
-    field: list[dict[str, Any]]
+    base: BaseModelRef
+    field: list[FieldReport]
     replay: list[str]
     recipe: Recipe
     image_size: int
@@ -456,9 +473,10 @@ def finetune(config: FinetuneConfig, progress: Callable[[str], None] = print,
         gate = compare(config.base, staged, gate_yamls, replay, config.threads)
         better, reason = verdict(gate, config.max_forgetting)
         report = FinetuneReport(
-            base={"name": base_card.name, "file": config.base.name, "sha256": base_card.sha256},
-            field=[{"name": f.name, "train_photos": len(f.train), "gate_photos": len(f.gate),
-                    "gate": f.gate_source, "labels_sha256": f.labels_sha256} for f in fields],
+            base=BaseModelRef(name=base_card.name, file=config.base.name, sha256=base_card.sha256),
+            field=[FieldReport(name=f.name, train_photos=len(f.train), gate_photos=len(f.gate),
+                               gate=f.gate_source, gate_images=[p.image.name for p in f.gate],
+                               labels_sha256=f.labels_sha256) for f in fields],
             replay=[y.parent.name for y in replay], recipe=recipe, image_size=imgsz,
             time_budget_hours=config.time, wall_seconds=round(time.time() - started, 1),
             epochs_completed=_epochs_completed(run_dir), threads=config.threads, gate=gate,
