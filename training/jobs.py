@@ -9,6 +9,7 @@ its state is never overwritten here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -30,7 +31,7 @@ def run_finetune(catalogue: Catalogue, job: Job, data_dir: Path, models_dir: Pat
     base = request.base or read_active(models_dir)
     if base is None:
         raise ValueError(f"no base model given and none active in {models_dir}")
-    pid = job.progress.get("pid")
+    pid = os.getpid()  # the runner records it too, maybe after this process read the job
 
     def on_epoch(progress: EpochProgress) -> None:
         if _still_ours(catalogue, job.id):
