@@ -323,7 +323,8 @@ export function createEditor({ figure, toolbar, keyTarget, width, height, labels
       if (op) { op = null; render(); }
       else if (drawMode) setDrawMode(false);
       else if (selected >= 0) select(-1);
-      else handled = false;               // nothing to cancel: Esc closes the dialog
+      else if (keyTarget.open && keyTarget.close) keyTarget.close();   // nothing to cancel: Esc closes
+      else handled = false;
     } else if (key.startsWith("Arrow") && selected >= 0) {
       const step = event.shiftKey ? 10 : 1;
       const dx = key === "ArrowLeft" ? -step : key === "ArrowRight" ? step : 0;

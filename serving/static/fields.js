@@ -102,7 +102,7 @@ async function openDataset(name) {
   el.view.hidden = false;
   el.view.dataset.dataset = name;
   el.title.textContent = `Field dataset ${name} (${info.crop})`;
-  el.counts.textContent = `${plural(info.images, "photo", "photos")} · ${countsText(info.counts)} boxes`;
+  el.counts.textContent = `${plural(info.images, "photo", "photos")}; boxes: ${countsText(info.counts)}`;
   for (const row of el.list.children) row.classList.toggle("open", row.dataset.dataset === name);
   el.photos.replaceChildren(...images.map((record) => thumb(name, record)));
   showTeach(info);

@@ -13,8 +13,11 @@ const el = {
   start: $("teach-start"), hint: $("teach-hint"), job: $("job"), title: $("job-title"),
   bar: $("job-progress"), status: $("job-status"), cancel: $("job-cancel"), rerun: $("job-rerun"),
   compare: $("job-compare"), table: $("job-gate"), verdict: $("job-verdict"), promote: $("job-promote"),
-  promoted: $("job-promoted"),
+  promoted: $("job-promoted"), pairs: $("job-photos"),
 };
+const SVG_NS = "http://www.w3.org/2000/svg";
+const COLOURS = { crop: "#ffffff", weed: "#e61ec8" };
+let pairsShown = "";    // the job whose photos are shown (they are analysed once)
 let dataset = null;     // the dataset's info (GET /v1/datasets/NAME)
 let current = null;     // the job shown
 let following = 0;      // a newer follow() stops the older ones
@@ -124,7 +127,8 @@ function render(job) {
   } else if (job.state === "done") {
     el.bar.max = 1;
     el.bar.value = 1;
-    announce(el.status, `Done${p.elapsed_seconds ? ` in ${duration(p.elapsed_seconds)}` : ""}.`, "ok");
+    const took = job.result?.wall_seconds ?? p.elapsed_seconds;
+    announce(el.status, `Done${Number.isFinite(took) ? ` in ${duration(took)}` : ""}.`, "ok");
   } else {
     const what = { failed: "The job failed", interrupted: "The job was interrupted", cancelled: "The job was cancelled" };
     announce(el.status, `${what[job.state] || job.state}: ${job.error || "no reason given"}`, "error");
@@ -136,7 +140,8 @@ function render(job) {
 // Base and candidate side by side on the gate's photos (the field's held-out ones, and the public
 // val sets replayed: what the candidate may have forgotten).
 function showResult(result) {
-  const base = result.base || "base";
+  // the base's name (the result may carry the report's {name, sha256} under the same key)
+  const base = (typeof result.base === "string" ? result.base : result.base?.name) || "the base";
   const head = ["Photos scored", "Photos", `mAP50 ${base}`, `mAP50 ${result.model}`,
                 `Weed AP50 ${base}`, `Weed AP50 ${result.model}`];
   const rows = (result.gate || []).map((g) => {
@@ -165,9 +170,75 @@ function showResult(result) {
   el.verdict.textContent = `${result.better ? "The candidate is better" : "The candidate is not better"}: ${result.verdict || ""}`;
   el.verdict.dataset.better = String(Boolean(result.better));
   el.compare.hidden = false;
+  showPairs(result, base);
   el.promote.textContent = `Promote ${result.model}`;
   el.promote.dataset.model = result.model;
   checkActive(result.model, result.promoted);
+}
+
+// The gate's field photos, each analysed by the base and by the candidate, side by side.
+async function showPairs(result, base) {
+  const key = `${current?.id}:${result.model}`;
+  if (pairsShown === key) return;
+  pairsShown = key;
+  for (const img of el.pairs.querySelectorAll("img")) URL.revokeObjectURL(img.src);
+  el.pairs.replaceChildren();
+  for (const field of result.field || []) {
+    for (const file of field.gate_images || []) {
+      const id = file.replace(/\.[^.]+$/, "");
+      const response = await call(`/v1/datasets/${encodeURIComponent(field.name)}/images/${id}?raw=1`);
+      if (!response.ok || pairsShown !== key) continue;
+      const blob = await response.blob();
+      const item = make("li", { className: "pair" });
+      item.dataset.id = id;
+      el.pairs.append(item);
+      for (const [who, model] of [["base", base], ["candidate", result.model]]) {
+        item.append(await analysed(blob, file, who, model));
+      }
+    }
+  }
+}
+
+async function analysed(blob, file, who, model) {
+  const form = new FormData();
+  form.append("image", blob, file);
+  const img = make("img", { src: URL.createObjectURL(blob), alt: `${file} analysed by ${model}` });
+  const figure = make("div", { className: "figure" }, img);
+  const caption = make("figcaption");
+  const box = make("figure", { className: "pair-side" }, figure, caption);
+  box.dataset.who = who;
+  const response = await call(`/v1/detect?model=${encodeURIComponent(model)}`, { method: "POST", body: form });
+  if (!response.ok) {
+    caption.textContent = `${who} ${model}: ${await failure(response, "Detect")}`;
+    return box;
+  }
+  const answer = await response.json();
+  const { width, height } = answer.image;
+  figure.style.aspectRatio = `${width} / ${height}`;
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("class", "overlay");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  for (const det of answer.detections) {
+    const g = document.createElementNS(SVG_NS, "g");
+    g.setAttribute("class", "box");
+    g.dataset.class = det.class_name;
+    for (const part of ["halo", "line"]) {
+      const r = document.createElementNS(SVG_NS, "rect");
+      const { x1, y1, x2, y2 } = det.box;
+      Object.entries({ class: part, x: x1, y: y1, width: x2 - x1, height: y2 - y1,
+                       stroke: part === "halo" ? "#0d1a0d" : COLOURS[det.class_name] || "#ffa500" })
+        .forEach(([k, v]) => r.setAttribute(k, v));
+      g.append(r);
+    }
+    svg.append(g);
+  }
+  figure.append(svg);
+  const c = answer.counts || {};
+  caption.textContent = `${who === "base" ? "Base" : "Candidate"} ${answer.model?.name || model}: `
+    + `${c.crop || 0} crop, ${c.weed || 0} weed`;
+  box.dataset.model = answer.model?.name || "";
+  return box;
 }
 
 async function checkActive(model, promoted) {

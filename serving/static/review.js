@@ -18,6 +18,7 @@ let photo = null;      // the photo in the viewer
 let editor = null;
 let datasets = [];
 let chosen = "";       // the dataset last saved to: chosen again next time
+let saving = false;    // (the button stays enabled: disabling it would drop the keyboard focus)
 
 function keep() {
   if (editor && photo) photo.review = { answer: photo.answer, labels: editor.labels() };
@@ -90,7 +91,7 @@ async function createDataset(name, crop) {
 
 async function save(event) {
   event.preventDefault();
-  if (!editor || !photo) return;
+  if (!editor || !photo || saving) return;
   let name = el.dataset.value;
   const isNew = name === NEW;
   if (isNew) {
@@ -107,7 +108,8 @@ async function save(event) {
       return;
     }
   }
-  el.save.disabled = true;
+  saving = true;
+  el.save.setAttribute("aria-disabled", "true");
   announce(el.status, "Saving…", "working");
   const labels = editor.labels();
   try {
@@ -133,7 +135,8 @@ async function save(event) {
     announce(el.status, error.message, "error");
     if (isNew) refreshDatasets();
   } finally {
-    el.save.disabled = false;
+    saving = false;
+    el.save.removeAttribute("aria-disabled");
   }
 }
 el.form.addEventListener("submit", save);

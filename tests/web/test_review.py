@@ -196,3 +196,143 @@ def test_correct_save_reload_and_find_exactly_those_labels(browser: Any, server:
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_on_a_phone_a_finger_draws_a_box_and_a_tap_switches_it(browser: Any, server: LiveServer) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server.url + "/")
+        name, size = "phone.jpg", (480, 360)
+        add_photo(page, name, synthetic_jpeg(12, *size))
+        open_review(page, name)
+        scope = "#viewer-figure"
+        before = page.locator(f"{scope} {LAYER}").count()
+        start = to_screen(page, scope, size, 100, 80)
+        end = to_screen(page, scope, size, 300, 260)
+        cdp = context.new_cdp_session(page)   # a real touch drag: touchstart, moves, touchend
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": start[0], "y": start[1]}]})
+        for k in range(1, 6):
+            x, y = (start[0] + (end[0] - start[0]) * k / 5, start[1] + (end[1] - start[1]) * k / 5)
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        expect(page.locator(f"{scope} {LAYER}")).to_have_count(before + 1)
+        cls, box = selected_box(page, scope)
+        assert cls == "weed" and all(abs(a - b) <= 2 for a, b in zip(box, (100, 80, 300, 260))), box
+        page.touchscreen.tap(*to_screen(page, scope, size, 200, 170))
+        expect(page.locator(f"{scope} {LAYER}.selected")).to_have_attribute("data-class", "crop")
+        expect(page.locator("#viewer")).to_be_visible()
+        page.screenshot(path="/tmp/page-shots/review-phone.png")
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def yolo_boxes(label_file: Path, width: int, height: int) -> list[dict[str, Any]]:
+    boxes = []
+    for line in label_file.read_text().splitlines():
+        if line.strip():
+            cls, cx, cy, w, h = (float(v) for v in line.split())
+            boxes.append({"class_name": ["crop", "weed"][int(cls)], "box": {
+                "x1": (cx - w / 2) * width, "y1": (cy - h / 2) * height,
+                "x2": (cx + w / 2) * width, "y2": (cy + h / 2) * height}})
+    return boxes
+
+
+def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, server: LiveServer,
+                                                                 tmp_path: Path) -> None:
+    """The whole loop with a real fine-tuning job (a 2-minute budget on 6 tiny photos)."""
+    from tests.training.test_chain import make_dataset
+
+    synthetic = tmp_path / "synthetic"
+    make_dataset(synthetic, train=6, val=0)
+    photos = sorted((synthetic / "images" / "train").iterdir())
+    http = server.http
+    assert http.post("/v1/datasets", json={"name": "discs", "crop": "beet"}).status_code == 201
+    for image in photos[:-1]:   # five saved through the API, the sixth corrected on the page
+        height, width = cv2.imread(str(image)).shape[:2]
+        labels = yolo_boxes(synthetic / "labels" / "train" / f"{image.stem}.txt", width, height)
+        saved = http.post("/v1/datasets/discs/images", data={"labels": json.dumps(labels)},
+                          files={"image": (image.name, image.read_bytes(), "image/jpeg")})
+        assert saved.status_code == 201, saved.text
+
+    context, page, _, errors = open_page(browser, server.url + "/")
+    try:
+        # correct: the model's boxes go, the true ones are drawn, each set to its class
+        last = photos[-1]
+        height, width = cv2.imread(str(last)).shape[:2]
+        add_photo(page, last.name, last.read_bytes())
+        open_review(page, last.name)
+        scope = "#viewer-figure"
+        while page.locator(f"{scope} {LAYER}").count():
+            page.locator(f"{scope} {LAYER}").first.focus()
+            page.keyboard.press("Delete")
+        truth = yolo_boxes(synthetic / "labels" / "train" / f"{last.stem}.txt", width, height)
+        for label in truth:   # N first: a drag that starts on a box would move that box
+            b = label["box"]
+            page.keyboard.press("n")
+            draw(page, scope, (width, height), (b["x1"], b["y1"], b["x2"], b["y2"]))
+            page.keyboard.press(label["class_name"][0])
+        drawn = editor_boxes(page, scope)
+        assert same_boxes(drawn, stored(truth), tol=TOLERANCE + 0.1), (drawn, stored(truth))
+        page.locator("#review-dataset").select_option("discs")
+        page.get_by_role("button", name="Save to field dataset discs").click()
+        expect(page.locator("#review-save-status")).to_contain_text("Saved to field dataset discs: a new photo")
+        page.locator("#viewer-close").click()
+        expect(page.locator("#viewer")).to_be_hidden()
+        assert http.get("/v1/datasets/discs").json()["images"] == 6
+
+        # fine-tune, following the progress
+        page.get_by_role("button", name="Open field dataset discs").click()
+        expect(page.locator("#dataset-photos li.thumb")).to_have_count(6)
+        page.get_by_label("New model's name").fill("discs-1")
+        page.get_by_label("Time budget (minutes)").fill("2")
+        page.get_by_role("button", name="Teach weedscan this field").click()
+        job = page.locator("#job")
+        expect(job).to_be_visible()
+        seen, deadline = set(), time.monotonic() + 600
+        while job.get_attribute("data-state") in ("queued", "running"):
+            status = page.locator("#job-status").text_content() or ""
+            if status.startswith("Epoch"):
+                seen.add((status, page.locator("#job-progress").get_attribute("value")))
+                expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+            assert time.monotonic() < deadline, status
+            page.wait_for_timeout(500)
+        assert job.get_attribute("data-state") == "done", (page.locator("#job-status").text_content(),
+                                                           server.log()[-3000:])
+        assert seen, "no epoch was shown while the job ran"
+        assert any(value not in (None, "0") for _, value in seen), seen
+        # each epoch with the time left (or, after the last one, that the gate is scoring)
+        assert all("left" in text or "scoring" in text for text, _ in seen), seen
+
+        # compare: base and candidate side by side on the held-out field photos
+        compare = page.locator("#job-compare")
+        expect(compare).to_be_visible()
+        field_row = compare.locator('tr[data-role="field"][data-dataset="discs"]')
+        expect(field_row).to_have_count(1)
+        result = http.get(f"/v1/jobs/{job.get_attribute('data-id')}").json()["result"]
+        gate = next(g for g in result["gate"] if g["role"] == "field")
+        for who in ("base", "candidate"):
+            for key in ("mAP50", "weed_AP50"):
+                expect(field_row.locator(f'td[data-col="{who}-{key}"]')).to_have_text(f"{gate[who][key]:.2f}")
+        expect(page.locator("#job-verdict")).to_contain_text(result["verdict"])
+        held_out = [f for field in result["field"] for f in field["gate_images"]]
+        expect(page.locator("#job-photos li.pair")).to_have_count(len(held_out))
+        expect(page.locator('#job-photos figure[data-who="base"][data-model="weedscan"]')).to_have_count(len(held_out))
+        expect(page.locator('#job-photos figure[data-who="candidate"][data-model="discs-1"]')).to_have_count(len(held_out))
+        assert http.get("/v1/models").json()["active"] == "weedscan", "not served before it is promoted"
+
+        # promote: the selector shows it active, and the next photo is answered by it
+        page.get_by_role("button", name="Promote discs-1").click()
+        expect(page.locator("#job-promoted")).to_contain_text("discs-1 is the active model now")
+        expect(page.locator('#model-select option[value=""]')).to_contain_text("discs-1")
+        expect(page.locator('#model-list li[data-model="discs-1"]')).to_contain_text("active")
+        assert http.get("/v1/models").json()["active"] == "discs-1"
+        add_photo(page, "next.jpg", photos[0].read_bytes())
+        expect(page.locator('li.photo[data-file="next.jpg"] .photo-model')).to_contain_text("Answered by discs-1")
+        page.screenshot(path="/tmp/page-shots/teach.png", full_page=True)
+        assert not errors, errors
+    finally:
+        context.close()
