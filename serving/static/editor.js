@@ -164,7 +164,8 @@ export function createEditor({ figure, toolbar, keyTarget, width, height, labels
       g.setAttribute("role", "img");
       const w = Math.round(b.box.x2 - b.box.x1);
       const h = Math.round(b.box.y2 - b.box.y1);
-      g.setAttribute("aria-label", `${b.class_name} box, ${w} by ${h} pixels${i === selected ? ", selected" : ""}`);
+      g.setAttribute("aria-label",
+                     `${b.class_name} box, ${w} by ${h} pixels${i === selected ? ", selected" : ""}`);
       g.append(rectNode("halo", b.box, HALO), rectNode("line", b.box, COLOURS[b.class_name]));
       return [g, (b.box.x2 - b.box.x1) * (b.box.y2 - b.box.y1)];
     });
@@ -177,7 +178,8 @@ export function createEditor({ figure, toolbar, keyTarget, width, height, labels
       for (const corner of CORNERS) {
         const x = corner.includes("w") ? box.x1 : box.x2;
         const y = corner.includes("n") ? box.y1 : box.y2;
-        const handle = rectNode("handle", { x1: x - side / 2, y1: y - side / 2, x2: x + side / 2, y2: y + side / 2 });
+        const half = side / 2;
+        const handle = rectNode("handle", { x1: x - half, y1: y - half, x2: x + half, y2: y + half });
         handle.dataset.handle = corner;
         g.append(handle);
       }
@@ -195,8 +197,9 @@ export function createEditor({ figure, toolbar, keyTarget, width, height, labels
     const counts = { crop: 0, weed: 0 };
     for (const b of boxes) counts[b.class_name] += 1;
     const picked = selected >= 0 ? boxes[selected] : null;
-    status.textContent = `${countsText(counts)}. ` + (drawMode ? `Drag on the photo to draw a ${newClass} box.`
-      : picked ? `Selected: a ${picked.class_name} box.` : "No box selected.");
+    const doing = drawMode ? `Drag on the photo to draw a ${newClass} box.`
+      : picked ? `Selected: a ${picked.class_name} box.` : "No box selected.";
+    status.textContent = `${countsText(counts)}. ${doing}`;
     tools.crop.setAttribute("aria-pressed", String((picked ? picked.class_name : newClass) === "crop"));
     tools.weed.setAttribute("aria-pressed", String((picked ? picked.class_name : newClass) === "weed"));
     tools.draw.setAttribute("aria-pressed", String(drawMode));

@@ -31,7 +31,8 @@ async function refresh() {
     return;
   }
   el.table.hidden = !datasets.length;
-  announce(el.status, datasets.length ? "" : "No field dataset yet. Open a photo large, correct its boxes and save it to one.");
+  announce(el.status, datasets.length ? ""
+    : "No field dataset yet. Open a photo large, correct its boxes and save it to one.");
   el.list.replaceChildren(...datasets.map((d) => {
     const row = make("tr");
     row.dataset.dataset = d.name;
@@ -50,7 +51,9 @@ async function refresh() {
 }
 
 el.refresh.addEventListener("click", refresh);
-el.newCrop.addEventListener("input", () => { if (!el.newName.dataset.touched) el.newName.value = slug(el.newCrop.value); });
+el.newCrop.addEventListener("input", () => {
+  if (!el.newName.dataset.touched) el.newName.value = slug(el.newCrop.value);
+});
 el.newName.addEventListener("change", () => { el.newName.dataset.touched = "1"; });
 el.form.addEventListener("submit", async (event) => {
   event.preventDefault();

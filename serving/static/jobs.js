@@ -130,7 +130,8 @@ function render(job) {
     const took = job.result?.wall_seconds ?? p.elapsed_seconds;
     announce(el.status, `Done${Number.isFinite(took) ? ` in ${duration(took)}` : ""}.`, "ok");
   } else {
-    const what = { failed: "The job failed", interrupted: "The job was interrupted", cancelled: "The job was cancelled" };
+    const what = { failed: "The job failed", interrupted: "The job was interrupted",
+                   cancelled: "The job was cancelled" };
     announce(el.status, `${what[job.state] || job.state}: ${job.error || "no reason given"}`, "error");
   }
   if (job.state === "done" && job.result) showResult(job.result);
@@ -165,9 +166,10 @@ function showResult(result) {
     return row;
   });
   const thead = make("thead", {}, make("tr", {}, ...head.map((t) => make("th", { scope: "col", textContent: t }))));
-  el.table.replaceChildren(make("caption", { textContent: `${base} (base) and ${result.model} (candidate) on the same photos` }),
-                           thead, make("tbody", {}, ...rows));
-  el.verdict.textContent = `${result.better ? "The candidate is better" : "The candidate is not better"}: ${result.verdict || ""}`;
+  const caption = `${base} (base) and ${result.model} (candidate) on the same photos`;
+  el.table.replaceChildren(make("caption", { textContent: caption }), thead, make("tbody", {}, ...rows));
+  const better = result.better ? "The candidate is better" : "The candidate is not better";
+  el.verdict.textContent = `${better}: ${result.verdict || ""}`;
   el.verdict.dataset.better = String(Boolean(result.better));
   el.compare.hidden = false;
   showPairs(result, base);

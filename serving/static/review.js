@@ -2,8 +2,8 @@
  * save the photo with them to a field dataset, an existing one or a new one named here. The
  * boxes travel in pixels of the upright image, as /v1/detect answered them. */
 
-import { NAME_PATTERN, announce, call, countsText, datasetsChanged, failure, listDatasets, make, sendJson, slug }
-  from "./api.js";
+import { NAME_PATTERN, announce, call, countsText, datasetsChanged, failure, listDatasets, make, sendJson,
+  slug } from "./api.js";
 import { createEditor } from "./editor.js";
 
 const NEW = "__new__";
@@ -85,7 +85,9 @@ el.name.addEventListener("change", () => { el.name.dataset.touched = "1"; });
 
 async function createDataset(name, crop) {
   const response = await sendJson("/v1/datasets", "POST", { name, crop });
-  if (response.status === 409) throw new Error(`A field dataset named ${name} exists already: choose it in the list.`);
+  if (response.status === 409) {
+    throw new Error(`A field dataset named ${name} exists already: choose it in the list.`);
+  }
   if (!response.ok) throw new Error(await failure(response, "Creating the field dataset"));
 }
 
@@ -103,7 +105,8 @@ async function save(event) {
       return;
     }
     if (!NAME_PATTERN.test(name)) {
-      announce(el.status, "The name takes 1-64 lower-case letters, digits, - or _, starting with a letter or digit.", "error");
+      announce(el.status, "The name takes 1-64 lower-case letters, digits, - or _, starting with a "
+        + "letter or digit.", "error");
       el.name.focus();
       return;
     }

@@ -8,6 +8,7 @@ photo is answered by the new model."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,8 @@ def selected_box(page: Any, scope: str) -> tuple[str, tuple[float, ...]]:
 
 
 def add_photo(page: Any, name: str, data: bytes) -> None:
-    page.get_by_label("Choose photos").set_input_files([{"name": name, "mimeType": "image/jpeg", "buffer": data}])
+    page.get_by_label("Choose photos").set_input_files(
+        [{"name": name, "mimeType": "image/jpeg", "buffer": data}])
     wait_finished(page)
 
 
@@ -145,7 +147,8 @@ def test_correct_save_reload_and_find_exactly_those_labels(browser: Any, server:
         page.locator("#review-new-crop").fill("carrot")
         page.locator("#review-new-name").fill("plot-a")
         page.get_by_role("button", name="Save to field dataset plot-a").click()
-        expect(page.locator("#review-save-status")).to_contain_text("Saved to field dataset plot-a: a new photo")
+        expect(page.locator("#review-save-status")).to_contain_text(
+            "Saved to field dataset plot-a: a new photo")
 
         listing = http.get("/v1/datasets/plot-a/images").json()["images"]
         assert len(listing) == 1 and listing[0]["filename"] == name
@@ -166,7 +169,8 @@ def test_correct_save_reload_and_find_exactly_those_labels(browser: Any, server:
         thumb = page.locator(f'#dataset-photos li.thumb[data-id="{image_id}"]')
         expect(thumb).to_be_visible()
         expect(page.locator("#dataset-photos li.thumb")).to_have_count(1)
-        page.wait_for_function("id => document.querySelector(`li.thumb[data-id='${id}'] img`).naturalWidth > 0",
+        page.wait_for_function(
+            "id => document.querySelector(`li.thumb[data-id='${id}'] img`).naturalWidth > 0",
                                arg=image_id)
         thumb.get_by_role("button", name=f"Open {name} large").click()
         expect(page.locator("#field-viewer")).to_be_visible()
@@ -213,7 +217,8 @@ def test_on_a_phone_a_finger_draws_a_box_and_a_tap_switches_it(browser: Any, ser
         start = to_screen(page, scope, size, 100, 80)
         end = to_screen(page, scope, size, 300, 260)
         cdp = context.new_cdp_session(page)   # a real touch drag: touchstart, moves, touchend
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": start[0], "y": start[1]}]})
+        cdp.send("Input.dispatchTouchEvent",
+                 {"type": "touchStart", "touchPoints": [{"x": start[0], "y": start[1]}]})
         for k in range(1, 6):
             x, y = (start[0] + (end[0] - start[0]) * k / 5, start[1] + (end[1] - start[1]) * k / 5)
             cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
@@ -279,7 +284,8 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         assert same_boxes(drawn, stored(truth), tol=TOLERANCE + 0.1), (drawn, stored(truth))
         page.locator("#review-dataset").select_option("discs")
         page.get_by_role("button", name="Save to field dataset discs").click()
-        expect(page.locator("#review-save-status")).to_contain_text("Saved to field dataset discs: a new photo")
+        expect(page.locator("#review-save-status")).to_contain_text(
+            "Saved to field dataset discs: a new photo")
         page.locator("#viewer-close").click()
         expect(page.locator("#viewer")).to_be_hidden()
         assert http.get("/v1/datasets/discs").json()["images"] == 6
@@ -297,7 +303,7 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
             status = page.locator("#job-status").text_content() or ""
             if status.startswith("Epoch"):
                 seen.add((status, page.locator("#job-progress").get_attribute("value")))
-                expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+                expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_visible()
             assert time.monotonic() < deadline, status
             page.wait_for_timeout(500)
         assert job.get_attribute("data-state") == "done", (page.locator("#job-status").text_content(),
@@ -320,8 +326,9 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         expect(page.locator("#job-verdict")).to_contain_text(result["verdict"])
         held_out = [f for field in result["field"] for f in field["gate_images"]]
         expect(page.locator("#job-photos li.pair")).to_have_count(len(held_out))
-        expect(page.locator('#job-photos figure[data-who="base"][data-model="weedscan"]')).to_have_count(len(held_out))
-        expect(page.locator('#job-photos figure[data-who="candidate"][data-model="discs-1"]')).to_have_count(len(held_out))
+        for who, model in (("base", "weedscan"), ("candidate", "discs-1")):
+            expect(page.locator(f'#job-photos figure[data-who="{who}"][data-model="{model}"]')
+                   ).to_have_count(len(held_out))
         assert http.get("/v1/models").json()["active"] == "weedscan", "not served before it is promoted"
 
         # promote: the selector shows it active, and the next photo is answered by it
@@ -331,8 +338,46 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         expect(page.locator('#model-list li[data-model="discs-1"]')).to_contain_text("active")
         assert http.get("/v1/models").json()["active"] == "discs-1"
         add_photo(page, "next.jpg", photos[0].read_bytes())
-        expect(page.locator('li.photo[data-file="next.jpg"] .photo-model')).to_contain_text("Answered by discs-1")
+        expect(page.locator('li.photo[data-file="next.jpg"] .photo-model')).to_contain_text(
+            "Answered by discs-1")
         page.screenshot(path="/tmp/page-shots/teach.png", full_page=True)
+        assert not errors, errors
+    finally:
+        context.close()
+
+
+def test_a_job_can_be_cancelled_and_rerun_from_the_page(browser: Any, server: LiveServer,
+                                                         tmp_path: Path) -> None:
+    from tests.training.test_chain import make_dataset
+
+    synthetic = tmp_path / "synthetic"
+    make_dataset(synthetic, train=4, val=0)
+    http = server.http
+    assert http.post("/v1/datasets", json={"name": "cancel-me", "crop": "beet"}).status_code == 201
+    for image in sorted((synthetic / "images" / "train").iterdir()):
+        labels = yolo_boxes(synthetic / "labels" / "train" / f"{image.stem}.txt", 160, 160)
+        assert http.post("/v1/datasets/cancel-me/images", data={"labels": json.dumps(labels)},
+                         files={"image": (image.name, image.read_bytes(), "image/jpeg")}).status_code == 201
+    context, page, _, errors = open_page(browser, server.url + "/")
+    try:
+        page.get_by_role("button", name="Open field dataset cancel-me").click()
+        expect(page.get_by_label("New model's name")).to_have_value(re.compile(r"^cancel-me-\d{8}-\d{4}$"))
+        page.get_by_label("Time budget (minutes)").fill("30")
+        page.get_by_role("button", name="Teach weedscan this field").click()
+        job = page.locator("#job")
+        expect(job).to_have_attribute("data-state", re.compile("queued|running"))
+        first = job.get_attribute("data-id")
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        expect(job).to_have_attribute("data-state", "cancelled")
+        expect(page.locator("#job-status")).to_contain_text("The job was cancelled")
+        expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_hidden()
+        page.get_by_role("button", name="Rerun", exact=True).click()
+        expect(job).not_to_have_attribute("data-id", first)
+        expect(job).to_have_attribute("data-state", re.compile("queued|running"))
+        rerun = http.get(f"/v1/jobs/{job.get_attribute('data-id')}").json()
+        assert rerun["params"]["name"] == http.get(f"/v1/jobs/{first}").json()["params"]["name"]
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        expect(job).to_have_attribute("data-state", "cancelled")
         assert not errors, errors
     finally:
         context.close()
