@@ -209,6 +209,10 @@ el.remove.addEventListener("click", async () => {
 el.dialogClose.addEventListener("click", () => el.dialog.close());
 el.dialog.addEventListener("click", (event) => { if (event.target === el.dialog) el.dialog.close(); });
 el.dialog.addEventListener("close", () => {
+  if (editing && editing.editor.dirty()) {
+    const { record } = editing;
+    announce(el.status, `Your changes to ${record.filename || record.id} were not saved.`, "error");
+  }
   if (editing) editing.editor.destroy();
   editing = null;
   if (opener && opener.isConnected) opener.focus();
