@@ -381,3 +381,39 @@ def test_a_job_can_be_cancelled_and_rerun_from_the_page(browser: Any, server: Li
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_with_an_api_key_the_panel_waits_for_it_and_photos_load_with_it(browser: Any, shipped_model: Path,
+                                                                         tmp_path: Path) -> None:
+    key = "field-key-1"
+    live = LiveServer(shipped_model, env={"WEEDSCAN_API_KEYS": key,
+                                          "WEEDSCAN_DATA_DIR": str(tmp_path / "data")})
+    context, page, _, errors = open_page(browser, live.url + "/")
+    try:
+        page.get_by_role("textbox", name="API key").fill(key)
+        page.get_by_role("button", name="Use this key").click()
+        expect(page.locator("#key-panel")).to_be_hidden()
+        expect(page.locator("#fields-status")).to_contain_text("No field dataset yet")   # asked again, with it
+        name, size = "keyed.jpg", (320, 240)
+        add_photo(page, name, synthetic_jpeg(5, *size))
+        open_review(page, name)
+        page.keyboard.press("n")
+        draw(page, "#viewer-figure", size, (20, 20, 120, 100))
+        boxes = editor_boxes(page, "#viewer-figure")   # the model's and the one drawn
+        page.locator("#review-new-crop").fill("onion")
+        expect(page.locator("#review-new-name")).to_have_value("onion")   # the name follows the crop
+        page.get_by_role("button", name="Save to field dataset onion").click()
+        expect(page.locator("#review-save-status")).to_contain_text("Saved to field dataset onion")
+        page.locator("#viewer-close").click()
+        page.reload()   # the tab keeps the key: the saved photo (a key-only route) loads
+        page.get_by_role("button", name="Open field dataset onion").click()
+        page.wait_for_function("() => { const i = document.querySelector('#dataset-photos li.thumb img');"
+                               " return i && i.naturalWidth === 320; }")
+        listing = live.http.get("/v1/datasets/onion/images", headers={"X-API-Key": key}).json()["images"]
+        crops = sum(c == "crop" for c, _ in boxes)
+        assert [i["counts"] for i in listing] == [{"crop": crops, "weed": len(boxes) - crops}]
+        assert live.http.get("/v1/datasets").status_code == 401
+        assert not errors, errors
+    finally:
+        context.close()
+        live.stop()
