@@ -417,3 +417,44 @@ def test_with_an_api_key_the_panel_waits_for_it_and_photos_load_with_it(browser:
     finally:
         context.close()
         live.stop()
+
+
+def test_a_job_cut_by_a_server_stop_shows_why_and_can_be_rerun(browser: Any, tmp_path: Path) -> None:
+    from tests.training.test_chain import make_dataset
+
+    synthetic = tmp_path / "synthetic"
+    make_dataset(synthetic, train=4, val=0)
+    models, data = models_folder(tmp_path), tmp_path / "data"
+    args, env = ["--models-dir", str(models)], {"WEEDSCAN_DATA_DIR": str(data)}
+    live = LiveServer(None, env=env, args=args)
+    try:
+        http = live.http
+        assert http.post("/v1/datasets", json={"name": "cut", "crop": "beet"}).status_code == 201
+        for image in sorted((synthetic / "images" / "train").iterdir()):
+            labels = yolo_boxes(synthetic / "labels" / "train" / f"{image.stem}.txt", 160, 160)
+            assert http.post("/v1/datasets/cut/images", data={"labels": json.dumps(labels)},
+                             files={"image": (image.name, image.read_bytes(), "image/jpeg")}).status_code == 201
+        job = http.post("/v1/jobs", json={"kind": "finetune", "datasets": ["cut"], "name": "cut-1",
+                                          "time_hours": 0.5}).json()
+        deadline = time.monotonic() + 60
+        while http.get(f"/v1/jobs/{job['id']}").json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        live.stop()   # the server stops: its running job becomes interrupted
+    live = LiveServer(None, env=env, args=args)
+    context, page, _, errors = open_page(browser, live.url + "/")
+    try:
+        page.get_by_role("button", name="Open field dataset cut").click()
+        shown = page.locator("#job")
+        expect(shown).to_have_attribute("data-state", "interrupted")
+        expect(page.locator("#job-status")).to_contain_text("The job was interrupted: the server stopped")
+        page.get_by_role("button", name="Rerun", exact=True).click()
+        expect(shown).to_have_attribute("data-state", re.compile("queued|running"))
+        assert shown.get_attribute("data-id") != str(job["id"])
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        expect(shown).to_have_attribute("data-state", "cancelled")
+        assert not errors, errors
+    finally:
+        context.close()
+        live.stop()
