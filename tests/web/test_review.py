@@ -78,6 +78,10 @@ def selected_box(page: Any, scope: str) -> tuple[str, tuple[float, ...]]:
     return cls, tuple(float(v) for v in box.split(","))
 
 
+def near(got: tuple[str, tuple[float, ...]], want: tuple[str, tuple[float, ...]]) -> None:
+    assert got[0] == want[0] and all(abs(a - b) <= 2 * TOLERANCE for a, b in zip(got[1], want[1])), (got, want)
+
+
 def add_photo(page: Any, name: str, data: bytes) -> None:
     page.get_by_label("Choose photos").set_input_files(
         [{"name": name, "mimeType": "image/jpeg", "buffer": data}])
@@ -109,6 +113,14 @@ def test_correct_save_reload_and_find_exactly_those_labels(browser: Any, server:
         assert cls == "weed" and all(abs(a - b) <= TOLERANCE for a, b in zip(box, (60, 50, 200, 160))), box
         page.keyboard.press("c")
         assert selected_box(page, scope)[0] == "crop"
+        # drag it to move it, drag its corner to resize it; two undos put it back
+        drag(page, to_screen(page, figure, size, 130, 105), to_screen(page, figure, size, 150, 125))
+        near(selected_box(page, scope), ("crop", (80, 70, 220, 180)))
+        drag(page, to_screen(page, figure, size, 220, 180), to_screen(page, figure, size, 240, 200))
+        near(selected_box(page, scope), ("crop", (80, 70, 240, 200)))
+        page.keyboard.press("Control+z")
+        page.keyboard.press("Control+z")
+        near(selected_box(page, scope), ("crop", (60, 50, 200, 160)))
         # N, W (the class of the next box, as the last one chosen), then drag: a second box; a
         # click on the selected box switches its class
         page.keyboard.press("n")
