@@ -1,6 +1,7 @@
 """Fine-tuning on a few photos of a field the base never saw (leave one field out).
 
-For each field X and each k: k labelled photos drawn from X's train split (seed 0) form the
+For each field X and each k: k labelled photos that show a weed, drawn from X's train split
+(seed 0), form the
 field dataset, X's val split is the job's gate, and `training.finetune.finetune` (what `weedscan
 finetune` runs) trains from a base that never saw X. The candidate is scored on X's test split,
 which nothing chose, and on the replayed public val splits (what it forgot). With
@@ -35,10 +36,18 @@ from training.finetune import FinetuneConfig, Recipe, finetune  # noqa: E402
 from training.trainset import YoloDataset, labels_folder  # noqa: E402
 
 
+def has_weed(dataset: YoloDataset, image: Path) -> bool:
+    source = dataset.splits["train"]
+    label = labels_folder(source) / image.relative_to(source).with_suffix(".txt")
+    return label.is_file() and any(line.split()[:1] == ["1"] for line in label.read_text().splitlines())
+
+
 def field_sample(field: Path, k: int, seed: int, out: Path, with_val: bool) -> Path:
-    """out/NAME: k photos of the field's train split (and its val split as the gate)."""
+    """out/NAME: k photos of the field's train split that show a weed, as a user labels them
+    (a random draw of sugar beet frames gave 8 photos with 13 weeds, 10 of them in one), and
+    its val split as the gate."""
     dataset = YoloDataset.from_yaml(field)
-    chosen = random.Random(seed).sample(dataset.images("train"), k)
+    chosen = random.Random(seed).sample([p for p in dataset.images("train") if has_weed(dataset, p)], k)
     root = out / dataset.name
     splits = {"train": chosen}
     if with_val:

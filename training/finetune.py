@@ -53,15 +53,16 @@ class Recipe(BaseModel):
     lrf: float = Field(0.1, gt=0, le=1, description="final learning rate as a fraction of lr0")
     freeze: int = Field(0, ge=0, description="first N layers kept as the base has them (0: none)")
     batch: int = Field(16, ge=1)
-    # Each epoch lists many public photos, an equal share from each set: a small fixed sample is
-    # learnt by heart and the rest forgotten, and a small set beside a big one is forgotten.
-    replay_images: int = Field(512, ge=0, description="public photos per epoch")
+    # Each epoch lists an equal share of photos from each public set, up to all of a big set: a
+    # fixed part of a set is learnt by heart and the rest forgotten, and a small set beside a big
+    # one is forgotten. Epochs are long; the time budget, not the epoch count, ends training.
+    replay_images: int = Field(2048, ge=0, description="public photos per epoch")
     field_share: float = Field(0.5, gt=0, lt=1, description="share of each epoch that is field photos")
     field_images: int = Field(256, ge=8, description="field photos per epoch (repeated) when nothing is replayed")
     # Ultralytics warms up over at least 100 steps with a bias learning rate of 0.1: from a trained
     # model that wrecks what it knew before the field is learnt. 0: no warm-up.
     warmup_epochs: float = Field(0.0, ge=0)
-    close_mosaic: int = Field(2, ge=0)
+    close_mosaic: int = Field(1, ge=0)
 
     def ultralytics_overrides(self) -> dict[str, Any]:
         return {
