@@ -47,6 +47,16 @@ def draw(image: np.ndarray, result: DetectionResult) -> np.ndarray:
     return canvas
 
 
+# JPEG stores each side in 16 bits and libjpeg refuses sides over 65,500 px.
+JPEG_MAX_SIDE = 65_500
+
+
+def output_format(image: np.ndarray, fmt: str = "jpeg") -> str:
+    """The format an annotated image is sent in: the one asked for, or PNG when JPEG cannot
+    hold the image (a side over JPEG_MAX_SIDE)."""
+    return "png" if fmt == "jpeg" and max(image.shape[:2]) > JPEG_MAX_SIDE else fmt
+
+
 def encode(image: np.ndarray, fmt: str = "jpeg") -> bytes:
     ext, params = (".png", []) if fmt == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90])
     ok, buffer = cv2.imencode(ext, image, params)

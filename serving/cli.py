@@ -244,6 +244,10 @@ def detect(
             message = exc.message if isinstance(exc, ClientError) else str(exc)
             typed = BatchErrorRecord.model_validate({**line, "error": {
                 "code": getattr(exc, "code", "unreadable_file"), "message": message}})
+        except Exception as exc:  # noqa: BLE001 - one odd image is one error line, not a traceback
+            failures += 1
+            typed = BatchErrorRecord.model_validate({"path": str(path), "error": {
+                "code": "detect_failed", "message": f"{type(exc).__name__}: {exc}"}})
         sys.stdout.write(wire_json(typed).decode() + "\n")
         sys.stdout.flush()
     if failures:

@@ -14,6 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from serving.detector import DetectOptions
 from serving.vegetation import VegetationOptions
 
+# Bounds that keep the green-mode arithmetic finite: every vegetation index lies within -2.4 to 3,
+# so a threshold beyond +-10 means "everything" or "nothing" as well; no image has more pixels
+# than MAX_MIN_AREA.
+VEG_THRESHOLD_BOUND = 10.0
+MAX_MIN_AREA = 10**10
+
 ClassLookup = Callable[[Sequence[str]], tuple[int, ...]]  # names -> ids; ValueError names unknowns
 
 
@@ -30,9 +36,12 @@ class DetectParams(BaseModel):
     mode: Literal["model", "green"] = Field("model", description="green: no model, every vegetation "
                                             "region is a `plant` (green-on-brown)")
     veg_index: Literal["exg", "exgr", "hsv"] = Field("exg", description="mode=green: vegetation index")
-    veg_threshold: Literal["auto"] | Annotated[float, Field(allow_inf_nan=False)] = Field(
-        "auto", description="mode=green: index threshold (a finite number), or auto (Otsu)")
-    min_area: int = Field(50, ge=1, description="mode=green: smallest plant region, pixels")
+    veg_threshold: Literal["auto"] | Annotated[float, Field(
+        ge=-VEG_THRESHOLD_BOUND, le=VEG_THRESHOLD_BOUND, allow_inf_nan=False)] = Field(
+        "auto", description=f"mode=green: index threshold, -{VEG_THRESHOLD_BOUND:g} to "
+        f"{VEG_THRESHOLD_BOUND:g} (every index lies within -2.4 to 3), or auto (Otsu)")
+    min_area: int = Field(50, ge=1, le=MAX_MIN_AREA,
+                          description="mode=green: smallest plant region, pixels")
 
 
 class OptionError(ValueError):

@@ -106,6 +106,9 @@ def _working(image_bgr: np.ndarray, work_side: int | None) -> tuple[np.ndarray, 
     if work_side is None or max(height, width) <= work_side:
         return image_bgr, 1.0
     factor = math.ceil(max(height, width) / work_side)
+    factor = min(factor, min(height, width))  # a sliver keeps at least one row or column
+    if factor <= 1:
+        return image_bgr, 1.0
     small = cv2.resize(image_bgr, None, fx=1.0 / factor, fy=1.0 / factor, interpolation=cv2.INTER_AREA)
     return small, small.shape[1] / width
 

@@ -48,28 +48,28 @@ class ImageWorker:
 
     def process(self, path: str) -> Record:
         start = time.perf_counter()
-        try:
+        try:  # the whole image, its record's check included: one bad image is one error line
             data = Path(path).read_bytes()
             image = decode_image(data, self.job.max_pixels)
             decoded = time.perf_counter()
             result = (self.detector.detect(image, self.job.options) if self.detector is not None
                       else green_detect(image, self.job.green, self.job.options.max_det))
+            record: Record = {"path": path, **result.to_dict(lanes=self.job.lanes)}
+            if self.job.timing:
+                record["timing_ms"].update(decode=round((decoded - start) * 1000, 2),
+                                           total=round((time.perf_counter() - start) * 1000, 2))
+            else:
+                del record["timing_ms"]
+            fix = read_gps(data)
+            if fix is not None:
+                record["gps"] = {"lat": fix.lat, "lon": fix.lon}
+            return wire_dict(BatchRecord.model_validate(record))  # a line is the typed record, checked
         except OSError as exc:
             return error_record(path, "unreadable_file", exc.strerror or str(exc))
         except ClientError as exc:
             return error_record(path, exc.code, exc.message)
         except Exception as exc:  # noqa: BLE001 - one odd file must not end a whole survey
             return error_record(path, "detect_failed", f"{type(exc).__name__}: {exc}")
-        record: Record = {"path": path, **result.to_dict(lanes=self.job.lanes)}
-        if self.job.timing:
-            record["timing_ms"].update(decode=round((decoded - start) * 1000, 2),
-                                       total=round((time.perf_counter() - start) * 1000, 2))
-        else:
-            del record["timing_ms"]
-        fix = read_gps(data)
-        if fix is not None:
-            record["gps"] = {"lat": fix.lat, "lon": fix.lon}
-        return wire_dict(BatchRecord.model_validate(record))  # a line is the typed record, checked
 
     def process_many(self, paths: list[str]) -> list[Record]:
         return [self.process(p) for p in paths]

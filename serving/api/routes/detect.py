@@ -127,6 +127,6 @@ async def annotate_image(request: Request, service: ServiceDep, query: AnnotateQ
                                        body.take)
         with service.admit():
             result, image = await service.detect_bytes(data, query.options, query.green, model)
-            drawn = await asyncio.to_thread(
-                lambda: annotate.encode(annotate.draw(image, result), query.format))
-    return Response(drawn, media_type=f"image/{query.format}")
+            fmt = annotate.output_format(image, query.format)  # PNG when JPEG cannot hold it
+            drawn = await asyncio.to_thread(lambda: annotate.encode(annotate.draw(image, result), fmt))
+    return Response(drawn, media_type=f"image/{fmt}")
