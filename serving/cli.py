@@ -203,7 +203,7 @@ def detect(
              weedscan detect fallow.jpg --mode green --lanes 8
     """
     from serving.green import GreenDetector
-    from serving.imaging import decode_image
+    from serving.imaging import decode_image, read_image_file
 
     settings = Settings()
     model_path = cli_model(model, settings)
@@ -229,7 +229,7 @@ def detect(
     for path in paths:
         line: dict = {"path": str(path)}
         try:
-            data = path.read_bytes()
+            data = read_image_file(path, settings.max_upload_bytes)
             image = decode_image(data, settings.max_pixels)
             result = detector.detect(image, query.options)
             line.update(result.to_dict(lanes=query.lanes))

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "weedscan.onnx"
 DEFAULT_MAX_PIXELS = 64_000_000  # decoded size limit (WEEDSCAN_MAX_PIXELS)
+DEFAULT_MAX_UPLOAD_MB = 20.0  # per image (WEEDSCAN_MAX_UPLOAD_MB)
+DEFAULT_MAX_UPLOAD_BYTES = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
 
 
 def default_data_dir() -> Path:
@@ -46,7 +48,7 @@ class Settings(BaseSettings):
     # Host names the server answers for (comma-separated; `*.example.com` patterns, `*` any);
     # unset: loopback names when bound to loopback, any name otherwise (serving/api/origin.py).
     allowed_hosts: Annotated[list[str] | None, NoDecode] = None
-    max_upload_mb: float = Field(20.0, gt=0)
+    max_upload_mb: float = Field(DEFAULT_MAX_UPLOAD_MB, gt=0)
     max_batch_mb: float = Field(100.0, gt=0)
     max_batch_files: int = Field(32, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)

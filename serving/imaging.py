@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -10,7 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from serving.errors import TooManyPixels, UndecodableImage, UnsupportedMediaType
+from serving.errors import (ClientError, PayloadTooLarge, TooManyPixels, UndecodableImage,
+                            UnsupportedMediaType)
 
 # Media types the API accepts, and the Pillow format names that may hide behind them.
 SUPPORTED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")
@@ -20,6 +23,28 @@ _SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/p
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
+
+
+class NotARegularFile(ClientError):
+    status, code = 400, "not_a_regular_file"
+
+
+def read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """A local image file's bytes, for `weedscan detect` and `batch`: a regular file only (a
+    FIFO, a device such as /dev/zero or a socket, also behind a link, is refused before a byte
+    is read, so it can neither hang the run nor fill its memory), of at most `max_bytes`
+    (the upload limit) as it is read."""
+    if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO blocks
+        raise NotARegularFile(f"{os.fspath(path)} is not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with open(fd, "rb", closefd=True) as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the stat
+            raise NotARegularFile(f"{os.fspath(path)} is not a regular file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"{os.fspath(path)} is over the per-image limit of {max_bytes} bytes "
+                              "(WEEDSCAN_MAX_UPLOAD_MB)")
+    return data
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def batch(
         lookup = open_detector(model_path, 1).class_ids_for  # not in every worker
     query = cli_query(params, lookup)
     job = BatchJob(model=str(model_path), threads=settings.threads, max_pixels=settings.max_pixels,
+                   max_bytes=settings.max_upload_bytes,
                    options=query.options, lanes=query.lanes, timing=timing, green=query.green)
     try:
         report = run_batch(inputs, out, job, workers=workers, ray_address=ray_address,

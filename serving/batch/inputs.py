@@ -48,7 +48,7 @@ def find_images(inputs: Iterable[str | Path]) -> list[str]:
         path = Path(text).expanduser()
         if path.is_dir():
             found.update(os.path.abspath(p) for p in images_under(path))
-        elif path.is_file():
+        elif path.exists():  # a file, or something odd named as one: its error line tells
             found.add(os.path.abspath(path))
         else:
             raise InputError(f"no such file or folder: {text}")

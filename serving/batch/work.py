@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from serving.answer import BatchErrorRecord, BatchRecord, wire_dict
-from serving.config import DEFAULT_MAX_PIXELS
+from serving.config import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 from serving.detector import DetectOptions, Detector
 from serving.errors import ClientError
 from serving.exif_gps import read_gps
 from serving.green import green_detect
-from serving.imaging import decode_image
+from serving.imaging import decode_image, read_image_file
 from serving.vegetation import VegetationOptions
 
 Record = dict[str, Any]
@@ -26,6 +25,7 @@ class BatchJob:
     model: str
     threads: int | None = None  # ONNX Runtime threads per worker; None: a fair share of the cores
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # a bigger file is an error record (the upload limit)
     options: DetectOptions = DetectOptions()  # conf, iou, classes, max_det, tile
     lanes: int | None = None  # sprayer lanes in each record
     timing: bool = False  # keep timing_ms in the records (it differs from run to run)
@@ -49,7 +49,7 @@ class ImageWorker:
     def process(self, path: str) -> Record:
         start = time.perf_counter()
         try:  # the whole image, its record's check included: one bad image is one error line
-            data = Path(path).read_bytes()
+            data = read_image_file(path, self.job.max_bytes)
             image = decode_image(data, self.job.max_pixels)
             decoded = time.perf_counter()
             result = (self.detector.detect(image, self.job.options) if self.detector is not None
