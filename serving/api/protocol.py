@@ -26,6 +26,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from serving.api.errors import error_body, retry_after
+from serving.api.headers import COMMON, PAGE_POLICY
 from serving.config import Settings
 
 log = logging.getLogger("weedscan")
@@ -49,6 +50,12 @@ def limits_from_env() -> HeadLimits:
     s = Settings()
     return HeadLimits(s.header_timeout_s, s.max_header_bytes, s.max_headers, s.max_connections,
                       s.retry_after_s)
+
+
+# The app's security headers (serving/api/headers.py), on the refusals written here too.
+_REFUSAL_HEADERS = [b"content-type: application/json",
+                    b"content-security-policy: " + PAGE_POLICY.encode(),
+                    *(f"{name.lower()}: {value}".encode() for name, value in COMMON.items())]
 
 
 class HeadRefused(Exception):
@@ -109,15 +116,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             self._invalid()
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            # The app has no WebSocket (or other upgraded) endpoint: the request is answered as
+            # plain HTTP by the app, and the connection closed after it (the parser takes no
+            # more requests on it).
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+
+    def _should_upgrade_to_ws(self) -> bool:
+        return False
 
     def _invalid(self) -> None:
         msg = "Invalid HTTP request received."
         self.logger.warning(msg)
         self.send_400_response(msg)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's plain-text 400, as the contract's JSON error with the security headers."""
+        self._refuse(HeadRefused(400, "bad_request", msg))
 
     # --- parser callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -206,8 +221,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         body = error_body(refusal.code, refusal.message)
-        headers = [b"content-type: application/json", b"content-length: %d" % len(body),
-                   b"connection: close"]
+        headers = [*_REFUSAL_HEADERS, b"content-length: %d" % len(body), b"connection: close"]
         if refusal.status == 503:
             headers.append(b"retry-after: " + retry_after(self.limits.retry_after_s).encode())
         self.transport.write(STATUS_LINE[refusal.status] + b"\r\n".join(headers) + b"\r\n\r\n" + body)
