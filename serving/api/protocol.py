@@ -75,6 +75,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size = self._head_count = 0  # exact, from the parser's callbacks
         self._last_active = 0  # a tick of _ticks
         self._completed = 0  # requests answered on this connection
+        # The rest of a body the answer did not wait for (the app answered without reading it)
+        # must arrive within the keep-alive time: each byte of it cancels uvicorn's keep-alive
+        # timer, and nothing else would close a connection that trickles it for ever.
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     # --- connection -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -86,6 +90,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_drain_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -156,11 +161,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head, self._head_bytes, self._head_reset = True, 0, True
+        if self._drain_timer is not None:  # the unread rest of an answered body is in: idle now
+            self._cancel_drain_timer()
+            if (self.timeout_keep_alive_task is None and not self.pipeline
+                    and not self.transport.is_closing()):
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
     def on_response_complete(self) -> None:
         self._completed += 1
         self._last_active = next(_ticks)
         super().on_response_complete()
+        if (not self._in_head and self.cycle is not None and self.cycle.response_complete
+                and self._drain_timer is None and not self.transport.is_closing()):
+            self._drain_timer = self.loop.call_later(self.timeout_keep_alive, self._drain_timed_out)
 
     # --- limits -----------------------------------------------------------------------------
     def _count_head(self, size: int, count: int) -> None:
@@ -196,6 +210,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(HeadRefused(408, "request_timeout", "the request head did not arrive "
                                      f"within {self.limits.timeout_s:g} s"))
         else:  # a connection that sent nothing: just close it, as for an idle keep-alive
+            self.transport.close()
+
+    def _cancel_drain_timer(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _drain_timed_out(self) -> None:
+        self._drain_timer = None
+        if not self.transport.is_closing():  # answered already: nothing more to say
             self.transport.close()
 
     def _idle(self) -> bool:
