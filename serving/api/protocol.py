@@ -79,6 +79,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # must arrive within the keep-alive time: each byte of it cancels uvicorn's keep-alive
         # timer, and nothing else would close a connection that trickles it for ever.
         self._drain_timer: asyncio.TimerHandle | None = None
+        # A chunked body's trailer (header lines after the last chunk) is buffered by httptools
+        # like a head, but outside it: its size counts with the head's, and it must arrive
+        # within the head's deadline. After a chunk header and before its data the parser is
+        # either there or about to stream a chunk.
+        self._after_chunk_header = False
+        self._trailer_bytes = 0  # received while the parser was in a trailer, per chunk
+        self._feeds = self._chunk_header_feed = 0  # data_received calls; the last chunk header's
+        self._trailer_timer: asyncio.TimerHandle | None = None
 
     # --- connection -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -91,15 +99,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         self._cancel_drain_timer()
+        self._cancel_trailer_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._last_active = next(_ticks)
         self._head_reset = False
+        self._feeds += 1
         try:
             self._feed(data)
         except HeadRefused as refusal:
             self._refuse(refusal)
+            return
+        if self._after_chunk_header and not self.transport.is_closing():
+            # A chunk header from an earlier feed and no data since: all of this went to a trailer.
+            self._trailer_received(len(data) if self._chunk_header_feed < self._feeds else 0)
             return
         if self._in_head and not self.transport.is_closing():
             # A head still incomplete: httptools buffers it whole, so bound what it holds here
@@ -151,14 +165,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_head(len(name) + len(value) + 4, 1)
-        super().on_header(name, value)
+        if self._in_head:  # a trailer's lines are counted, not added to the request's headers
+            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
 
+    def on_chunk_header(self) -> None:
+        self._after_chunk_header, self._trailer_bytes = True, 0
+        self._chunk_header_feed = self._feeds
+
+    def on_chunk_complete(self) -> None:
+        self._after_chunk_header, self._trailer_bytes = False, 0
+        self._cancel_trailer_timer()
+
+    def on_body(self, body: bytes) -> None:
+        if self._after_chunk_header:  # a chunk's data: no trailer
+            self._after_chunk_header, self._trailer_bytes = False, 0
+            self._cancel_trailer_timer()
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._after_chunk_header, self._trailer_bytes = False, 0
+        self._cancel_trailer_timer()
         super().on_message_complete()
         self._in_head, self._head_bytes, self._head_reset = True, 0, True
         if self._drain_timer is not None:  # the unread rest of an answered body is in: idle now
@@ -212,6 +243,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:  # a connection that sent nothing: just close it, as for an idle keep-alive
             self.transport.close()
 
+    def _trailer_received(self, size: int) -> None:
+        """A chunk of data fed with the parser between a chunk header and any chunk data:
+        (part of) a trailer, bounded like a head."""
+        self._trailer_bytes += size
+        if self._head_size + self._trailer_bytes > self.limits.max_bytes:
+            self._refuse(self._too_large())
+        elif self._trailer_timer is None:
+            self._trailer_timer = self.loop.call_later(self.limits.timeout_s, self._trailer_timed_out)
+
+    def _cancel_trailer_timer(self) -> None:
+        if self._trailer_timer is not None:
+            self._trailer_timer.cancel()
+            self._trailer_timer = None
+
+    def _trailer_timed_out(self) -> None:
+        self._trailer_timer = None
+        self._refuse(HeadRefused(408, "request_timeout", "the chunked body's trailer did not "
+                                 f"arrive within {self.limits.timeout_s:g} s"))
+
     def _cancel_drain_timer(self) -> None:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
@@ -242,7 +292,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, refusal: HeadRefused) -> None:
         """Answer with the contract's JSON error and close; the head is never handed on."""
         self._cancel_head_timer()
+        self._cancel_trailer_timer()
         if self.transport.is_closing():
+            return
+        if not self._in_head and self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # this request has its answer (or part of it): just close
             return
         body = error_body(refusal.code, refusal.message)
         headers = [*_REFUSAL_HEADERS, b"content-length: %d" % len(body), b"connection: close"]
