@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # Decoded pixels of big images (over 4 MP) decoding or inferring at once; beyond: 503.
     # One image is always admitted alone, so this never refuses an image within max_pixels.
     max_inflight_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    # Model runs (tiles, plus the whole frame) one tiled image may take; beyond: 413. A square
+    # image of max_pixels takes 145 with the shipped model; only slivers (a few pixels by
+    # hundreds of thousands) need more.
+    max_tiles: int = Field(256, ge=1)
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
     retry_after_s: int = Field(1, ge=1)
     # Under overload Retry-After grows with the pressure (refusals per answer over the last

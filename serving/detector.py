@@ -151,6 +151,11 @@ class Detector:
         return should_tile(width, height, self.input_size, options.tile, self.tiling.auto_factor,
                            self.tiling.auto_min_side)
 
+    def runs(self, width: int, height: int, options: DetectOptions) -> int:
+        """How many model inputs detect() runs for an image of this size: 1, or its windows
+        (the whole frame and each tile) when it is tiled."""
+        return self._slicer().count(width, height) if self.tiles(width, height, options) else 1
+
     def detect_steps(self, image: np.ndarray,
                      options: DetectOptions | None = None) -> Generator[None, None, DetectionResult]:
         """detect() as a generator: it pauses after each ONNX Runtime run (of up to

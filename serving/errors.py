@@ -26,6 +26,10 @@ class TooManyPixels(ClientError):
     status, code = 413, "too_many_pixels"
 
 
+class TooManyTiles(ClientError):
+    status, code = 413, "too_many_tiles"
+
+
 class UnsupportedMediaType(ClientError):
     status, code = 415, "unsupported_media_type"
 

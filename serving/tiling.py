@@ -24,6 +24,13 @@ from serving.geometry import classwise_nms
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
 
 
+def _start_count(length: int, tile: int, overlap: float) -> int:
+    """How many windows of side `tile` cover `length` pixels (tile_windows, along one axis)."""
+    if length <= tile:
+        return 1
+    return math.ceil((length - tile) / (tile * (1.0 - overlap))) + 1
+
+
 def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[Window]:
     """Overlapping windows (x0, y0, x1, y1) of side `tile` covering the whole image.
 
@@ -32,8 +39,7 @@ def tile_windows(width: int, height: int, tile: int, overlap: float) -> list[Win
     def starts(length: int) -> list[int]:
         if length <= tile:
             return [0]
-        stride = tile * (1.0 - overlap)
-        count = math.ceil((length - tile) / stride) + 1
+        count = _start_count(length, tile, overlap)
         step = (length - tile) / (count - 1)
         return [round(i * step) for i in range(count)]
 
@@ -96,6 +102,12 @@ class TileSlicer:
     def windows(self, width: int, height: int, whole_frame: bool = True) -> list[Window]:
         tiles = [w for w in tile_windows(width, height, self.tile, self.overlap) if w != (0, 0, width, height)]
         return ([(0, 0, width, height)] if whole_frame or not tiles else []) + tiles
+
+    def count(self, width: int, height: int) -> int:
+        """len(self.windows(width, height)), from the size alone (no list of windows)."""
+        if width <= self.tile and height <= self.tile:
+            return 1
+        return 1 + _start_count(width, self.tile, self.overlap) * _start_count(height, self.tile, self.overlap)
 
     def cut_by_seam(self, boxes: np.ndarray, window: Window, width: int, height: int) -> np.ndarray:
         """Which boxes (image pixels) of this window end at one of its inner edges."""

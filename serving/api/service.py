@@ -19,7 +19,7 @@ from serving.api.errors import RETRY_SPREAD
 from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
-from serving.errors import InvalidParameter, NotReady, Overloaded, ServiceUnavailable
+from serving.errors import InvalidParameter, NotReady, Overloaded, ServiceUnavailable, TooManyTiles
 from serving.green import GreenDetector
 from serving.imaging import check_pixels, decode_image, read_header, warm_up_decoding
 from serving.memory import return_memory
@@ -231,11 +231,13 @@ class InferenceService:
         header = read_header(data)  # ~50 us: the size decides where to decode, and the budget
         check_pixels(header, self.settings.max_pixels)
         pixels = header.width * header.height
-        with self._pixel_budget(pixels):
-            if len(data) <= INLINE_DECODE_MAX_BYTES and pixels <= SMALL_IMAGE_PIXELS:
-                # decoded on the lane, and run with the other frames queued there by then
+        runs = self._runs(detector, header.width, header.height, options)
+        cost = pixels if runs == 1 else max(pixels, runs * detector.input_size ** 2)  # type: ignore[union-attr]
+        with self._pixel_budget(pixels, cost):
+            if len(data) <= INLINE_DECODE_MAX_BYTES and pixels <= SMALL_IMAGE_PIXELS and runs == 1:
+                # an untiled frame: decoded on the lane, and run with the other frames queued there
                 image, decode_s, result = await self._batcher.detect(detector, data, options)
-            else:  # decoded beside the inference lane: frames queued there do not wait for it
+            else:  # decoded beside the inference lane, tiles run in steps: frames do not wait
                 image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
                 decode_s = time.perf_counter() - start
                 result = await self._detect_in_steps(detector, image, options)
@@ -250,18 +252,33 @@ class InferenceService:
                             "total": (done - start) * 1000}
         return result, image
 
+    def _runs(self, detector: Detector | GreenDetector, width: int, height: int,
+              options: DetectOptions) -> int:
+        """The model runs an image takes (1, or its tiles and whole frame), from its header.
+        A tiled image costs the pixel budget its decoded pixels or, when more, the pixels of
+        those model inputs (a sliver: a few pixels by thousands); it is decoded beside the
+        lane and its tiles run in steps. Over WEEDSCAN_MAX_TILES runs: 413, before decoding."""
+        if not isinstance(detector, Detector):  # green mode: no model runs
+            return 1
+        runs = detector.runs(width, height, options)
+        if runs > self.settings.max_tiles:
+            raise TooManyTiles(
+                f"a {width}x{height} image is cut into {runs} tiles; the limit is "
+                f"{self.settings.max_tiles} (WEEDSCAN_MAX_TILES): send it in pieces, or with tile=off")
+        return runs
+
     @contextmanager
-    def _pixel_budget(self, pixels: int) -> Iterator[None]:
-        """Admission by cost: big images (over SMALL_IMAGE_PIXELS) in flight may add up to
-        WEEDSCAN_MAX_INFLIGHT_PIXELS decoded pixels; one more is refused (503) unless none is in
+    def _pixel_budget(self, pixels: int, cost: int) -> Iterator[None]:
+        """Admission by cost: big images (costing over SMALL_IMAGE_PIXELS, see _cost) in flight
+        may add up to WEEDSCAN_MAX_INFLIGHT_PIXELS; one more is refused (503) unless none is in
         flight (so the largest allowed image always gets through alone)."""
-        big = pixels > SMALL_IMAGE_PIXELS
+        big = cost > SMALL_IMAGE_PIXELS
         budget = self.settings.max_inflight_pixels
-        if big and self._big_pixels and self._big_pixels + pixels > budget:
+        if big and self._big_pixels and self._big_pixels + cost > budget:
             self.note_shed()
             raise Overloaded(f"the server is decoding or inferring {self._big_pixels} pixels of big "
                              f"images, its budget is {budget}; retry after the seconds in Retry-After")
-        taken = pixels if big else 0
+        taken = cost if big else 0
         self._big_pixels += taken
         self.metrics.inflight_pixels.inc(pixels)
         try:
