@@ -189,6 +189,8 @@ class Detector:
             outputs = self._run(inputs)
             parts += [self._boxes_back(output, lb, x0, y0, conf, iou, options)
                       for output, (lb, x0, y0) in zip(outputs, boxes_back)]
+        if len(windows) > 1:
+            yield  # the merge of the tiles' boxes is a step of its own
         detections = slicer.merge(parts, windows, width, height, iou, options.max_det)
         return self._result(image, detections, start)
 

@@ -12,6 +12,8 @@ def classwise_nms(dets: Detections, iou: float, max_det: int) -> Detections:
     """Class-wise NMS with OpenCV's NMSBoxesBatched; best first, at most max_det boxes."""
     if len(dets) == 0:
         return dets
+    if iou >= 1:  # nothing overlaps more than fully: NMS would keep every box
+        return dets.sorted_by_score()[:max_det]
     xywh = dets.boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]
     keep = cv2.dnn.NMSBoxesBatched(

@@ -20,6 +20,11 @@ def infer_layout(output_shape: Sequence[int | str | None], num_classes: int) -> 
     return RAW
 
 
+# NMS compares candidate boxes pairwise; a request that keeps every anchor (conf=0) gives it
+# thousands. The surest this many per box asked for (max_det) are enough to fill the answer.
+NMS_CANDIDATES_PER_BOX = 2
+
+
 def decode_output(
     output: np.ndarray,
     layout: str,
@@ -42,6 +47,9 @@ def decode_output(
     class_scores = output[4:]
     scores = class_scores.max(0)
     keep = np.flatnonzero(scores > conf)
+    if len(keep) > NMS_CANDIDATES_PER_BOX * max_det:  # NMS is quadratic: only the surest go in
+        top = np.argpartition(-scores[keep], NMS_CANDIDATES_PER_BOX * max_det - 1)
+        keep = np.sort(keep[top[:NMS_CANDIDATES_PER_BOX * max_det]])
     class_ids = class_scores[:, keep].argmax(0)
     if classes is not None:
         wanted = np.isin(class_ids, np.asarray(list(classes)))

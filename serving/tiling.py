@@ -98,6 +98,10 @@ class TileSlicer:
     partner_score: float = 0.5
     seam_margin: float = 0.01  # a box within this share of the tile side of an inner edge is cut
     cross_iou: float = 0.5  # a whole-frame box and a tile box this alike are one plant
+    # The merge compares boxes pairwise: it takes only the surest max_det x this many boxes of
+    # all windows (a plant is seen by at most four tiles and the whole frame), so that its cost
+    # stays bounded whatever conf, iou and max_det a request asks for.
+    candidates_per_box: int = 5
 
     def windows(self, width: int, height: int, whole_frame: bool = True) -> list[Window]:
         tiles = [w for w in tile_windows(width, height, self.tile, self.overlap) if w != (0, 0, width, height)]
@@ -136,6 +140,11 @@ class TileSlicer:
         # The whole-frame pass takes part in NMS only: one of its coarse boxes round a clump would
         # otherwise swallow the tiles' boxes of the single plants in it.
         in_tile = np.concatenate([np.full(len(p), w != (0, 0, width, height)) for p, w in zip(parts, windows)])
+        limit = self.candidates_per_box * max_det
+        if len(merged) > limit:  # the surest only, in their original order
+            keep = np.sort(np.argpartition(-merged.scores, limit - 1)[:limit])
+            merged = Detections(merged.boxes[keep], merged.scores[keep], merged.class_ids[keep])
+            window_of, cut, in_tile = window_of[keep], cut[keep], in_tile[keep]
         boxes, scores = merged.boxes.copy(), merged.scores
         alive = np.ones(len(merged), bool)
         for i in np.argsort(-scores, kind="stable"):
