@@ -77,12 +77,16 @@ class Settings(BaseSettings):
     # connection during a pause at the headland, and its next frame could hit the closing socket.
     keep_alive_s: int = Field(75, ge=1)
     # A request body must arrive within body_timeout_s, plus one second per body_min_rate_kb_s
-    # KiB received: a stalled or trickling upload gets 408 and never holds an inference slot.
+    # KiB received, and within body_max_s in all, with no pause over body_timeout_s: a stalled
+    # or trickling upload gets 408 and never holds an inference slot.
     body_timeout_s: float = Field(15.0, gt=0)
     body_min_rate_kb_s: float = Field(16.0, gt=0)
+    body_max_s: float = Field(120.0, gt=0)
     # Bodies are read before admission, so their memory has its own bound: bytes of request
-    # bodies held at once by a process; a body that would pass it gets 503 (Retry-After).
+    # bodies held at once by a process; a body that would pass it gets 503 (Retry-After). One
+    # client address may hold at most this share of it (never less than one batch or image).
     max_body_memory_mb: float = Field(256.0, gt=0)
+    max_client_body_share: float = Field(0.25, gt=0, le=1)
     # Each request head (request line and headers) must arrive within header_timeout_s of the
     # connection's start or of its first byte (a silent connection is closed, a slow head gets
     # 408); it may hold at most max_header_kb KiB and max_headers headers (else 431). Beyond
@@ -115,6 +119,13 @@ class Settings(BaseSettings):
         """Never below one batch (or one image): the biggest allowed body always fits alone."""
         mb = max(self.max_body_memory_mb, self.max_batch_mb, self.max_upload_mb)
         return int(mb * 1024 * 1024)
+
+    @property
+    def max_client_body_bytes(self) -> int:
+        """What one client address may hold of max_body_memory_bytes: its share, but always
+        room for the biggest allowed body."""
+        share = int(self.max_client_body_share * self.max_body_memory_bytes)
+        return min(self.max_body_memory_bytes, max(share, self.max_batch_bytes, self.max_upload_bytes))
 
     @property
     def max_header_bytes(self) -> int:

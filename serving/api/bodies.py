@@ -33,13 +33,22 @@ class BodyTimeout(ClientError):
 @dataclass(frozen=True)
 class BodyPace:
     """How long a body may take to arrive: `grace_s`, plus one second per `min_rate` bytes
-    received (Apache mod_reqtimeout's rule). A client slower than `min_rate` runs out of time."""
+    received (Apache mod_reqtimeout's rule), at most `max_s` in all; and no pause between two
+    pieces may last over `grace_s`. A client slower than `min_rate` runs out of time, and one
+    that sends most of a body fast and then stalls or trickles cannot stretch its deadline past
+    `max_s`, nor hold what it sent for longer than `grace_s` without sending more."""
 
     grace_s: float
     min_rate: float  # bytes per second
+    max_s: float = float("inf")
 
     def allowed_s(self, received: int) -> float:
-        return self.grace_s + received / self.min_rate
+        return min(self.grace_s + received / self.min_rate, self.max_s)
+
+    def describe(self) -> str:
+        limit = f", {self.max_s:g} s in all" if self.max_s != float("inf") else ""
+        return (f"at least {self.min_rate / 1024:g} KiB/s after the first {self.grace_s:g} s, "
+                f"no pause over {self.grace_s:g} s{limit}")
 
 
 @dataclass
@@ -61,7 +70,8 @@ async def read_limited(request: Request, limit: int, pace: BodyPace, take: Take)
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {int(declared)} bytes; the limit is {limit} bytes")
     body = bytearray()
-    start = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     try:
         async with asyncio.timeout_at(start + pace.allowed_s(0)) as budget:
             async for chunk in request.stream():
@@ -69,11 +79,10 @@ async def read_limited(request: Request, limit: int, pace: BodyPace, take: Take)
                     raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
                 take(len(chunk))
                 body += chunk
-                budget.reschedule(start + pace.allowed_s(len(body)))
+                budget.reschedule(min(start + pace.allowed_s(len(body)), loop.time() + pace.grace_s))
     except TimeoutError:
         raise BodyTimeout(f"the body did not arrive in time ({len(body)} bytes in "
-                          f"{pace.allowed_s(len(body)):.0f} s; at least {pace.min_rate / 1024:g} "
-                          f"KiB/s after the first {pace.grace_s:g} s)") from None
+                          f"{loop.time() - start:.0f} s; {pace.describe()})") from None
     return bytes(body)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.api.batcher import FrameBatcher
+from serving.api.bodies import BodyPace
 from serving.api.errors import RETRY_SPREAD
 from serving.api.metrics import Metrics
 from serving.config import Settings
@@ -57,6 +58,7 @@ class InferenceService:
         self.load_error: str | None = None
         self._inflight = 0
         self._body_bytes = 0  # of request bodies held now (see hold_body)
+        self._client_body_bytes: dict[str, int] = {}  # the same per client address
         self._big_pixels = 0  # decoded pixels of the big images in flight (see _pixel_budget)
         self._executor = _inference_executor()
         self._loader = _loader_executor()  # loads, checks and swaps models, one at a time
@@ -209,9 +211,14 @@ class InferenceService:
             raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
                              "retry after the seconds in Retry-After")
 
-    def hold_body(self) -> BodyHold:
-        """Accounts for a request body's memory while the `with` block runs."""
-        return BodyHold(self)
+    def hold_body(self, client: str | None = None) -> BodyHold:
+        """Accounts for a request body's memory while the `with` block runs; `client` (its
+        address) holds at most its share (WEEDSCAN_MAX_CLIENT_BODY_SHARE)."""
+        return BodyHold(self, client)
+
+    def body_pace(self) -> BodyPace:
+        s = self.settings
+        return BodyPace(s.body_timeout_s, s.body_min_rate_bytes, s.body_max_s)
 
     def admit(self) -> _Admission:
         """A slot for `with`; refused like check_admission."""
@@ -375,10 +382,12 @@ class BodyMemoryFull(ServiceUnavailable):
 
 class BodyHold:
     """Bytes of one request body, counted against WEEDSCAN_MAX_BODY_MEMORY_MB as they arrive
-    (a stalled upload holds only what it sent) and given back when the `with` block ends."""
+    (a stalled upload holds only what it sent), and against its client's share of it, and given
+    back when the `with` block ends."""
 
-    def __init__(self, service: InferenceService) -> None:
+    def __init__(self, service: InferenceService, client: str | None = None) -> None:
         self.service = service
+        self.client = client
         self.taken = 0
 
     def take(self, size: int) -> None:
@@ -388,6 +397,15 @@ class BodyHold:
             service.note_shed()
             raise BodyMemoryFull(f"the server holds {service._body_bytes} bytes of uploads, its "
                                  f"limit is {limit}; retry after the seconds in Retry-After")
+        if self.client is not None:
+            held = service._client_body_bytes.get(self.client, 0)
+            share = service.settings.max_client_body_bytes
+            if held + size > share:
+                service.note_shed()
+                raise BodyMemoryFull(f"this client's uploads hold {held} bytes, its share of the "
+                                     f"server's upload memory is {share}; retry after the seconds "
+                                     "in Retry-After")
+            service._client_body_bytes[self.client] = held + size
         service._body_bytes += size
         self.taken += size
         service.metrics.body_bytes.inc(size)
@@ -396,6 +414,13 @@ class BodyHold:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.service._body_bytes -= self.taken
-        self.service.metrics.body_bytes.dec(self.taken)
+        service = self.service
+        service._body_bytes -= self.taken
+        service.metrics.body_bytes.dec(self.taken)
+        if self.client is not None and self.taken:
+            left = service._client_body_bytes.get(self.client, 0) - self.taken
+            if left > 0:
+                service._client_body_bytes[self.client] = left
+            else:
+                service._client_body_bytes.pop(self.client, None)
         self.taken = 0

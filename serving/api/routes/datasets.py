@@ -77,14 +77,14 @@ StoreDep = Depends(get_fields)  # the jobs routes share it
 
 
 def _pace(service: Any) -> BodyPace:
-    return BodyPace(service.settings.body_timeout_s, service.settings.body_min_rate_bytes)
+    return service.body_pace()
 
 
 async def _json_body(request: Request, service: Any, model: type[BaseModel]) -> Any:
     """A small JSON body, read within the body limits and validated (422 naming the field)."""
     if media_type_of(request) != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
-    with service.hold_body() as hold:
+    with service.hold_body(request.client.host if request.client else None) as hold:
         body = await read_limited(request, JSON_BODY_LIMIT, _pace(service), hold.take)
     try:
         return model.model_validate_json(body)
@@ -158,7 +158,7 @@ async def save_image(request: Request, service: ServiceDep, name: str = DatasetN
         raise UnsupportedMediaType("send multipart/form-data with the photo in field 'image' and "
                                    "its boxes in field 'labels'")
     limit = service.settings.max_upload_bytes
-    with service.hold_body() as hold:
+    with service.hold_body(request.client.host if request.client else None) as hold:
         body = await read_limited(request, limit + JSON_BODY_LIMIT, _pace(service), hold.take)
         parts = {p.name: p for p in await parse_multipart_off_loop(
             body, request.headers["content-type"], 3 + EXTRA_PARTS)}

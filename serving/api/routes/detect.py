@@ -63,7 +63,12 @@ async def _model(request: Request, service: InferenceService, query: DetectQuery
 
 
 def _pace(service: InferenceService) -> BodyPace:
-    return BodyPace(service.settings.body_timeout_s, service.settings.body_min_rate_bytes)
+    return service.body_pace()
+
+
+def _client(request: Request) -> str | None:
+    """The address whose share of the upload memory a body counts against."""
+    return request.client.host if request.client else None
 
 
 # The body is read before a request takes an inference slot, so a stalled or trickling upload
@@ -78,7 +83,7 @@ async def detect(request: Request, service: ServiceDep, query: DetectQueryDep) -
     (`image/jpg` and `application/octet-stream` too, when the bytes are a supported image)."""
     service.check_admission()
     model = await _model(request, service, query)
-    with service.hold_body() as body:
+    with service.hold_body(_client(request)) as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
                                        body.take)
         with service.admit():
@@ -93,7 +98,7 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
     results: list[BatchItem | BatchError] = []
     service.check_admission()
     model = await _model(request, service, query)
-    with service.hold_body() as body:
+    with service.hold_body(_client(request)) as body:
         parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
                                          service.settings.max_batch_files, _pace(service), body.take)
         with service.admit():
@@ -122,7 +127,7 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
 async def annotate_image(request: Request, service: ServiceDep, query: AnnotateQueryDep) -> Response:
     service.check_admission()
     model = await _model(request, service, query)
-    with service.hold_body() as body:
+    with service.hold_body(_client(request)) as body:
         data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
                                        body.take)
         with service.admit():
