@@ -75,6 +75,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size = self._head_count = 0  # exact, from the parser's callbacks
         self._last_active = 0  # a tick of _ticks
         self._completed = 0  # requests answered on this connection
+        self._body_received = 0  # of the current request
         # The rest of a body the answer did not wait for (the app answered without reading it)
         # must arrive within the keep-alive time: each byte of it cancels uvicorn's keep-alive
         # timer, and nothing else would close a connection that trickles it for ever.
@@ -157,6 +158,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_size, self._head_count = True, 0, 0
+        self._body_received = 0
         self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -182,6 +184,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_trailer_timer()
 
     def on_body(self, body: bytes) -> None:
+        self._body_received += len(body)
         if self._after_chunk_header:  # a chunk's data: no trailer
             self._after_chunk_header, self._trailer_bytes = False, 0
             self._cancel_trailer_timer()
@@ -275,17 +278,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _idle(self) -> bool:
         return not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete)
 
+    def _uploading(self) -> bool:
+        """Its request's head is in and its body still coming, unanswered."""
+        return (not self.transport.is_closing() and not self._in_head and self.cycle is not None
+                and not self.cycle.response_started)
+
     def _make_room(self) -> None:
         """Over the cap: close the connection idle longest (preferring those that never
-        completed a request), or refuse this new one when every other one is busy."""
-        idle = [c for c in self.connections
-                if c is not self and isinstance(c, GuardedHttpToolsProtocol) and c._idle()]
-        if not idle:
-            log.warning("refused a connection: %d open, all busy (WEEDSCAN_MAX_CONNECTIONS)",
-                        len(self.connections) - 1)
-            self._refuse(HeadRefused(503, "overloaded", "too many open connections"))
-            return
-        victim = min(idle, key=lambda c: (c._completed > 0, c._last_active))
+        completed a request), else the upload that has sent least of its body (a flood of
+        bodies that never come must not shut out new clients, a liveness probe included), or
+        refuse this new one when every other one has a request being answered."""
+        others = [c for c in self.connections
+                  if c is not self and isinstance(c, GuardedHttpToolsProtocol)]
+        idle = [c for c in others if c._idle()]
+        if idle:
+            victim = min(idle, key=lambda c: (c._completed > 0, c._last_active))
+        else:
+            uploading = [c for c in others if c._uploading()]
+            if not uploading:
+                log.warning("refused a connection: %d open, all busy (WEEDSCAN_MAX_CONNECTIONS)",
+                            len(self.connections) - 1)
+                self._refuse(HeadRefused(503, "overloaded", "too many open connections"))
+                return
+            victim = min(uploading, key=lambda c: (c._body_received, c._last_active))
         victim._cancel_head_timer()
         victim.transport.close()
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.robustness.rawhttp import (open_socket, read_until_closed, request_head, stalled_upload,
-                                      status_of)
+from tests import images
+from tests.robustness.rawhttp import open_socket, read_until_closed, request_head, status_of
 from tests.serving.conftest import LiveServer
 
 MAX_CONNECTIONS = 4
+PHOTO = images.encode(images.field_like(3264, 2448), ".jpg")
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +81,18 @@ def test_an_upgrade_request_is_answered_as_plain_http(server: LiveServer) -> Non
 
 
 def test_the_connection_cap_refusal_is_json(server: LiveServer) -> None:
-    """Every connection busy (uploads under way): a newcomer gets the 503 in the contract's form."""
+    """Every connection has a request being answered (tiled photos queued for inference): a
+    newcomer gets the 503 in the contract's form."""
     server.http.close()  # its idle keep-alive connection would be closed to make room
+    params = "?conf=0&iou=0.99&max_det=1000"  # a few seconds of inference each
     busy = []
     try:
         for _ in range(MAX_CONNECTIONS):
-            busy.append(stalled_upload(server.port))
-            time.sleep(0.2)  # each head reaches the app before the next connects
+            sock = open_socket(server.port)
+            sock.sendall(request_head("/v1/detect" + params, {
+                "Content-Type": "image/jpeg", "Content-Length": str(len(PHOTO))}) + PHOTO)
+            busy.append(sock)
+        time.sleep(0.5)  # every body in: each request is decoding or inferring
         headers = check_contract(exchange(server, request_head("/healthz", {}, method="GET")), 503,
                                  "overloaded")
         assert int(headers["retry-after"]) >= 1
