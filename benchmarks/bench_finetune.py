@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -65,6 +66,18 @@ def field_sample(field: Path, k: int, seed: int, out: Path, with_val: bool) -> P
     return root
 
 
+def base_at_size(base: Path, size: int, folder: Path) -> Path:
+    """The base served at another input (its ONNX input is dynamic): the candidate trained at
+    that size is compared with it, so the scale change is not counted as forgetting."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / f"{base.stem}-{size}.onnx"
+    shutil.copyfile(base, copy)
+    card = json.loads(base.with_suffix(".json").read_text())
+    card.update(name=copy.stem, input_size=size)
+    copy.with_suffix(".json").write_text(json.dumps(card))
+    return copy
+
+
 def scores(model: Path, yamls: list[Path], split: str) -> dict[str, dict]:
     return evaluate(model, yamls, split)["datasets"]
 
@@ -88,6 +101,10 @@ def main() -> None:
     replay_val = [r for r in args.replay if "val" in YoloDataset.from_yaml(r).splits]
     header = provenance()
     base_replay = scores(args.base, replay_val, "val")
+    base_input = json.loads(args.base.with_suffix(".json").read_text()).get("input_size")
+    rescaled = args.imgsz and args.imgsz != base_input
+    base_same_scale = (scores(base_at_size(args.base, args.imgsz, args.work / "bases"), replay_val, "val")
+                       if rescaled else base_replay)
     rows, records = [], []
     for field in args.field:
         test_yaml = field / "data.yaml" if field.is_dir() else field
@@ -106,6 +123,8 @@ def main() -> None:
             after_replay = scores(model, replay_val, "val")
             before = base_test[name]
             forgot = {n: round(after_replay[n]["mAP50"] - base_replay[n]["mAP50"], 3) for n in after_replay}
+            forgot_same_scale = {n: round(after_replay[n]["mAP50"] - base_same_scale[n]["mAP50"], 3)
+                                 for n in after_replay}
             record = {"field": name, "k": k, "train_photos": report.field[0].train_photos,
                       "gate_photos": report.field[0].gate_photos, "wall_min": round(wall / 60, 1),
                       "epochs": report.epochs_completed, "imgsz": report.image_size,
@@ -114,10 +133,11 @@ def main() -> None:
                       "crop_before": before["per_class"]["crop"]["AP50"],
                       "crop_after": after_test["per_class"]["crop"]["AP50"],
                       "map_before": before["mAP50"], "map_after": after_test["mAP50"],
-                      "forgot": forgot, "gate_better": report.better}
+                      "forgot": forgot, "forgot_same_scale": forgot_same_scale, "gate_better": report.better}
             records.append(record)
             print(json.dumps(record), flush=True)
-            forgot_text = ", ".join(f"{n} {v:+.3f}" for n, v in forgot.items()) or "not measured"
+            forgot_text = ", ".join(f"{n} {v:+.3f}" + (f" ({forgot_same_scale[n]:+.3f})" if rescaled else "")
+                                    for n, v in forgot.items()) or "not measured"
             rows.append(f"| {name} | {k} ({record['train_photos']} trained) | {record['imgsz']} | {record['epochs']} "
                         f"| {record['weed_before']:.3f} → **{record['weed_after']:.3f}** "
                         f"| {record['crop_before']:.3f} → {record['crop_after']:.3f} "
@@ -125,16 +145,21 @@ def main() -> None:
                         f"| {record['wall_min']} | {'yes' if record['gate_better'] else 'no'} |")
     recipe_text = ", ".join(f"{k}={v}" for k, v in recipe.model_dump().items())
     text = "\n".join([
-        "## Fine-tuning on a few photos of an unseen field (`bench_finetune.py`)", "",
+        "## Fine-tuning on a few photos of an unseen field (`bench_finetune.py`"
+        + (" --as-the-check)" if args.as_the_check else ")"), "",
         header, "",
         f"Base: `{args.base.name}` (never saw these fields). Recipe: {recipe_text}; time budget "
         f"{args.time} h per job; replay: {', '.join(r.name for r in args.replay) or 'none'}; "
-        + ("the field dataset is k photos with no val split, so the job keeps 2 out as its gate."
-           if args.as_the_check else "gate: the field's val split; scores: the field's test split."), "",
+        + ("the field dataset is k photos with no val split, so the job keeps 2 out as its gate"
+           if args.as_the_check else "gate: the field's val split") + "; scores: the field's test split.", "",
         "| field | k photos | imgsz | epochs | weed AP50 (test) | crop AP50 | mAP50 | public val mAP50 change | wall min | gate says better |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows, "",
-        "Public val mAP50 of the base: " + ", ".join(f"{n} {r['mAP50']:.3f}" for n, r in base_replay.items()), "",
+        "Public val mAP50 of the base: " + ", ".join(f"{n} {r['mAP50']:.3f}" for n, r in base_replay.items())
+        + (f"; served at {args.imgsz} px, the candidates' input: " + ", ".join(
+            f"{n} {r['mAP50']:.3f}" for n, r in base_same_scale.items())
+           + ". In brackets, the change against the base at that same input (forgetting without the "
+             "scale change)." if rescaled else "."), "",
     ])
     save_result(args.out, text)
     (args.out.with_suffix(".json")).write_text(json.dumps(records, indent=2))
