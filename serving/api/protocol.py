@@ -76,6 +76,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._last_active = 0  # a tick of _ticks
         self._completed = 0  # requests answered on this connection
         self._body_received = 0  # of the current request
+        self._hosts = 0  # Host headers of the current request
         # The rest of a body the answer did not wait for (the app answered without reading it)
         # must arrive within the keep-alive time: each byte of it cancels uvicorn's keep-alive
         # timer, and nothing else would close a connection that trickles it for ever.
@@ -158,7 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_size, self._head_count = True, 0, 0
-        self._body_received = 0
+        self._body_received = self._hosts = 0
         self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -168,12 +169,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_head(len(name) + len(value) + 4, 1)
         if self._in_head:  # a trailer's lines are counted, not added to the request's headers
+            if len(name) == 4 and name.lower() == b"host":
+                self._hosts += 1
             super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cancel_head_timer()
+        if self._hosts > 1:  # RFC 9112, 3.2: which one the app would check is anyone's guess
+            raise HeadRefused(400, "bad_request", "the request has more than one Host header")
+        if self.url[:1] not in (b"/", b"*"):
+            self._use_target_authority()
         super().on_headers_complete()
+
+    def _use_target_authority(self) -> None:
+        """An absolute-form target (`GET http://name/path`) names the host itself, and the
+        server must go by it, not by the Host header (RFC 9112, 3.2.2): the Host the app checks
+        becomes the target's."""
+        try:
+            target = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            raise HeadRefused(400, "bad_request", "the request target is malformed") from None
+        if not target.host:
+            raise HeadRefused(400, "bad_request", "the request target names no host")
+        host = b"[%s]" % target.host if b":" in target.host else target.host  # IPv6
+        authority = host if target.port is None else b"%s:%d" % (host, target.port)
+        self.headers[:] = [(n, v) for n, v in self.headers if n.lower() != b"host"]
+        self.headers.append((b"host", authority))
 
     def on_chunk_header(self) -> None:
         self._after_chunk_header, self._trailer_bytes = True, 0
