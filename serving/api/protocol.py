@@ -58,6 +58,18 @@ _REFUSAL_HEADERS = [b"content-type: application/json",
                     *(f"{name.lower()}: {value}".encode() for name, value in COMMON.items())]
 
 
+REFUSAL_LOG_EVERY_S = 10.0  # a flood of refused connections is one warning line per period
+_refusals = {"logged_at": float("-inf"), "since": 0}
+
+
+def _note_refusal(now: float, open_count: int) -> None:
+    _refusals["since"] += 1
+    if now - _refusals["logged_at"] >= REFUSAL_LOG_EVERY_S:
+        log.warning("refused %d connection(s) since the last such line: %d open, all busy "
+                    "(WEEDSCAN_MAX_CONNECTIONS)", _refusals["since"], open_count)
+        _refusals["logged_at"], _refusals["since"] = now, 0
+
+
 class HeadRefused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -318,8 +330,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             uploading = [c for c in others if c._uploading()]
             if not uploading:
-                log.warning("refused a connection: %d open, all busy (WEEDSCAN_MAX_CONNECTIONS)",
-                            len(self.connections) - 1)
+                _note_refusal(self.loop.time(), len(self.connections) - 1)
                 self._refuse(HeadRefused(503, "overloaded", "too many open connections"))
                 return
             victim = min(uploading, key=lambda c: (c._body_received, c._last_active))
