@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ from serving.fields.names import NAME_PATTERN
 log = logging.getLogger("weedscan.jobs")
 POLL_SECONDS = 1.0
 LOG_TAIL_BYTES = 4000
+CLAIM_GRACE_SECONDS = 30.0
 TRAINER_INSTALL = "pip install -e '.[train]'"
 
 
@@ -69,11 +71,15 @@ def _alive(pid: int) -> bool:
 
 
 def mark_orphans_interrupted(catalogue: Catalogue) -> list[int]:
-    """Running jobs whose child process is gone (the server that ran them stopped)."""
+    """Running jobs whose child process is gone (the server that ran them stopped). A job
+    claimed moments ago by another worker may not have its pid yet: it is left alone."""
     orphans = []
+    now = datetime.now(timezone.utc)
     for job in catalogue.list_jobs(state="running"):
         pid = job.progress.get("pid")
-        if not (isinstance(pid, int) and _alive(pid)):
+        just_claimed = pid is None and job.started is not None and (
+            now - job.started).total_seconds() < CLAIM_GRACE_SECONDS
+        if not just_claimed and not (isinstance(pid, int) and _alive(pid)):
             catalogue.update_job(job.id, state="interrupted",
                                  error="the server stopped while the job ran; rerun it")
             orphans.append(job.id)

@@ -158,3 +158,11 @@ def test_a_job_orphaned_by_a_stopped_server_is_interrupted(tmp_path: Path) -> No
     assert mark_orphans_interrupted(catalogue) == [job.id]
     assert catalogue.get_job(job.id).state == "interrupted"
     assert "rerun" in catalogue.get_job(job.id).error
+
+
+def test_a_job_another_worker_just_claimed_is_not_taken_for_an_orphan(tmp_path: Path) -> None:
+    catalogue = Catalogue(tmp_path / "catalogue.sqlite")
+    catalogue.create_job("finetune", {})
+    job = catalogue.claim_next_job()  # its runner has not written the child's pid yet
+    assert mark_orphans_interrupted(catalogue) == []
+    assert catalogue.get_job(job.id).state == "running"
