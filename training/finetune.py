@@ -157,6 +157,21 @@ class BaseModelRef(BaseModel):
     sha256: str
 
 
+def _learning_rate_by_time(lrf: float) -> Callable[[Any], None]:
+    """A cosine learning rate over the time budget, set before each batch. Ultralytics steps its
+    schedule once an epoch and learns the epoch count only after the first one, so a budget of a
+    few epochs of field and replay photos (or less than one) would train at lr0 throughout."""
+    def on_train_batch_start(trainer: Any) -> None:  # noqa: ANN401 - Ultralytics' trainer
+        budget = (trainer.args.time or 0) * 3600
+        if budget <= 0:
+            return
+        done = min(1.0, (time.time() - trainer.train_time_start) / budget)
+        factor = lrf + (1 - lrf) * 0.5 * (1 + math.cos(math.pi * done))
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+    return on_train_batch_start
+
+
 class FinetuneReport(BaseModel):
     """The job's report; the candidate's card carries it as `finetune`."""
 
@@ -459,7 +474,9 @@ def finetune(config: FinetuneConfig, progress: Callable[[str], None] = print,
         threads=config.threads, project=str(config.project), name=config.name, plots=False,
         overrides=recipe.ultralytics_overrides())
     deadline = started + (config.time - FINISHING_RESERVE_HOURS) * 3600 if config.time else None
-    callbacks = {"on_fit_epoch_end": _progress_callback(started, deadline, on_epoch)} if on_epoch else None
+    callbacks: dict[str, Callable[[Any], None]] = {"on_train_batch_start": _learning_rate_by_time(recipe.lrf)}
+    if on_epoch:
+        callbacks["on_fit_epoch_end"] = _progress_callback(started, deadline, on_epoch)
     best = train(train_config, prepare_data=prepare, callbacks=callbacks)
     run_dir = run_dir_of(train_config)
     # The last weights, not best.pt: best.pt is chosen on the gate photos, which would then

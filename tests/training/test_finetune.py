@@ -150,3 +150,18 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     detector = Detector(candidate, threads=1)
     assert detector.class_names == ["crop", "weed"]
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".")], "no staging left behind"
+
+
+def test_the_learning_rate_follows_the_time_budget_not_the_epochs() -> None:
+    import time
+    from types import SimpleNamespace
+
+    from training.finetune import _learning_rate_by_time
+
+    group = {"initial_lr": 0.01, "lr": 0.01}
+    set_rate = _learning_rate_by_time(lrf=0.1)
+    for hours_done, expected in ((0.0, 0.01), (0.5, 0.0055), (1.0, 0.001), (3.0, 0.001)):
+        trainer = SimpleNamespace(args=SimpleNamespace(time=1.0), optimizer=SimpleNamespace(param_groups=[group]),
+                                  train_time_start=time.time() - hours_done * 3600)
+        set_rate(trainer)
+        assert group["lr"] == pytest.approx(expected, rel=1e-3), hours_done
