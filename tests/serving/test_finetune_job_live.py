@@ -60,9 +60,15 @@ def test_save_finetune_follow_promote_and_answer(tmp_path: Path) -> None:
         roles = [row["role"] for row in result["gate"]]
         assert roles[0] == "field" and set(roles[1:]) <= {"replay"}, roles
 
-        listing = http.get("/v1/models").json()
+        deadline = time.monotonic() + 60  # the server follows its models folder, not the job
+        while True:
+            listing = http.get("/v1/models").json()
+            candidate = next((m for m in listing["models"] if m["name"] == "discs-1"), None)
+            if candidate is not None and candidate.get("state") != "broken":
+                break
+            assert time.monotonic() < deadline, listing
+            time.sleep(0.5)
         assert listing["active"] == "weedscan", "a candidate serves only once promoted"
-        candidate = next(m for m in listing["models"] if m["name"] == "discs-1")
         assert candidate["lineage"][0]["name"] == "weedscan"
 
         assert http.post("/v1/models/discs-1/activate").status_code == 200

@@ -17,7 +17,7 @@ from serving.config import Settings
 from serving.models_dir import ACTIVE_FILE, read_active, write_active
 from tests import images
 from tests.serving.conftest import wait_ready
-from tests.serving.registry_helpers import add_broken, models_folder
+from tests.serving.registry_helpers import add_broken, add_copy, models_folder
 
 JPEG = images.encode(images.field_like(320, 240), ".jpg")
 RAW = {"Content-Type": "image/jpeg"}
@@ -230,3 +230,17 @@ def test_a_worker_started_again_after_a_swap_follows_the_swap_not_the_pin(folder
         assert listing(fresh)["active"] == "weedscan-b"
     finally:
         fresh.__exit__(None, None, None)
+
+
+def test_a_model_written_a_moment_ago_can_be_activated_at_once(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fine-tuning job's candidate lands in the folder; Promote follows at once, before the
+    server's watcher has looked at the folder again."""
+    monkeypatch.setattr("serving.api.service.WATCH_S", 3600)
+    folder = models_folder(tmp_path)
+    with TestClient(create_app(Settings(models_dir=folder, threads=1)), raise_server_exceptions=False) as client:
+        wait_ready(client.get)
+        add_copy(folder, "fresh")
+        answer = client.post("/v1/models/fresh/activate")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["active"] == "fresh"

@@ -3,6 +3,8 @@ POST /v1/models/{name}/activate (promotion and rollback, live)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Path
 
 from serving.api.auth import require_api_key
@@ -11,6 +13,7 @@ from serving.api.listing import models_answer
 from serving.api.schemas import ErrorAnswer, ModelsAnswer
 from serving.api.service import InferenceService
 from serving.errors import ModelBroken, ModelsDirNotWritable, UnknownModel
+from serving.models_dir import NAME_PATTERN
 from serving.registry import ModelUnavailable
 
 router = APIRouter(prefix="/v1/models", dependencies=[Depends(require_api_key)])
@@ -38,6 +41,11 @@ async def activate(service: ServiceDep, name: str = Path(min_length=1, max_lengt
     """Requests already running finish on the old model; the choice is kept in the models folder
     (across restarts, and for every worker process)."""
     slot = service.registry.slot(name)
+    if slot is None and NAME_PATTERN.fullmatch(name) and (service.settings.models_dir / f"{name}.onnx").is_file():
+        # Written moments ago (a fine-tuning job just finished): read the folder now rather
+        # than at the watcher's next look.
+        await asyncio.to_thread(service.registry.scan, False)
+        slot = service.registry.slot(name)
     if slot is None:
         available = ", ".join(s.name for s in service.registry.slots() if s.error is None)
         raise UnknownModel(f"unknown model {name[:64]!r}; available: {available or 'none'}")
