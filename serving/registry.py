@@ -277,7 +277,7 @@ class ModelRegistry:
     def activate(self, name: str, persist: bool = True) -> Detector:
         """Load and warm `name`, record the choice in the folder (every worker follows it), then
         switch. OSError when the folder cannot be written: nothing switches then."""
-        detector = self.load(name)
+        self.load(name)
         if persist:
             write_active(self.models_dir, name)
             self._disk_key = self._disk_state()  # our own write: nothing to refresh
