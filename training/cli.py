@@ -88,6 +88,7 @@ def finetune(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
     project: Annotated[Path, typer.Option(help="folder for the job's run")] = Path("runs/finetune"),
     force: Annotated[bool, typer.Option(help="replace an existing DIR/NAME.onnx")] = False,
+    promote: Annotated[bool, typer.Option("--promote-if-better", help="make the candidate the folder's active model when the gate says it is better")] = False,
 ) -> None:
     """Teach a model one field from a few labelled photos; the candidate is scored against the base.
 
@@ -99,7 +100,8 @@ def finetune(
     --models-dir models --time 0.33
     """
     from serving.errors import ModelCardError
-    from training.finetune import FinetuneConfig, FinetuneError, Recipe, finetune as run_finetune
+    from training.finetune import FinetuneConfig, FinetuneError, Recipe, promote_if_better
+    from training.finetune import finetune as run_finetune
 
     if not data:
         fail("give the field's labelled photos with --data DIR")
@@ -121,6 +123,8 @@ def finetune(
         typer.echo(f"{row.role:<6} {row.dataset:<16} mAP50 {row.base.mAP50:.3f} -> {row.candidate.mAP50:.3f}"
                    f"  weed AP50 {row.base.weed_AP50:.3f} -> {row.candidate.weed_AP50:.3f}")
     typer.echo(f"candidate: {onnx_path} ({'better' if report.better else 'not better'}: {report.verdict})")
+    if promote and promote_if_better(report, models_dir, name):
+        typer.echo(f"{name} is the active model of {models_dir} now")
 
 
 @app.command("export")

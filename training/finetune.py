@@ -424,6 +424,16 @@ def verdict(gate: list[GateComparison], max_forgetting: float) -> tuple[bool, st
     return True, f"better on the field's held-out photos (mAP50 {gain:+.3f}), forgetting within {max_forgetting}"
 
 
+def promote_if_better(report: FinetuneReport, models_dir: Path, name: str) -> bool:
+    """Make the candidate the folder's active model when its gate says it is better (every
+    server serving the folder follows); True when it did."""
+    from serving.models_dir import write_active
+
+    if report.better:
+        write_active(models_dir, name)
+    return report.better
+
+
 def _epochs_completed(run_dir: Path) -> int | None:
     results = run_dir / "results.csv"
     return max(0, len(results.read_text().splitlines()) - 1) if results.is_file() else None

@@ -17,8 +17,8 @@ from pathlib import Path
 from serving.fields.catalogue import Catalogue, Job
 from serving.fields.store import CATALOGUE_FILE
 from serving.jobs import FinetuneJobRequest
-from serving.models_dir import read_active, write_active
-from training.finetune import EpochProgress, FinetuneConfig, finetune
+from serving.models_dir import read_active
+from training.finetune import EpochProgress, FinetuneConfig, finetune, promote_if_better
 
 
 def _still_ours(catalogue: Catalogue, job_id: int) -> bool:
@@ -44,9 +44,7 @@ def run_finetune(catalogue: Catalogue, job: Job, data_dir: Path, models_dir: Pat
                             time=request.time_hours, imgsz=request.imgsz, replay=request.replay,
                             project=data_dir / "jobs" / "runs")
     model, report = finetune(config, progress=print, on_epoch=on_epoch)
-    promoted = request.promote_if_better and report.better
-    if promoted:
-        write_active(models_dir, request.name)
+    promoted = request.promote_if_better and promote_if_better(report, models_dir, request.name)
     if _still_ours(catalogue, job.id):
         catalogue.update_job(job.id, state="done", progress={"pid": pid, "stage": "done"},
                              result={"model": request.name, "file": model.name, "promoted": promoted,

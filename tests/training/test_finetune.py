@@ -165,3 +165,17 @@ def test_the_learning_rate_follows_the_time_budget_not_the_epochs() -> None:
                                   train_time_start=time.time() - hours_done * 3600)
         set_rate(trainer)
         assert group["lr"] == pytest.approx(expected, rel=1e-3), hours_done
+
+
+def test_promote_if_better_moves_the_folders_active_model_only_when_the_gate_says_so(tmp_path: Path) -> None:
+    from serving.models_dir import read_active
+    from training.finetune import BaseModelRef, FinetuneReport, promote_if_better
+
+    def report(better: bool) -> FinetuneReport:
+        return FinetuneReport(base=BaseModelRef(name="b", file="b.onnx", sha256="0" * 64), field=[], replay=[],
+                              recipe=Recipe(), image_size=416, time_budget_hours=0.33, wall_seconds=1.0,
+                              epochs_completed=1, threads=None, gate=[_row("field", 0.1, 0.5)], better=better,
+                              verdict="", scoring_note="")
+
+    assert not promote_if_better(report(False), tmp_path, "cand") and read_active(tmp_path) is None
+    assert promote_if_better(report(True), tmp_path, "cand") and read_active(tmp_path) == "cand"
