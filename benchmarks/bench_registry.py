@@ -1,4 +1,4 @@
-"""Memory of a model loaded and unloaded by the server's registry (issue 22): the process's RSS
+"""Memory of a model loaded and unloaded by the server's registry: the process's RSS
 before a second model is loaded, after it has loaded and answered frames, and after it is
 unloaded (serving/registry.py: its session dropped, freed heap given back), over a few cycles.
 

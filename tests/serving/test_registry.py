@@ -1,4 +1,4 @@
-"""Several models in one server (issue 22), in process: the listing and its states, broken models,
+"""Several models in one server, in process: the listing and its states, broken models,
 ?model= per request, activation (auth, cross-site, persistence), the LRU cap, following the
 folder when another process changes it, and per-model metrics."""
 

@@ -1,4 +1,4 @@
-"""Promotion and rollback under load, over real HTTP (issue 22): 8 keep-alive clients send camera
+"""Promotion and rollback under load, over real HTTP: 8 keep-alive clients send camera
 frames at up to 10 fps each while the active model is swapped 10 times; no request fails and
 answers come from both models. Then: the choice survives a restart, and `--workers 2` agree.
 

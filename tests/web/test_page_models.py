@@ -1,4 +1,4 @@
-"""The page's model choice (issue 22), in headless Chromium against a real server whose models
+"""The page's model choice, in headless Chromium against a real server whose models
 folder holds two models and a broken one: the page lists every model with its state, lineage and
 which one is active, analyses with the one chosen, and each photo says which model answered."""
 

@@ -1,4 +1,4 @@
-"""Review mode and field datasets on the page (issue 21), in headless Chromium against a real
+"""Review mode and field datasets on the page, in headless Chromium against a real
 server with a data folder of its own: correct a photo's boxes (draw, switch, delete, undo), save
 it to a new field dataset, reload, find exactly those boxes stored (on the page and through the
 API), relabel and delete a saved photo. The teach test runs the whole loop with a real (short)
