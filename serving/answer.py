@@ -1,24 +1,26 @@
 """The wire answers of API v1 (pydantic): one definition for the API, `weedscan detect` and batch.
 
-`DetectionResult.answer()` builds a `DetectAnswer`; `wire_json` / `wire_dict` write any answer
-as it goes on the wire. Optional fields (`lanes`, a detection's `area`) appear only when set.
-Validation runs in pydantic-core (Rust): validating and writing an answer costs no more than
-`json.dumps` of the same dict (30 boxes: ~55 us against ~65 us), so the answer is checked on
-every request; `model_construct` would be slower (Python code per box).
+`DetectionResult.answer()` builds a `DetectAnswer` (or any answer that extends it: a batch item,
+a batch record, a detect line) directly from its typed parts; `wire_json` / `wire_dict` write
+any answer as it goes on the wire. Optional fields (`lanes`, a detection's `area`, a record's
+`gps`) appear only when set. Every error body, whoever writes it, is an `ErrorAnswer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class ModelRef(BaseModel):
     name: str
     version: str
     sha256: str
+    engine: str | None = Field(None, description="the inference engine that ran it (onnxruntime, "
+                                                 "openvino); absent in green mode, where no model runs")
+    precision: str | None = Field(None, description="the precision it ran in (fp32, bf16, int8)")
 
 
 class ImageSize(BaseModel):
@@ -56,12 +58,19 @@ class DetectAnswer(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
+    code: str = Field(description="stable, machine-readable, e.g. payload_too_large")
+    message: str = Field(description="what went wrong and what to do, for a person")
 
 
 class ErrorAnswer(BaseModel):
+    """The one error shape: {"error": {"code", "message"}} (HTTP bodies, CLI lines, records)."""
+
     error: ErrorBody
+
+    @classmethod
+    def of(cls, code: str, message: str, **refs: Any) -> Self:
+        """This error (and, for an item or a record, which file it is about)."""
+        return cls(error=ErrorBody(code=code, message=message), **refs)
 
 
 class ItemRef(BaseModel):
@@ -81,6 +90,10 @@ class BatchError(ErrorAnswer, ItemRef):
 
 
 class GpsFix(BaseModel):
+    """Where a photo was taken (serving/exif_gps.py reads it from the EXIF GPS block)."""
+
+    model_config = ConfigDict(frozen=True)
+
     lat: float = Field(ge=-90, le=90, description="degrees north, WGS 84")
     lon: float = Field(ge=-180, le=180, description="degrees east, WGS 84")
 
@@ -102,6 +115,11 @@ class BatchRecord(DetectAnswer, PathRef):
 
 class BatchErrorRecord(ErrorAnswer, PathRef):
     pass
+
+
+# A detections.jsonl line: an answer or an error, each naming its file.
+Record = BatchRecord | BatchErrorRecord
+RECORD = TypeAdapter(Record)
 
 
 class DetectLine(BatchRecord):

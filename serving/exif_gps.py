@@ -5,19 +5,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from serving.answer import GpsFix
+
 GPS_IFD = 0x8825
 _LAT_REF, _LAT, _LON_REF, _LON = 1, 2, 3, 4
-
-
-@dataclass(frozen=True)
-class GpsFix:
-    lat: float  # decimal degrees, north positive
-    lon: float  # decimal degrees, east positive
 
 
 def read_gps(source: bytes | str | Path) -> GpsFix | None:
@@ -39,7 +34,7 @@ def gps_from_ifd(gps: dict[int, object]) -> GpsFix | None:
         return None
     if lat == 0.0 and lon == 0.0:  # what many cameras write when they had no fix
         return None
-    return GpsFix(lat, lon)
+    return GpsFix(lat=lat, lon=lon)
 
 
 def _degrees(value: object, ref: object, hemispheres: str) -> float | None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from serving.answer import DetectAnswer, wire_dict
+from serving.answer import Box, Detection, DetectAnswer, ImageSize, ModelRef, wire_dict
 from serving.detections import Detections
 from serving.geometry import lanes_hit, union_area
 from serving.vegetation import plant_cover
 
 # `plant`: green-on-brown mode (serving/green.py), where every plant on a fallow field is a target.
 WEED_CLASS_NAMES = ("weed", "plant")
+
+AnswerT = TypeVar("AnswerT", bound=DetectAnswer)
 
 
 @dataclass
@@ -22,12 +24,16 @@ class DetectionResult:
     width: int
     height: int
     class_names: list[str]
-    model: dict[str, str]
+    model: ModelRef
     timing_ms: dict[str, float] = field(default_factory=dict)
     # bool plant pixels (serving.vegetation), at full or working resolution; None when no weed
     # was found (cover is 0 then)
     vegetation: np.ndarray | None = None
     areas: np.ndarray | None = None  # plant pixels per detection (green-on-brown mode only)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelRef):  # the card's model_info mapping
+            self.model = ModelRef.model_validate(self.model)
 
     @property
     def weed_class_ids(self) -> list[int]:
@@ -67,40 +73,40 @@ class DetectionResult:
     def lanes(self, count: int) -> list[bool]:
         return lanes_hit(self._weed_boxes(), self.width, count)
 
-    def detection_dicts(self) -> list[dict[str, Any]]:
-        if self.areas is not None:
-            return [{**d, "area": int(round(float(a)))}
-                    for d, a in zip(self._plain_dicts(), self.areas)]
-        return self._plain_dicts()
-
-    def _plain_dicts(self) -> list[dict[str, Any]]:
+    def detection_models(self) -> list[Detection]:
+        """The boxes as the answer lists them (rounded: 0.1 px, confidence to 4 places); with
+        their plant pixels in green-on-brown mode."""
         dets = self.detections
-        return [
-            {"class_id": int(c), "class_name": self.class_names[int(c)],
-             "confidence": round(float(s), 4),
-             "box": {"x1": round(float(b[0]), 1), "y1": round(float(b[1]), 1),
-                     "x2": round(float(b[2]), 1), "y2": round(float(b[3]), 1)}}
-            for b, s, c in zip(dets.boxes, dets.scores, dets.class_ids)
-        ]
+        rows = zip(dets.boxes.tolist(), dets.scores.tolist(), dets.class_ids.tolist())
+        found = [Detection(class_id=c, class_name=self.class_names[c], confidence=round(s, 4),
+                           box=Box(x1=round(b[0], 1), y1=round(b[1], 1), x2=round(b[2], 1),
+                                   y2=round(b[3], 1)))
+                 for b, s, c in rows]
+        if self.areas is not None:
+            for detection, area in zip(found, self.areas.tolist()):
+                detection.area = int(round(area))
+        return found
 
     def answer_fields(self, lanes: int | None = None) -> dict[str, Any]:
-        """The answer's fields as plain values (lanes only when asked), for `DetectAnswer`."""
+        """The answer's parts, typed, by field name (lanes only when asked)."""
         fields: dict[str, Any] = {
             "model": self.model,
-            "image": {"width": self.width, "height": self.height},
-            "detections": self.detection_dicts(),
+            "image": ImageSize(width=self.width, height=self.height),
+            "detections": self.detection_models(),
             "counts": self.counts(),
             "weed_cover": round(self.weed_cover(), 6),
             "weed_box_cover": round(self.weed_box_cover(), 6),
+            "timing_ms": {k: round(v, 2) for k, v in self.timing_ms.items()},
         }
         if lanes is not None:
             fields["lanes"] = self.lanes(lanes)
-        fields["timing_ms"] = {k: round(v, 2) for k, v in self.timing_ms.items()}
         return fields
 
-    def answer(self, lanes: int | None = None) -> DetectAnswer:
-        """The API v1 detect answer, validated (see serving/answer.py for its cost)."""
-        return DetectAnswer.model_validate(self.answer_fields(lanes))
+    def answer(self, lanes: int | None = None, kind: type[AnswerT] = DetectAnswer,  # type: ignore[assignment]
+               **refs: Any) -> AnswerT:
+        """The API v1 detect answer, built from its typed parts; `kind` an answer that extends
+        it (a batch item, a batch record, a detect line) with its `refs` (index, path ...)."""
+        return kind(**self.answer_fields(lanes), **refs)
 
     def to_dict(self, lanes: int | None = None) -> dict[str, Any]:
         """The detect answer's JSON as Python values: what the API sends."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from serving.answer import ErrorAnswer
 from serving.errors import ClientError, ServiceUnavailable
 
 log = logging.getLogger("weedscan")
@@ -34,12 +34,12 @@ def retry_after(base_s: int) -> str:
 
 def error_body(code: str, message: str) -> bytes:
     """The contract's JSON error, compact: for the refusals written below the app (protocol, shedder)."""
-    return json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    return ErrorAnswer.of(code, message).model_dump_json().encode()
 
 
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+    return JSONResponse(ErrorAnswer.of(code, message).model_dump(), status_code=status,
                         headers=headers)
 
 

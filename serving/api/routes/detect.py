@@ -105,17 +105,17 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
             for index, part in enumerate(parts):
                 if index and await request.is_disconnected():  # nobody waits for the rest
                     raise ClientDisconnect()
-                ref = {"index": index, "filename": part.filename}
                 try:
                     if len(part.data) > service.settings.max_upload_bytes:
                         raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
                                               f"limit of {service.settings.max_upload_bytes} bytes")
                     result, _ = await service.detect_bytes(bytes(part.data), query.options,
                                                            query.green, model)
-                    results.append(BatchItem.model_validate({**ref, **result.answer_fields(query.lanes)}))
+                    results.append(result.answer(query.lanes, BatchItem, index=index,
+                                                 filename=part.filename))
                 except ClientError as exc:
-                    results.append(BatchError.model_validate(
-                        {**ref, "error": {"code": exc.code, "message": exc.message}}))
+                    results.append(BatchError.of(exc.code, exc.message, index=index,
+                                                 filename=part.filename))
     return _json(BatchAnswer.model_construct(results=results))
 
 
