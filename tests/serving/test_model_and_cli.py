@@ -223,15 +223,15 @@ def test_cli_help_has_an_example_for_every_command() -> None:
         assert result.exit_code == 0 and "Example:" in result.output, command
 
 
-def test_readme_documents_every_option_of_every_command() -> None:
-    """Each command's paragraph in README's Command line section (with the shared detect options
-    for detect and batch) names each of its options."""
+def test_cli_doc_documents_every_option_of_every_command() -> None:
+    """Each command's paragraph in docs/cli.md (with the shared detect options for detect and
+    batch) names each of its options."""
     import typer
 
     from weedscan_cli import TRAINER_COMMANDS, app, trainer_command
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme[readme.index("## Command line"):readme.index("## Whole surveys")]
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    section = doc[:doc.index("## Whole surveys")]
     paragraphs = section.split("\n\n")
     shared = next(p for p in paragraphs if p.startswith("**Detect options**"))
 
@@ -247,4 +247,4 @@ def test_readme_documents_every_option_of_every_command() -> None:
             command = trainer_command(name)
         words = set(re.findall(r"--[a-z0-9-]+", text))
         missing = [spellings for spellings in options(command) if not words & set(spellings)]
-        assert not missing, f"README's paragraph on {name} lacks {missing}"
+        assert not missing, f"docs/cli.md's paragraph on {name} lacks {missing}"

@@ -1,5 +1,5 @@
 """GET /v1/models answers which model is active and each model's typed card plus its state (and,
-loaded, its providers), as README says; in process and over HTTP."""
+loaded, its providers), as docs/api.md says; in process and over HTTP."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from serving.api.schemas import BrokenModel, ListedModel, ModelsAnswer
 from serving.model_card import ModelCard
 from tests.serving.conftest import LiveServer
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 def check_models(http: TestClient | httpx.Client, shipped_model: Path) -> None:
@@ -42,7 +42,7 @@ def test_models_over_http(live_server: LiveServer, shipped_model: Path) -> None:
     check_models(live_server.http, shipped_model)
 
 
-def test_readme_describes_that_shape() -> None:
-    row = next(line for line in README.read_text().splitlines() if line.startswith("| `GET /v1/models`"))
+def test_api_doc_describes_that_shape() -> None:
+    row = next(line for line in API_DOC.read_text().splitlines() if line.startswith("| `GET /v1/models`"))
     assert '{"active": NAME, "models": [...]}' in row and "model card" in row and '"providers"' in row
     assert '"state"' in row
