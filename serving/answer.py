@@ -9,9 +9,19 @@ any answer as it goes on the wire. Optional fields (`lanes`, a detection's `area
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from datetime import datetime, timezone
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+import numpy as np
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter,
+                      WithJsonSchema, model_validator)
+
+from serving.mask_rle import decode_runs, encode_runs
+
+# A frame tag (`?frame_id=`, the X-Request-ID header) that a robot sends to match an answer to a
+# camera frame: visible ASCII (no space, no control character), 1 to FRAME_TAG_MAX characters.
+FRAME_TAG_MAX = 128
+FRAME_TAG_PATTERN = rf"^[!-~]{{1,{FRAME_TAG_MAX}}}$"
 
 
 class ModelRef(BaseModel):
@@ -43,6 +53,43 @@ class Detection(BaseModel):
     area: int | None = Field(None, description="mode=green only: the region's plant pixels")
 
 
+def wire_time(moment: datetime) -> str:
+    """UTC, ISO 8601, to the millisecond: 2026-12-06T17:12:16.123Z."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+WireTime = Annotated[AwareDatetime, PlainSerializer(wire_time, return_type=str, when_used="json"),
+                     WithJsonSchema({"type": "string", "format": "date-time",
+                                     "example": "2026-12-06T17:12:16.123Z"}, mode="serialization")]
+FrameTag = Annotated[str, Field(pattern=FRAME_TAG_PATTERN)]
+
+
+class VegetationMaskRuns(BaseModel):
+    """A plant mask (1: plant, 0: soil) as run lengths, row-major, the first run of 0s; see
+    serving/mask_rle.py and docs/api.md for how a client measures weed cover from it."""
+
+    width: int = Field(ge=1, description="the mask's pixels (may be fewer than the image's: "
+                                          "a coarse mask covering the whole image)")
+    height: int = Field(ge=1)
+    counts: list[int] = Field(description="run lengths, row-major, alternating 0 and 1 pixels, "
+                                          "the first a run of 0s; they add up to width x height")
+
+    @model_validator(mode="after")
+    def _runs_fill_the_mask(self) -> Self:
+        if any(n < 0 for n in self.counts) or sum(self.counts) != self.width * self.height:
+            raise ValueError(f"counts must be >= 0 and add up to {self.width}x{self.height} pixels")
+        return self
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Self:
+        height, width = mask.shape[:2]
+        return cls(width=width, height=height, counts=encode_runs(mask))
+
+    def pixels(self) -> np.ndarray:
+        """The (height, width) bool mask."""
+        return decode_runs(self.counts, self.width, self.height)
+
+
 class DetectAnswer(BaseModel):
     """What one image gets: its boxes, per-class counts, weed cover and, when asked, lanes."""
 
@@ -55,6 +102,13 @@ class DetectAnswer(BaseModel):
     weed_box_cover: float = Field(ge=0, le=1, description="fraction of the image under weed boxes")
     lanes: list[bool] | None = Field(None, description="only when asked: weed in vertical strip i")
     timing_ms: dict[str, float]
+    received_at: WireTime | None = Field(None, description=(
+        "HTTP only: when the server received the request (UTC, ISO 8601, milliseconds)"))
+    frame_id: FrameTag | None = Field(None, description="the request's ?frame_id=, when given")
+    request_id: FrameTag | None = Field(None, description="the request's X-Request-ID header, "
+                                        "when given (it is also echoed as a response header)")
+    vegetation_mask: VegetationMaskRuns | None = Field(None, description=(
+        "only when asked (vegetation_mask=true): the plant mask the weed cover is measured on"))
 
 
 class ErrorBody(BaseModel):
@@ -131,6 +185,9 @@ class DetectLine(BatchRecord):
 
 class BatchAnswer(BaseModel):
     results: list[BatchItem | BatchError] = Field(description="one item per file, in input order")
+    received_at: WireTime | None = Field(None, description="when the server received the request")
+    frame_id: FrameTag | None = Field(None, description="the request's ?frame_id=, when given")
+    request_id: FrameTag | None = Field(None, description="the request's X-Request-ID, when given")
 
 
 def wire_dict(answer: BaseModel) -> dict[str, Any]:

@@ -30,6 +30,10 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="address to bind; 0.0.0.0 opens it to the network")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="TCP port (default 8000)")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="server processes, for bigger machines")] = None,
+    engine: Annotated[Optional[str], typer.Option(
+        help="auto|onnxruntime|openvino: what runs the network (auto: fastest validated here)")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="auto|fp32|bf16|int8 (auto: the fastest whose accuracy the model card validated)")] = None,
 ) -> None:
     """Start the HTTP service (API v1, web page, metrics) with every model of the models folder.
 
@@ -46,17 +50,25 @@ def serve(
 
     from serving.api.metrics import worker_metrics_dir
     from serving.api.protocol import PROTOCOL_PATH
+    from pydantic import ValidationError
+
+    from serving.engines import choose_engine
     from serving.errors import ModelCardError
     from serving.model_card import load_card
     from serving.models_dir import default_active, model_files
 
     overrides = {k: v for k, v in {"model": model, "models_dir": models_dir, "host": host,
-                                   "port": port, "workers": workers}.items() if v is not None}
-    settings = Settings(**overrides)
+                                   "port": port, "workers": workers, "engine": engine,
+                                   "precision": precision}.items() if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        fail("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     names = list(model_files(settings.models_dir))
     try:
         if settings.model is not None:
-            load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
+            card = load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
+            choose_engine(card, settings.engine, settings.precision)  # and an engine it cannot run on
         elif not names:
             fail(f"no model (NAME.onnx with its card NAME.json) in {settings.models_dir}: "
                  "give --models-dir DIR or --model PATH")
@@ -356,7 +368,8 @@ def open_detector(model: Path, threads: int | None) -> Any:
     from serving.detector import Detector
 
     try:
-        return Detector(model, threads=threads)
+        settings = Settings()
+        return Detector(model, threads=threads, engine=settings.engine, precision=settings.precision)
     except Exception as exc:  # ONNX Runtime raises its own types for a damaged file
         from serving.registry import model_load_error
 

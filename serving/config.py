@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     # image of max_pixels takes 145 with the shipped model; only slivers (a few pixels by
     # hundreds of thousands) need more.
     max_tiles: int = Field(256, ge=1)
-    threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per process
+    threads: int | None = Field(None, ge=1)  # inference threads per process
+    # What runs the forward pass (serving/engines): `auto` picks, for this CPU and each model's
+    # card, the fastest engine and precision whose accuracy the card validated.
+    engine: Literal["auto", "onnxruntime", "openvino"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     retry_after_s: int = Field(1, ge=1)
     # Under overload Retry-After grows with the pressure (refusals per answer over the last
     # seconds), up to this: clients that honour it come back when there may be room.

@@ -1,4 +1,10 @@
-"""The ONNX detector: letterbox -> ONNX Runtime -> decode -> boxes on the upright original."""
+"""The detector, in stages as Ultralytics' predictor has them, each timed:
+
+  preprocess   letterbox each window (the whole image, or its tiles) into a model input
+  inference    the network's forward pass, on the engine chosen for this CPU (serving/engines)
+  postprocess  decode the outputs, boxes back onto the upright original, merge a tiled image
+  cover        the coarse plant mask the weed cover needs (skipped where no one needs it)
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,14 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import onnxruntime as ort
 
 from serving.config import cpu_count
 from serving.detections import Detections
+from serving.engines import Engine, EngineChoice, choose_engine, open_engine
+from serving.engines.choose import EngineRequest, PrecisionRequest
 from serving.errors import ModelCardError
 from serving.model_card import ModelCard, load_card
 from serving.postprocess import decode_output, infer_layout
@@ -20,9 +28,20 @@ from serving.result import DetectionResult
 from serving.tiling import TileSlicer, should_tile
 from serving.vegetation import COVER_WORK_SIDE, VegetationOptions, vegetation_mask
 
-# Best first; whatever this ONNX Runtime build offers, CPU last as the fallback.
-PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
 TILE_MODES = ("auto", "on", "off")
+STAGES = ("preprocess", "inference", "postprocess", "cover")
+
+# A tiled image's windows are decoded and merged at this confidence (or the request's, when
+# lower) and with these caps, whatever the request asks; only then are boxes under the request's
+# conf dropped. So one photo gives the same boxes at a threshold whether a client asks at that
+# threshold or asks lower and filters (as the page does): the merge of boxes cut by tile seams
+# would otherwise change with the boxes that take part in it.
+MERGE_FLOOR_CONF = 0.05
+MERGE_WINDOW_MAX_DET = 300
+
+# `auto`: the mask only when a weed box needs it for the cover; `always`: also for an answer that
+# sends the mask itself; `off`: never (eval and export parity score boxes only).
+CoverMode = Literal["auto", "always", "off"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,7 @@ class DetectOptions:
     classes: tuple[int, ...] | None = None
     max_det: int = 300
     tile: str = "auto"
+    cover: CoverMode = "auto"
 
 
 COVER_OPTIONS = VegetationOptions(work_side=COVER_WORK_SIDE)
@@ -45,16 +65,28 @@ class TilingConfig:
     # like the training images (CWFID is 1296 px), drone and phone photos do not.
     auto_factor: float = 4.0  # x model input
     auto_min_side: int = 2048
-    # Tiles per ONNX Runtime run. Its arena keeps what the largest run needed: after an
-    # 8000x8000 photo a process holds ~483 MB at 16 tiles a run, ~211 MB at 4 (~170 MB before the
-    # photo), at the same speed (benchmarks/RESULTS.md, tiles per run). Each run is also one step of the inference lane (Detector.detect_steps):
+    # Tiles per forward pass. The engine's memory arena keeps what the largest run needed, so
+    # small runs keep a process small after a big photo, at the same speed (benchmarks/RESULTS.md,
+    # tiles per run). Each run is also one step of the inference lane (Detector.detect_steps):
     # frames queued behind a big photo wait for one run of tiles, not for the whole photo.
     max_batch: int = 4
 
 
-def available_providers() -> list[str]:
-    offered = set(ort.get_available_providers())
-    return [p for p in PREFERRED_PROVIDERS if p in offered] or ["CPUExecutionProvider"]
+class StageClock:
+    """Milliseconds spent per stage, summed over the steps of one detection."""
+
+    def __init__(self) -> None:
+        self.ms = dict.fromkeys(STAGES, 0.0)
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] += (now - self._last) * 1000
+        self._last = now
+
+    def restart(self) -> None:
+        """Time between steps (the lane running other work) belongs to no stage."""
+        self._last = time.perf_counter()
 
 
 def lookup_class_ids(names: Sequence[str], class_names: Sequence[str],
@@ -72,48 +104,44 @@ def lookup_class_ids(names: Sequence[str], class_names: Sequence[str],
 class Detector:
     def __init__(self, model_path: str | Path, threads: int | None = None,
                  tiling: TilingConfig | None = None, verify: bool = True,
-                 idle_spin: bool = True, input_border: int | None = None) -> None:
-        """`idle_spin=False` stops ONNX Runtime's worker threads from spinning after each run (by
-        default they busy-wait ~50 ms for the next one: good for back-to-back runs, a burnt core
-        for a server whose next request is still on the wire). `input_border`: the grey frame
-        around each image in model-input pixels; None: the model card's."""
+                 idle_spin: bool = True, input_border: int | None = None,
+                 engine: EngineRequest = "auto", precision: PrecisionRequest = "auto") -> None:
+        """`idle_spin=False` stops the engine's worker threads from busy-waiting after each run.
+        `input_border`: the grey frame around each image in model-input pixels; None: the
+        model card's. `engine`/`precision`: `auto` picks the fastest validated for this CPU
+        (serving/engines/choose.py); EngineChoiceError when a forced one cannot run here."""
         self.model_path = Path(model_path)
         self.model_card: ModelCard = load_card(self.model_path, verify=verify)
         self.class_names: list[str] = list(self.model_card.classes)
         self.tiling = tiling or TilingConfig()
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_count()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if not idle_spin:
-            options.add_session_config_entry("session.force_spinning_stop", "1")
-        self.session = ort.InferenceSession(str(self.model_path), options,
-                                            providers=available_providers())
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        self.input_size = int(self.model_card.input_size or model_input.shape[2])
+        self.engine_choice: EngineChoice = choose_engine(self.model_card, engine, precision)
+        self.engine: Engine = open_engine(self.model_path, self.engine_choice,
+                                          threads or cpu_count(), idle_spin)
+        input_shape = self.engine.input_shape
+        self.input_size = int(self.model_card.input_size or input_shape[2] or 0)
         self.input_border = self.model_card.input_border if input_border is None else input_border
         if not 0 <= 2 * self.input_border < self.input_size:
             raise ModelCardError(f"an input border of {self.input_border} px leaves no room for the image "
                                  f"in the {self.input_size} px input of {self.model_path.name}")
-        self.dynamic_batch = not isinstance(model_input.shape[0], int)
+        self.dynamic_batch = input_shape[0] is None
         # Dynamic height/width: a single frame is padded only to the stride (as Ultralytics does).
-        dynamic_shape = not all(isinstance(d, int) for d in model_input.shape[2:])
-        stride = int(self.session.get_modelmeta().custom_metadata_map.get("stride", 32))
-        self.frame_stride: int | None = stride if dynamic_shape else None
-        output_shape = self.session.get_outputs()[0].shape
-        self.layout = self.model_card.output_layout or infer_layout(output_shape, len(self.class_names))
+        dynamic_shape = any(d is None for d in input_shape[2:])
+        self.frame_stride: int | None = self.engine.stride if dynamic_shape else None
+        self.layout = self.model_card.output_layout or infer_layout(self.engine.output_shape,
+                                                                    len(self.class_names))
         self.default_conf = self.model_card.thresholds.conf
         self.default_iou = self.model_card.thresholds.iou
 
     @property
     def model_info(self) -> dict[str, str]:
-        return self.model_card.model_info()
+        """What each answer says about the model: the card's name, version and sha256, and the
+        engine and precision that ran it."""
+        return {**self.model_card.model_info(), "engine": self.engine_choice.engine,
+                "precision": self.engine_choice.precision}
 
     @property
     def providers(self) -> list[str]:
-        return self.session.get_providers()
+        return self.engine.providers()
 
     def class_ids_for(self, names: Sequence[str]) -> tuple[int, ...]:
         """Class names -> ids; ValueError names the unknown ones."""
@@ -122,13 +150,13 @@ class Detector:
     def warmup(self, runs: int = 2) -> None:
         blank = np.full((self.input_size, self.input_size, 3), 114, np.uint8)
         for _ in range(runs):
-            self._run([blank])
+            self.forward([blank])
 
-    def _run(self, images: list[np.ndarray]) -> np.ndarray:
+    def forward(self, images: list[np.ndarray]) -> np.ndarray:
+        """The network on letterboxed images of one shape: one output per image."""
         if self.dynamic_batch or len(images) == 1:
-            return self.session.run(None, {self.input_name: to_blob(images)})[0]
-        return np.concatenate([self.session.run(None, {self.input_name: to_blob([im])})[0]
-                               for im in images])
+            return self.engine.run(to_blob(images))
+        return np.concatenate([self.engine.run(to_blob([im])) for im in images])
 
     def detect(self, image: np.ndarray, options: DetectOptions | None = None) -> DetectionResult:
         """Detect on one upright BGR image; boxes come back in its pixels."""
@@ -158,77 +186,97 @@ class Detector:
 
     def detect_steps(self, image: np.ndarray,
                      options: DetectOptions | None = None) -> Generator[None, None, DetectionResult]:
-        """detect() as a generator: it pauses after each ONNX Runtime run (of up to
+        """detect() as a generator: it pauses after each forward pass (of up to
         TilingConfig.max_batch tiles) and returns the result. The server runs each step as its
         own job on the inference lane, so frames queued meanwhile get in between the runs of a
         big tiled photo."""
         options = options or DetectOptions()
         conf, iou = self._thresholds(options)
         height, width = image.shape[:2]
-        start = time.perf_counter()
+        clock = StageClock()
 
         slicer = self._slicer()
         windows = [(0, 0, width, height)]
         if self.tiles(width, height, options):
             windows = slicer.windows(width, height)
-        stride = self.frame_stride if len(windows) == 1 else None  # a tile batch needs one shape
+        tiled = len(windows) > 1
+        stride = None if tiled else self.frame_stride  # a tile batch needs one shape
+        # A whole frame's NMS keeps the same boxes at or above conf whatever lower boxes took
+        # part; a tiled image's merge does not, so it runs on a fixed floor (MERGE_FLOOR_CONF).
+        window_conf = min(conf, MERGE_FLOOR_CONF) if tiled else conf
+        window_max_det = max(options.max_det, MERGE_WINDOW_MAX_DET) if tiled else options.max_det
 
         parts: list[Detections] = []
         step = self.tiling.max_batch if self.dynamic_batch else 1
         for first in range(0, len(windows), step):
             if first:
                 yield  # the lane may run another request's job here
+                clock.restart()
             inputs, boxes_back = [], []
             for x0, y0, x1, y1 in windows[first:first + step]:  # letterboxed per run: less memory
                 # Tiles fill the input: the merge tells a plant cut by a seam by its box reaching
                 # the tile's edge, which a grey frame would keep it from.
-                border = self.input_border if (x0, y0, x1, y1) == (0, 0, width, height) else 0
+                border = 0 if tiled and (x0, y0, x1, y1) != (0, 0, width, height) else self.input_border
                 padded, lb = letterbox(image[y0:y1, x0:x1], self.input_size, stride, border)
                 inputs.append(padded)
                 boxes_back.append((lb, x0, y0))
-            outputs = self._run(inputs)
-            parts += [self._boxes_back(output, lb, x0, y0, conf, iou, options)
+            clock.lap("preprocess")
+            outputs = self.forward(inputs)
+            clock.lap("inference")
+            parts += [self._boxes_back(output, lb, x0, y0, window_conf, iou, window_max_det, options.classes)
                       for output, (lb, x0, y0) in zip(outputs, boxes_back)]
-        if len(windows) > 1:
+            clock.lap("postprocess")
+        if tiled:
             yield  # the merge of the tiles' boxes is a step of its own
-        detections = slicer.merge(parts, windows, width, height, iou, options.max_det)
-        return self._result(image, detections, start)
+            clock.restart()
+            merged = slicer.merge(parts, windows, width, height, iou, window_max_det)
+            detections = merged[merged.scores > conf][:options.max_det]  # decode keeps scores > conf
+        else:
+            detections = parts[0][:options.max_det]
+        clock.lap("postprocess")
+        return self._result(image, detections, clock, options.cover)
 
     def detect_frames(self, frames: Sequence[np.ndarray],
                       options: Sequence[DetectOptions]) -> list[DetectionResult]:
         """Whole frames (none tiled) of several requests, each with its own options, in one
-        ONNX Runtime run per input shape (frames of one camera share it): the server's micro-
-        batch. Each answer is the one detect() gives that frame alone, up to float rounding."""
-        start = time.perf_counter()
+        forward pass per input shape (frames of one camera share it): the server's micro-batch.
+        Each answer is the one detect() gives that frame alone, up to float rounding; each
+        frame's stage times are the batch's shared stages plus its own postprocess."""
+        clock = StageClock()
         letterboxed = [letterbox(frame, self.input_size, self.frame_stride, self.input_border)
                        for frame in frames]
+        clock.lap("preprocess")
         outputs: list[np.ndarray | None] = [None] * len(frames)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, (padded, _) in enumerate(letterboxed):
             by_shape.setdefault(padded.shape, []).append(i)
         for members in by_shape.values():
-            for i, output in zip(members, self._run([letterboxed[i][0] for i in members])):
+            for i, output in zip(members, self.forward([letterboxed[i][0] for i in members])):
                 outputs[i] = output
+        clock.lap("inference")
         results = []
-        slicer = self._slicer()
         for frame, (_, lb), output, opts in zip(frames, letterboxed, outputs, options):
+            assert output is not None
             conf, iou = self._thresholds(opts)
-            height, width = frame.shape[:2]
-            part = self._boxes_back(output, lb, 0, 0, conf, iou, opts)
-            detections = slicer.merge([part], [(0, 0, width, height)], width, height, iou, opts.max_det)
-            results.append(self._result(frame, detections, start))
+            frame_clock = StageClock()
+            frame_clock.ms = dict(clock.ms)
+            detections = self._boxes_back(output, lb, 0, 0, conf, iou, opts.max_det, opts.classes)
+            frame_clock.lap("postprocess")
+            results.append(self._result(frame, detections, frame_clock, opts.cover))
         return results
 
     def _boxes_back(self, output: np.ndarray, lb: Letterbox, x0: int, y0: int, conf: float, iou: float,
-                    options: DetectOptions) -> Detections:
+                    max_det: int, classes: tuple[int, ...] | None) -> Detections:
         """One model output as detections in the pixels of the image its window was cut from."""
-        dets = decode_output(output, self.layout, conf, iou, options.max_det, options.classes)
+        dets = decode_output(output, self.layout, conf, iou, max_det, classes)
         return Detections(lb.undo(dets.boxes), dets.scores, dets.class_ids).shifted(x0, y0)
 
-    def _result(self, image: np.ndarray, detections: Detections, start: float) -> DetectionResult:
+    def _result(self, image: np.ndarray, detections: Detections, clock: StageClock,
+                cover: CoverMode) -> DetectionResult:
         height, width = image.shape[:2]
         result = DetectionResult(detections, width, height, self.class_names, self.model_info)
-        if len(result._weed_boxes()):  # plant-area weed cover, only when needed, from a coarse mask
+        if cover == "always" or (cover == "auto" and result.needs_vegetation()):
             result.vegetation = vegetation_mask(image, COVER_OPTIONS, full_resolution=False).mask
-        result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
+        clock.lap("cover")
+        result.timing_ms = {stage: ms for stage, ms in clock.ms.items()}
         return result

@@ -39,6 +39,33 @@ class LineageEntry(BaseModel):
     licence: str = "unknown"
 
 
+# `auto` runs a model at a precision only if it lost at most this much mAP50 on every val split.
+MAX_VALIDATED_DROP = 0.01
+
+
+class PrecisionCheck(BaseModel):
+    """How one engine and precision scored this model's file on its val splits, against ONNX
+    Runtime fp32 through the same serving code (written by `weedscan export` / `quantize`)."""
+
+    engine: Literal["onnxruntime", "openvino"]
+    precision: Literal["fp32", "bf16", "int8"]
+    map50: dict[str, float] = Field(description="val mAP50 per dataset")
+    drop: dict[str, float] = Field(description="mAP50 lost per dataset against ONNX Runtime fp32 "
+                                               "(negative: gained)")
+    latency_ms: Optional[float] = Field(None, ge=0, description="median forward pass of one input")
+    cpu: str = Field("", description="the CPU it was measured on, with its relevant flags")
+    measured: str = Field("", description="when (ISO date)")
+
+    @property
+    def max_drop(self) -> float:
+        return max(self.drop.values(), default=0.0)
+
+    @property
+    def validated(self) -> bool:
+        """Kept accuracy on every val split: `auto` may choose it."""
+        return bool(self.drop) and self.max_drop <= MAX_VALIDATED_DROP
+
+
 class ModelCard(BaseModel):
     """What a model is, what it was trained on, how it scored and what it should not be used for.
 
@@ -67,12 +94,22 @@ class ModelCard(BaseModel):
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="val scores per dataset")
     export_parity: dict[str, Any] = Field(default_factory=dict)
     quantization: Optional[dict[str, Any]] = None
+    precision_checks: list[PrecisionCheck] = Field(default_factory=list, description=(
+        "each engine and precision measured on the val splits; `auto` picks among the validated"))
     licence: str = "unknown"
     lineage: list[LineageEntry] = Field(default_factory=list, description=(
         "ancestors from the immediate parent back to the pretrained start (empty: trained "
         "from scratch, or a card written before lineage was recorded)"))
     intended_use: str = ""
     limitations: list[str] = Field(default_factory=list)
+
+    def precision_check(self, engine: str, precision: str) -> PrecisionCheck | None:
+        return next((c for c in self.precision_checks
+                     if c.engine == engine and c.precision == precision), None)
+
+    def file_precision(self) -> Literal["fp32", "int8"]:
+        """What the file's weights are: int8 for a quantized file (`weedscan quantize`)."""
+        return "int8" if self.precision.startswith("int8") else "fp32"
 
     def model_info(self) -> dict[str, str]:
         """What each answer says about the model that produced it."""

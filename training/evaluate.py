@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from serving.detector import DetectOptions, Detector
+from serving.engines.choose import EngineRequest, PrecisionRequest
 from training.trainset import YoloDataset, labels_folder
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -81,7 +82,7 @@ def collect(detector: Detector, dataset: YoloDataset, split: str) -> list[ImageS
         rel = image_path.relative_to(dataset.splits[split]).with_suffix(".txt")
         gt_cls, gt_boxes = read_labels(labels_dir / rel, width, height)
         result = detector.detect(image, DetectOptions(conf=EVAL_CONF, iou=EVAL_IOU,
-                                                      max_det=EVAL_MAX_DET, tile="off"))
+                                                      max_det=EVAL_MAX_DET, tile="off", cover="off"))
         dets = result.detections  # sorted by confidence
         stats.append(ImageStats(match(dets.boxes, dets.class_ids, gt_boxes, gt_cls),
                                 dets.scores, dets.class_ids, gt_cls, dets.boxes, gt_boxes,
@@ -215,14 +216,16 @@ def confusion_plot(stats: list[ImageStats], names: list[str], conf: float, out: 
 def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
              plots_dir: Path | None = None, threads: int | None = None,
              conf: float | Literal["max-f1"] | None = None,
-             input_border: int | None = None) -> dict[str, Any]:
+             input_border: int | None = None, engine: EngineRequest = "auto",
+             precision: PrecisionRequest = "auto") -> dict[str, Any]:
     """Scores per dataset, as a JSON-ready dict. Precision and recall are taken at `conf`: the
     model card's default (None), a number, or "max-f1": the confidence of maximum F1 over the
     images of all datasets together (report["conf"] says which was used)."""
     from training.offline import import_ultralytics
 
     import_ultralytics()  # AP comes from Ultralytics: say so before scoring, not after
-    detector = Detector(model_path, threads=threads, input_border=input_border)
+    detector = Detector(model_path, threads=threads, input_border=input_border, engine=engine,
+                        precision=precision)
     per_dataset = {}
     for yaml_path in data_yamls:
         dataset = YoloDataset.from_yaml(yaml_path)

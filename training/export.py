@@ -71,7 +71,7 @@ def raw_output_gap(model: Any, detector: Detector, image: np.ndarray) -> float:
     import torch
 
     blob = to_blob([letterbox(image, detector.input_size)[0]])
-    reference = detector.session.run(None, {detector.input_name: blob})[0]
+    reference = detector.engine.run(blob)
     network = model.model.float().eval()
     with torch.no_grad():
         ours = network(torch.from_numpy(blob))

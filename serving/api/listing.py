@@ -17,5 +17,6 @@ def models_answer(active: str | None, slots: list[ModelSlot]) -> ModelsAnswer:
         detector = slot.detector
         models.append(ListedModel(**slot.card.model_dump(), state=slot.state, active=is_active,
                                   file=slot.path.name,
-                                  providers=detector.providers if detector else None))
+                                  providers=detector.providers if detector else None,
+                                  engine=detector.engine_choice if detector else None))
     return ModelsAnswer(active=active, models=models)

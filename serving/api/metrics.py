@@ -114,7 +114,8 @@ class Metrics:
         # Info does not work across processes; a gauge at 1 with the same labels reads the same.
         self._model_info: Info | Gauge = (
             # per worker (a `pid` label): after a swap, every worker's active model shows
-            Gauge("weedscan_model_info", "The active model", ["name", "version", "sha256", "providers"],
+            Gauge("weedscan_model_info", "The active model",
+                  ["name", "version", "sha256", "engine", "precision", "providers"],
                   registry=self.registry, multiprocess_mode="liveall")
             if self.multiprocess else Info("weedscan_model", "The active model", registry=self.registry))
         self._active_info: dict[str, str] | None = None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
                             ErrorBody)
+from serving.engines import EngineChoice
 from serving.model_card import ModelCard
 
 __all__ = ["BatchAnswer", "BatchError", "BatchItem", "BrokenModel", "DetectAnswer", "ErrorAnswer",
@@ -16,13 +17,17 @@ __all__ = ["BatchAnswer", "BatchError", "BatchItem", "BrokenModel", "DetectAnswe
 
 class ListedModel(ModelCard):
     """A model of the models folder: its card (NAME.json, defaults filled in), whether it is
-    loaded, and when it is, the ONNX Runtime providers it runs on."""
+    loaded, and when it is, the engine and precision it runs on."""
 
     state: Literal["loaded", "available"] = Field(
         description="loaded: in memory, warmed; available: loaded when a request asks for it")
     active: bool = Field(description="answers the requests that name no model")
     file: str = Field(description="the model file in the models folder")
-    providers: list[str] | None = Field(None, description="ONNX Runtime execution providers, best first")
+    providers: list[str] | None = Field(None, description="what runs it (ONNX Runtime execution "
+                                                          "providers, best first, or OpenVINO CPU)")
+    engine: EngineChoice | None = Field(None, description=(
+        "when loaded: the engine and precision that run it, and why (WEEDSCAN_ENGINE, "
+        "WEEDSCAN_PRECISION and what the card validated)"))
 
 
 class BrokenModel(BaseModel):

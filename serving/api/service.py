@@ -76,7 +76,8 @@ class InferenceService:
     # --- life cycle -------------------------------------------------------------------------
     def _make_detector(self, path: Path) -> Detector:
         return Detector(path, threads=self.settings.inference_threads(),
-                        idle_spin=self.settings.spin_between_requests)
+                        idle_spin=self.settings.spin_between_requests,
+                        engine=self.settings.engine, precision=self.settings.precision)
 
     def _note_active(self, detector: Detector) -> None:
         self.metrics.set_model({**detector.model_info, "providers": ",".join(detector.providers)})
@@ -255,8 +256,7 @@ class InferenceService:
         for name, count in result.counts().items():
             if count:
                 self.metrics.detections.labels(class_name=name).inc(count)
-        result.timing_ms = {"decode": decode_s * 1000, "inference": inference_s * 1000,
-                            "total": (done - start) * 1000}
+        result.timing_ms = {"decode": decode_s * 1000, **result.timing_ms, "total": (done - start) * 1000}
         return result, image
 
     def _runs(self, detector: Detector | GreenDetector, width: int, height: int,

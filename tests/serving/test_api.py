@@ -33,7 +33,10 @@ def test_detect_raw_answer_follows_the_contract(client: TestClient, shipped_mode
     assert response.status_code == 200
     body = response.json()
     card = json.loads(shipped_model.with_suffix(".json").read_text())
-    assert body["model"] == {"name": card["name"], "version": card["version"], "sha256": card["sha256"]}
+    assert {k: body["model"][k] for k in ("name", "version", "sha256")} == {
+        "name": card["name"], "version": card["version"], "sha256": card["sha256"]}
+    assert body["model"]["engine"] in ("onnxruntime", "openvino")
+    assert body["model"]["precision"] in ("fp32", "bf16", "int8")
     assert body["image"] == {"width": 640, "height": 480}
     assert set(body["counts"]) == set(card["classes"])
     assert sum(body["counts"].values()) == len(body["detections"])
@@ -41,7 +44,7 @@ def test_detect_raw_answer_follows_the_contract(client: TestClient, shipped_mode
     # plants lie in their boxes (slack: the mask counts whole pixels, box cover exact fractions)
     assert 0.0 <= body["weed_cover"] <= body["weed_box_cover"] + 0.01
     assert "lanes" not in body
-    assert set(body["timing_ms"]) == {"decode", "inference", "total"}
+    assert set(body["timing_ms"]) == {"decode", "preprocess", "inference", "postprocess", "cover", "total"}
     for det in body["detections"]:
         assert det["class_name"] == card["classes"][det["class_id"]]
         box = det["box"]

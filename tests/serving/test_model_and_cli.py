@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from serving.detector import Detector, available_providers
+from serving.detector import Detector
+from serving.engines.onnxruntime_engine import available_providers
 from serving.errors import ModelCardError
 from tests import images
 

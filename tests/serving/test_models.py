@@ -20,8 +20,10 @@ def check_models(http: TestClient | httpx.Client, shipped_model: Path) -> None:
     ModelsAnswer.model_validate(body)
     assert list(body) == ["active", "models"] and body["active"] == "weedscan"
     served = dict(next(m for m in body["models"] if m["name"] == "weedscan"))
-    providers = served.pop("providers")
-    assert providers and all(p.endswith("ExecutionProvider") for p in providers)
+    providers, engine = served.pop("providers"), served.pop("engine")
+    assert engine["engine"] in ("onnxruntime", "openvino") and engine["reason"]
+    if engine["engine"] == "onnxruntime":
+        assert providers and all(p.endswith("ExecutionProvider") for p in providers)
     assert (served.pop("state"), served.pop("active"), served.pop("file")) == ("loaded", True, "weedscan.onnx")
     card = ModelCard.model_validate_json(shipped_model.with_suffix(".json").read_bytes())
     assert served == card.model_dump(mode="json", exclude_none=True)  # the card, defaults filled in

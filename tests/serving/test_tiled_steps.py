@@ -37,8 +37,8 @@ def test_steps_are_runs_of_max_batch_tiles_and_the_answer_is_one_passs(detector:
     windows = len(slicer.windows(PHOTO.shape[1], PHOTO.shape[0]))
     assert windows > detector.tiling.max_batch, "the photo must need several runs"
     runs: list[int] = []
-    original = detector._run
-    detector._run = lambda batch: (runs.append(len(batch)), original(batch))[1]  # type: ignore[method-assign]
+    original = detector.forward
+    detector.forward = lambda batch: (runs.append(len(batch)), original(batch))[1]  # type: ignore[method-assign]
     try:
         steps = detector.detect_steps(PHOTO, options)
         pauses = 0
@@ -50,7 +50,7 @@ def test_steps_are_runs_of_max_batch_tiles_and_the_answer_is_one_passs(detector:
                 stepped = done.value
                 break
     finally:
-        del detector._run
+        del detector.forward
     assert runs == [min(detector.tiling.max_batch, windows - i)
                     for i in range(0, windows, detector.tiling.max_batch)]
     assert pauses == math.ceil(windows / detector.tiling.max_batch)  # the merge is a step too
@@ -73,8 +73,8 @@ def test_a_frame_is_answered_between_the_steps_of_a_big_photo(shipped_model: Pat
     service = InferenceService(Settings(model=shipped_model, threads=1), Metrics(), detector)
     service.load()
     first_run = threading.Event()
-    original = detector._run
-    detector._run = lambda batch: (first_run.set(), original(batch))[1]  # type: ignore[method-assign]
+    original = detector.forward
+    detector.forward = lambda batch: (first_run.set(), original(batch))[1]  # type: ignore[method-assign]
 
     async def scenario() -> list[str]:
         finished: list[str] = []
@@ -93,5 +93,5 @@ def test_a_frame_is_answered_between_the_steps_of_a_big_photo(shipped_model: Pat
     try:
         assert asyncio.run(scenario()) == ["frame", "photo"]
     finally:
-        del detector._run
+        del detector.forward
         service.close()

@@ -53,8 +53,8 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
     image = cv2.imread(str(tmp_path / "tiny" / "images" / "val" / "val_0.jpg"))
     fp32_detector, int8_detector = Detector(model), Detector(out)
     blob = to_blob([letterbox(image, fp32_detector.input_size)[0]])
-    reference = fp32_detector.session.run(None, {fp32_detector.input_name: blob})[0]
-    quantized = int8_detector.session.run(None, {int8_detector.input_name: blob})[0]
+    reference = fp32_detector.engine.run(blob)
+    quantized = int8_detector.engine.run(blob)
     assert np.corrcoef(reference.ravel(), quantized.ravel())[0, 1] > 0.98
     # Class scores stay probabilities: an int8 output Concat would share one scale with the pixel
     # coordinates beside them and round every score to 0 or ~1.25.
