@@ -1,9 +1,9 @@
-"""Throughput under concurrency against the bare ONNX Runtime loop (issue 15 #2), with frame
-micro-batching on and off, side by side in one run:
+"""Throughput under concurrency against the bare ONNX Runtime loop, with frame micro-batching
+on and off, side by side in one run:
 
   bare loop      decode + letterbox + session.run, one image after another, in this process
   HTTP 8 clients 8 keep-alive clients back to back against `weedscan serve`,
-                 WEEDSCAN_MAX_FRAME_BATCH=4 (the default) and =1 (no batching): two servers
+                 one server per WEEDSCAN_MAX_FRAME_BATCH of --batches (2, the default; 4; 1: off)
   HTTP 1 client  the same images one at a time (single-client latency must not get worse)
 
     .venv/bin/python benchmarks/bench_throughput.py [--rounds 5] [--threads 2]

@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     # One log line per request is noise at robot frame rates (and CPU on every frame); request
     # counts and latencies are in /metrics. Turn on to debug a client.
     access_log: bool = False
-    # ONNX Runtime's threads busy-wait ~50 ms after every run unless told to stop. Stopping them
-    # halves the CPU a frame costs (other processes on a robot get it back) and raises throughput
-    # under concurrent requests by ~12%, for ~1 ms more latency when frames come slowly.
+    # ONNX Runtime's threads busy-wait after every run unless told to stop. Stopping them cuts the
+    # CPU a frame costs (other processes on a robot get it back) and raises throughput under
+    # concurrent requests, for a little more latency when frames come slowly (benchmarks/RESULTS.md).
     spin_between_requests: bool = False
     # Idle keep-alive connections stay open this long. uvicorn's 5 s would close a robot's
     # connection during a pause at the headland, and its next frame could hit the closing socket.

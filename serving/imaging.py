@@ -123,8 +123,8 @@ def _jpeg_is_complete(data: bytes) -> bool:
 
 
 def warm_up_decoding() -> None:
-    """Load Pillow's format plugins and OpenCV's decoders now rather than on a client's first image
-    (about 25 ms the first time, here)."""
+    """Load Pillow's format plugins and OpenCV's decoders now rather than on a client's first image,
+    which would wait for them."""
     Image.init()
     blank = np.full((16, 16, 3), 114, np.uint8)
     for extension in (".jpg", ".png"):

@@ -35,9 +35,9 @@ HSV_SAT = (50, 220)
 HSV_VAL = (60, 190)
 
 
-# Weed cover is an area share: a coarse mask keeps it (CWFID, true boxes: MAE 0.0035 at long side
-# 256 vs 0.0031 at 512) for a quarter of the pixels: ~1.5 ms per 1296x966 frame against ~3 at 512
-# and ~15 at full size, one thread (benchmarks/RESULTS.md, vegetation). Green-on-brown regions keep 512: they need the detail.
+# Weed cover is an area share: a coarse mask keeps it nearly as well as one at long side 512, for
+# a quarter of the pixels and a fraction of the time of a full-size mask (benchmarks/RESULTS.md,
+# vegetation). Green-on-brown regions keep 512: they need the detail.
 COVER_WORK_SIDE = 256
 
 
@@ -101,7 +101,7 @@ def auto_threshold(values: np.ndarray, index: VegIndex) -> float:
 
 def _working(image_bgr: np.ndarray, work_side: int | None) -> tuple[np.ndarray, float]:
     """The image shrunk by a whole factor so its long side is at most work_side: OpenCV's
-    area filter has a fast path for whole factors (2 ms instead of 7 ms for a 1296 px frame)."""
+    area filter has a fast path for whole factors (benchmarks/RESULTS.md, figures moved from comments)."""
     height, width = image_bgr.shape[:2]
     if work_side is None or max(height, width) <= work_side:
         return image_bgr, 1.0

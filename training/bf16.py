@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# Measured (benchmarks/RESULTS.md): on an AVX2-only AMD EPYC, bf16 autocast made a training step
-# 5-9x *slower* than fp32 (emulated); on an AMD EPYC with AVX-512 BF16 it was 1.6x (yolov8n) to
-# 2.5x (yolo26n) faster at 320 px. Only CPUs with native bf16 arithmetic gain from it.
+# Measured (benchmarks/RESULTS.md, training step precision): where bf16 is emulated (AVX2 only),
+# bf16 autocast makes a training step several times *slower* than fp32; with AVX-512 BF16 it is
+# faster. Only CPUs with native bf16 arithmetic gain from it.
 _NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 

@@ -1,10 +1,10 @@
-"""Micro-batching of camera frames on the inference lane (issue 15 #2), as Triton's dynamic
-batcher does with no queue delay: when the lane is free for a frame, it takes every frame queued
-by then (up to WEEDSCAN_MAX_FRAME_BATCH, 2) and runs them as one ONNX Runtime batch per input
-shape. A lone client is never made to wait for company, so its latency is that of a single frame;
-8 concurrent clients get ~8% more images/s than with single runs (2 cores; 4 is no faster and
-keeps ~75 MB more arena: `benchmarks/RESULTS.md`, throughput). Answers are those of
-each frame alone (Detector.detect_frames).
+"""Micro-batching of camera frames on the inference lane, as Triton's dynamic batcher does
+with no queue delay: when the lane is free for a frame, it takes every frame queued by then (up
+to WEEDSCAN_MAX_FRAME_BATCH) and runs them as one ONNX Runtime batch per input shape. A lone
+client is never made to wait for company, so its latency is that of a single frame; concurrent
+clients get more images/s than with single runs, for a larger ONNX Runtime arena (the figures
+per batch size: `benchmarks/RESULTS.md`, throughput). Answers are those of each frame alone
+(Detector.detect_frames).
 """
 
 from __future__ import annotations

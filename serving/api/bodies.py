@@ -86,9 +86,9 @@ async def read_limited(request: Request, limit: int, pace: BodyPace, take: Take)
     return bytes(body)
 
 
-# Bodies up to this size are parsed on the event loop (at most ~10 ms even of tiny parts); bigger
-# ones in a worker thread: python-multipart is pure Python, ~7.5 us per part, so 20 MB of tiny
-# parts would hold the loop (and /healthz) for seconds.
+# Bodies up to this size are parsed on the event loop (briefly, even when all tiny parts); bigger
+# ones in a worker thread: python-multipart is pure Python, so 20 MB of tiny parts would hold the
+# loop (and /healthz) for seconds.
 INLINE_PARSE_MAX_BYTES = 64 * 1024
 
 

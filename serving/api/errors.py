@@ -23,7 +23,7 @@ CLIENT_CLOSED_REQUEST = 499
 
 
 # Retry-After spreads refused clients over [base, RETRY_SPREAD x base] seconds at random, so that
-# they do not all come back in the same second and be refused again (issue 12 #9).
+# they do not all come back in the same second and be refused again.
 RETRY_SPREAD = 3
 
 

@@ -2,9 +2,8 @@
 (serving/options.py, shared with the CLI) as a FastAPI query model.
 
 FastAPI validates it, documents each parameter in OpenAPI and, as the model forbids extra
-fields, refuses a parameter it does not know (422 naming it) instead of ignoring it. Measured in
-process, this costs ~0.1 ms per request more than validating `request.query_params` by hand
-(0.63 against 0.50 ms for a whole rejected request): 0.5% of a robot's 20 ms frame.
+fields, refuses a parameter it does not know (422 naming it) instead of ignoring it, for a small cost
+per request over validating `request.query_params` by hand (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with the connection limits it lacks (issue 12 #2, #3).
+"""uvicorn's httptools protocol with the connection limits it lacks.
 
 uvicorn times out only idle keep-alive connections, and only until their next byte: a socket that
 never sends a request, or sends its head one byte at a time, is held forever; and httptools takes

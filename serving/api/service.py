@@ -32,8 +32,8 @@ from serving.vegetation import VegetationOptions
 log = logging.getLogger("weedscan")
 
 # Bodies up to this size (a robot's camera frame) are decoded on the inference thread itself:
-# one thread hop per request instead of two (~0.2-0.5 ms each on a small VM). Bigger uploads
-# (phone and drone photos, 50-500 ms to decode) are decoded in the thread pool so that they do
+# one thread hop per request instead of two. Bigger uploads (phone and drone photos, slow to
+# decode) are decoded in the thread pool so that they do
 # not hold the inference lane while other requests wait.
 INLINE_DECODE_MAX_BYTES = 1 << 20
 WATCH_S = 0.5  # how often an idle process looks at the models folder for a swap
@@ -197,7 +197,7 @@ class InferenceService:
 
     def retry_after_base(self) -> int:
         """Retry-After's lower bound now: WEEDSCAN_RETRY_AFTER_S, times the refusals per answer
-        of the last seconds when that is more (at 4x overload with retrying clients, ~10-20),
+        of the last seconds when that is more,
         at most WEEDSCAN_RETRY_AFTER_MAX_S / RETRY_SPREAD: clients sent away are told to stay
         away about as long as the queue of them needs to drain."""
         base = self.settings.retry_after_s
@@ -236,7 +236,7 @@ class InferenceService:
         if green is not None:
             detector = GreenDetector(green)
         start = time.perf_counter()
-        header = read_header(data)  # ~50 us: the size decides where to decode, and the budget
+        header = read_header(data)  # cheap: the size decides where to decode, and the budget
         check_pixels(header, self.settings.max_pixels)
         pixels = header.width * header.height
         runs = self._runs(detector, header.width, header.height, options)

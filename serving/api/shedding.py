@@ -1,8 +1,8 @@
-"""Load shedding in front of the app (issue 12 #9): while every inference slot is taken, a new
+"""Load shedding in front of the app: while every inference slot is taken, a new
 POST to an inference route gets its 503 here, before the body is read and before the rest of
 the middleware, routing and validation run. Under overload most requests are refused; each
-refusal then costs a few tens of microseconds of the event loop instead of the full request
-path, and that CPU stays with inference. The answer is the app's own 503 (JSON error, jittered
+refusal then costs a small fraction of the event loop's time that the full request path
+would, and that CPU stays with inference. The answer is the app's own 503 (JSON error, jittered
 Retry-After, security headers), counted in /metrics; the connection stays open (the unread
 body is skipped by the server). Requests the app would refuse for other reasons (not ready,
 bad input) still reach it, so each gets its own explanation.

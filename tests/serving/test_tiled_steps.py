@@ -1,4 +1,4 @@
-"""A big tiled photo runs as steps of at most TilingConfig.max_batch tiles (issue 12 #8): the same
+"""A big tiled photo runs as steps of at most TilingConfig.max_batch tiles: the same
 answer as one pass, less memory held by ONNX Runtime, and frames that arrive meanwhile are
 answered between its steps instead of after the whole photo."""
 
