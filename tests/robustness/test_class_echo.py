@@ -1,4 +1,4 @@
-"""Issue 12 (also): a 422 naming thousands of unknown classes does not echo them all."""
+"""A 422 naming thousands of unknown classes does not echo them all."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12 #2 and #3 over real HTTP: silent and slowloris connections are closed (head deadline),
+"""Over real HTTP: silent and slowloris connections are closed (head deadline),
 open connections are capped (the longest-idle one makes room), oversized or countless headers
 get 431, and the server keeps answering everyone else."""
 

@@ -1,4 +1,4 @@
-"""Issue 12 #13: a damaged model (its card's sha256 matching, or not) gives one clear error line
+"""A damaged model (its card's sha256 matching, or not) gives one clear error line
 and no ONNX Runtime traceback: `serve` stays up and /readyz says why it is not ready; `detect`
 and `batch` exit 2 with one `error:` line."""
 

@@ -1,4 +1,4 @@
-"""Issue 12 (also): DNS rebinding and cross-site POSTs, over real HTTP. A server bound to loopback
+"""DNS rebinding and cross-site POSTs, over real HTTP. A server bound to loopback
 answers only for loopback names (421 otherwise, in the JSON error shape; probes stay open), and a
 POST a browser sends on another site's behalf (Origin, Sec-Fetch-Site) gets 403."""
 

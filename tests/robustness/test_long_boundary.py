@@ -1,4 +1,4 @@
-"""Issue 12 #5: a multipart boundary over 256 characters is a 400 malformed_body, not a 500."""
+"""A multipart boundary over 256 characters is a 400 malformed_body, not a 500."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12 #6 over real HTTP: multipart bodies are parsed off the event loop (a worker thread), so
+"""Over real HTTP: multipart bodies are parsed off the event loop (a worker thread), so
 a batch of countless tiny parts does not hold up /healthz; and a body of more parts than a batch
 may carry is refused with 413."""
 

@@ -1,4 +1,4 @@
-"""Issue 12 #8 over real HTTP: admission by cost. A 1 KB RLE BMP declares 36 MP; big images in
+"""Over real HTTP: admission by cost. A 1 KB RLE BMP declares 36 MP; big images in
 flight share a pixel budget (WEEDSCAN_MAX_INFLIGHT_PIXELS), so a flood of them gets 503 while a
 normal frame is still admitted; and a batch whose client has gone stops after the current item."""
 

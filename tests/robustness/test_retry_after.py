@@ -1,4 +1,4 @@
-"""Issue 12 #9 over real HTTP: 503 answers spread their clients' retries. Retry-After is a whole
+"""Over real HTTP: 503 answers spread their clients' retries. Retry-After is a whole
 number of seconds drawn from WEEDSCAN_RETRY_AFTER_S to 3x it (serving/api/errors.py), not the
 same second for everyone."""
 

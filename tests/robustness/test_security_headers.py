@@ -1,4 +1,4 @@
-"""Issue 12 (also): every response carries Content-Security-Policy (framing forbidden),
+"""Every response carries Content-Security-Policy (framing forbidden),
 X-Content-Type-Options: nosniff and Referrer-Policy: no-referrer; the page and its script and
 stylesheet still load under the policy (no inline code for it to block)."""
 

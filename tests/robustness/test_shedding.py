@@ -1,4 +1,4 @@
-"""Issue 12 #9 over real HTTP: while every inference slot is taken, an inference POST is refused
+"""Over real HTTP: while every inference slot is taken, an inference POST is refused
 in front of the app (serving/api/shedding.py): before its body is read, with the app's 503
 (JSON error, Retry-After, security headers), counted in /metrics, on a connection that stays
 usable; and Retry-After grows with the pressure of refusals."""

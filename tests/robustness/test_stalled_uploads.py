@@ -1,4 +1,4 @@
-"""Issue 12 #1 and #7 over real HTTP: stalled or trickling uploads hold no inference slot (the body
+"""Over real HTTP: stalled or trickling uploads hold no inference slot (the body
 is read before admission, within a deadline and a minimum rate: else 408 and the connection
 closes), and a client that leaves mid-upload is a 499 in /metrics and one warning line, not a
 500 with a traceback."""

@@ -1,4 +1,4 @@
-"""Issue 12 #4: thin images (long side >= 640x the short side) are answered, not a 500, alone or in
+"""Thin images (long side >= 640x the short side) are answered, not a 500, alone or in
 a batch, through a real server."""
 
 from __future__ import annotations

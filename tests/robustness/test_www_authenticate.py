@@ -1,4 +1,4 @@
-"""Issue 12 (also): a 401 carries WWW-Authenticate: Bearer, through a real server with keys."""
+"""A 401 carries WWW-Authenticate: Bearer, through a real server with keys."""
 
 from __future__ import annotations
 
