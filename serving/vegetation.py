@@ -139,13 +139,19 @@ def vegetation_mask(image_bgr: np.ndarray, options: VegetationOptions | None = N
     return VegetationMask(mask, values, threshold, scale)
 
 
+def _cell(value: float) -> int:
+    """A box edge (mask pixels) to a cell boundary: floor(v + 0.5), which a browser computes
+    bit for bit as Math.floor(v + 0.5) (the page measures cover from the sent mask likewise)."""
+    return math.floor(value + 0.5)
+
+
 def box_raster(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(H, W) bool: the pixels under any of the x1, y1, x2, y2 pixel boxes."""
     height, width = shape
     inside = np.zeros(shape, bool)
     for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
-        c0, c1 = max(0, int(round(x1))), min(width, int(round(x2)))
-        r0, r1 = max(0, int(round(y1))), min(height, int(round(y2)))
+        c0, c1 = max(0, _cell(x1)), min(width, _cell(x2))
+        r0, r1 = max(0, _cell(y1)), min(height, _cell(y2))
         inside[r0:r1, c0:c1] = True
     return inside
 

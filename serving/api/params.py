@@ -9,12 +9,14 @@ per request over validating `request.query_params` by hand (benchmarks/RESULTS.m
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from functools import partial
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Header, Query
 from pydantic import Field
 
+from serving.answer import FRAME_TAG_MAX, FRAME_TAG_PATTERN
 from serving.api.deps import ServiceDep
 from serving.api.service import InferenceService
 from serving.detector import lookup_class_ids
@@ -29,8 +31,34 @@ class ServerDetectParams(DetectParams):
         "a model of GET /v1/models by name; default: the active one"))
 
 
+class DetectRouteParams(ServerDetectParams):
+    """detect and batch: also the plant mask on request, and a frame tag echoed in the answer."""
+
+    vegetation_mask: bool = Field(False, description=(
+        "also send the plant mask the weed cover is measured on (run-length encoded), so a "
+        "client can measure the cover at any confidence threshold itself"))
+    frame_id: str | None = Field(None, min_length=1, max_length=FRAME_TAG_MAX,
+                                 pattern=FRAME_TAG_PATTERN, description=(
+        f"a tag echoed in the answer (a robot's frame number): visible ASCII, no spaces, at "
+        f"most {FRAME_TAG_MAX} characters"))
+
+
 class AnnotateParams(ServerDetectParams):
     format: Literal["jpeg", "png"] = Field("jpeg", description="output format")
+
+
+@dataclass(frozen=True)
+class DetectRouteQuery(DetectQuery):
+    vegetation_mask: bool = False  # the answer carries the plant mask (options.cover is "always")
+    frame_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestTags:
+    """What a detect answer echoes so that a client matches it to its frame."""
+
+    received_at: datetime  # UTC, when the route started on the request (before its body is read)
+    request_id: str | None  # the X-Request-ID header
 
 
 @dataclass(frozen=True)
@@ -51,10 +79,20 @@ def _query(params: ServerDetectParams, service: InferenceService) -> DetectQuery
     return replace(query, model=None if query.green else name)
 
 
-async def detect_query(params: Annotated[ServerDetectParams, Query()],
-                       service: ServiceDep) -> DetectQuery:
+async def detect_query(params: Annotated[DetectRouteParams, Query()],
+                       service: ServiceDep) -> DetectRouteQuery:
     """The validated query; 422 `invalid_parameter` naming a bad or unknown parameter otherwise."""
-    return _query(params, service)
+    query = _query(params, service)
+    options = replace(query.options, cover="always") if params.vegetation_mask else query.options
+    return DetectRouteQuery(options, query.lanes, query.green, query.model,
+                            params.vegetation_mask, params.frame_id)
+
+
+async def request_tags(request_id: Annotated[str | None, Header(
+        alias="X-Request-ID", max_length=FRAME_TAG_MAX, pattern=FRAME_TAG_PATTERN,
+        description="echoed in the answer and as a response header")] = None) -> RequestTags:
+    """The receive time and the X-Request-ID (422 when malformed); a route lists it first."""
+    return RequestTags(datetime.now(timezone.utc), request_id)
 
 
 async def annotate_query(params: Annotated[AnnotateParams, Query()],
@@ -63,5 +101,6 @@ async def annotate_query(params: Annotated[AnnotateParams, Query()],
     return AnnotateQuery(query.options, query.lanes, query.green, query.model, params.format)
 
 
-DetectQueryDep = Annotated[DetectQuery, Depends(detect_query)]
+DetectQueryDep = Annotated[DetectRouteQuery, Depends(detect_query)]
+RequestTagsDep = Annotated[RequestTags, Depends(request_tags)]
 AnnotateQueryDep = Annotated[AnnotateQuery, Depends(annotate_query)]

@@ -17,7 +17,8 @@ RAW = {"Content-Type": "image/jpeg"}
 
 
 def without_timing(answer: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in answer.items() if k != "timing_ms"}
+    """The answer less what differs from request to request (timings, the receive time)."""
+    return {k: v for k, v in answer.items() if k not in ("timing_ms", "received_at")}
 
 
 def test_to_dict_is_the_wire_answer(client: TestClient) -> None:

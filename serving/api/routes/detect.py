@@ -17,7 +17,8 @@ from serving.api.auth import require_api_key
 from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
 from serving.api.deps import ServiceDep
 from serving.api.metrics import note_model
-from serving.api.params import AnnotateQueryDep, DetectQueryDep
+from serving.api.params import (AnnotateQueryDep, DetectQueryDep, DetectRouteQuery, RequestTags,
+                                RequestTagsDep)
 from serving.api.service import InferenceService
 from serving.detector import Detector
 from serving.errors import ClientError, PayloadTooLarge
@@ -66,6 +67,13 @@ def _pace(service: InferenceService) -> BodyPace:
     return service.body_pace()
 
 
+def _tags(tags: RequestTags, query: DetectRouteQuery) -> dict[str, Any]:
+    """What the answer echoes for the client to match it to its frame: the receive time, and
+    the frame id and request id when the request gave them."""
+    given = {"frame_id": query.frame_id, "request_id": tags.request_id}
+    return {"received_at": tags.received_at, **{k: v for k, v in given.items() if v is not None}}
+
+
 def _client(request: Request) -> str | None:
     """The address whose share of the upload memory a body counts against."""
     return request.client.host if request.client else None
@@ -78,7 +86,8 @@ def _client(request: Request) -> str | None:
 
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
              summary="Detect crops and weeds in one image")
-async def detect(request: Request, service: ServiceDep, query: DetectQueryDep) -> Response:
+async def detect(tags: RequestTagsDep, request: Request, service: ServiceDep,
+                 query: DetectQueryDep) -> Response:
     """The image as multipart field `image`, or as the raw body with an image Content-Type
     (`image/jpg` and `application/octet-stream` too, when the bytes are a supported image)."""
     service.check_admission()
@@ -88,12 +97,14 @@ async def detect(request: Request, service: ServiceDep, query: DetectQueryDep) -
                                        body.take)
         with service.admit():
             result, _ = await service.detect_bytes(data, query.options, query.green, model)
-    return _json(result.answer(query.lanes))
+    return _json(result.answer(query.lanes, vegetation_mask=query.vegetation_mask,
+                               **_tags(tags, query)))
 
 
 @router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
              openapi_extra=_BATCH_BODY, summary="Detect in several images, answers in input order")
-async def detect_batch(request: Request, service: ServiceDep, query: DetectQueryDep) -> Response:
+async def detect_batch(tags: RequestTagsDep, request: Request, service: ServiceDep,
+                       query: DetectQueryDep) -> Response:
     """Each item names its file (`index`, `filename`); a broken file gives an error item."""
     results: list[BatchItem | BatchError] = []
     service.check_admission()
@@ -111,12 +122,12 @@ async def detect_batch(request: Request, service: ServiceDep, query: DetectQuery
                                               f"limit of {service.settings.max_upload_bytes} bytes")
                     result, _ = await service.detect_bytes(bytes(part.data), query.options,
                                                            query.green, model)
-                    results.append(result.answer(query.lanes, BatchItem, index=index,
-                                                 filename=part.filename))
+                    results.append(result.answer(query.lanes, BatchItem, query.vegetation_mask,
+                                                 index=index, filename=part.filename))
                 except ClientError as exc:
                     results.append(BatchError.of(exc.code, exc.message, index=index,
                                                  filename=part.filename))
-    return _json(BatchAnswer.model_construct(results=results))
+    return _json(BatchAnswer.model_construct(results=results, **_tags(tags, query)))
 
 
 @router.post("/annotate", responses={200: {"content": {"image/jpeg": {}, "image/png": {}},
