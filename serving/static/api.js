@@ -1,16 +1,15 @@
 /* weedscan page modules: talking to this server (API key, errors) and small shared helpers.
- * app.js (a classic script) exposes window.weedscan: the API key it holds and the form that asks
- * for one; the modules here use them so that a key given once serves every request. */
+ * The API key and the form that asks for one are auth.js's: a key given once serves every request. */
 
-const page = () => window.weedscan || { authHeaders: () => ({}), askForKey: null };
+import { askForKey, authHeaders } from "./auth.js";
 
-// fetch with the API key; a 401 asks the user for a key (app.js's form), then tries again once.
+// fetch with the API key; a 401 asks the user for a key (auth.js's form), then tries again once.
 export async function call(url, options = {}) {
   for (let attempt = 0; ; attempt += 1) {
-    const headers = { ...(options.headers || {}), ...page().authHeaders() };
+    const headers = { ...(options.headers || {}), ...authHeaders() };
     const response = await fetch(url, { cache: "no-store", ...options, headers });
-    if (response.status !== 401 || attempt > 0 || !page().askForKey) return response;
-    await page().askForKey((await readError(response)).message);
+    if (response.status !== 401 || attempt > 0) return response;
+    await askForKey((await readError(response)).message);
   }
 }
 

@@ -4,6 +4,7 @@
  * why the job stopped and rerun it. */
 
 import { announce, call, failure, json, make, sendJson, slug } from "./api.js";
+import { loadModel } from "./models.js";
 
 const POLL_MS = 1500;
 const MIN_TRAIN = 4;   // as serving/api/routes/jobs.py: 2 photos are kept out to score the result
@@ -264,7 +265,7 @@ el.promote.addEventListener("click", async () => {
     return;
   }
   announce(el.promoted, `${model} is the active model now: the next photo is answered by it.`, "ok");
-  await window.weedscan?.reloadModels?.();
+  await loadModel();   // the model choice shows the new active model
 });
 
 el.cancel.addEventListener("click", async () => {

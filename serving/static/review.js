@@ -5,6 +5,7 @@
 import { NAME_PATTERN, announce, call, countsText, datasetsChanged, failure, listDatasets, make, sendJson,
   slug } from "./api.js";
 import { createEditor } from "./editor.js";
+import { shownBoxes } from "./photos.js";
 
 const NEW = "__new__";
 const $ = (id) => document.getElementById(id);
@@ -30,7 +31,7 @@ function startReview() {
   const { width, height } = photo.answer.image;
   editor = createEditor({
     figure: el.figure, toolbar: el.tools, keyTarget: el.viewer, width, height,
-    labels: kept || window.weedscan.shownBoxes(photo), onChange: keep,
+    labels: kept || shownBoxes(photo), onChange: keep,
   });
   keep();
   el.start.setAttribute("aria-pressed", "true");
