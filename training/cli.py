@@ -169,9 +169,13 @@ def eval_command(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing report")] = False,
     input_border: Annotated[Optional[int], typer.Option(
         min=0, help="grey frame in input pixels round each image (default: the card's)")] = None,
+    tile: Annotated[str, typer.Option(
+        help="tile big images as the server does: auto (its default: photos much larger than the "
+             "model input), on or off")] = "auto",
 ) -> None:
     """Score the ONNX model exactly as it is served: mAP50, mAP50-95, per-class AP, and
-    precision/recall at the card's default threshold, per dataset.
+    precision/recall at the card's default threshold, per dataset. Big photos are tiled as the
+    server tiles them (--tile auto), unless --tile says otherwise.
 
     Example: weedscan eval models/weedscan.onnx --data ../shared/data/sesame --data ../shared/data/cwfid
     """
@@ -179,13 +183,16 @@ def eval_command(
     from training.evaluate import evaluate, format_table, write_report
     from training.trainset import DatasetError
 
+    if tile not in ("auto", "on", "off"):
+        fail(f"--tile: auto, on or off, not {tile!r}")
     if not model.is_file():
         fail(f"model not found: {model}")
     report = report or Path(f"eval-{model.stem}-{split}.json")
     if report.exists() and not force:  # refused before scoring, not after
         fail(f"{report} exists: pass --force to overwrite it, or --report for another file")
     try:
-        result = evaluate(model, data, split, plots, input_border=input_border)
+        result = evaluate(model, data, split, plots, input_border=input_border,
+                          tile=tile)  # type: ignore[arg-type]  # checked above
     except (ModelCardError, DatasetError, ValueError) as exc:
         fail(str(exc))
     write_report(result, report)

@@ -20,6 +20,7 @@ from serving.engines.choose import EngineRequest, PrecisionRequest
 from training.trainset import YoloDataset, labels_folder
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+TileMode = Literal["auto", "on", "off"]
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # Ultralytics' val settings
 
 
@@ -71,7 +72,10 @@ def match(pred_boxes: np.ndarray, pred_cls: np.ndarray, gt_boxes: np.ndarray,
     return correct
 
 
-def collect(detector: Detector, dataset: YoloDataset, split: str) -> list[ImageStats]:
+def collect(detector: Detector, dataset: YoloDataset, split: str,
+            tile: TileMode = "auto") -> list[ImageStats]:
+    """Each image's matches, its boxes found as the server finds them: `tile` as the API's
+    query (`auto`, the server's default, tiles photos much larger than the model input)."""
     stats = []
     labels_dir = labels_folder(dataset.splits[split])
     for image_path in tqdm(dataset.images(split), desc=f"eval {dataset.name}/{split}", unit="img"):
@@ -82,7 +86,7 @@ def collect(detector: Detector, dataset: YoloDataset, split: str) -> list[ImageS
         rel = image_path.relative_to(dataset.splits[split]).with_suffix(".txt")
         gt_cls, gt_boxes = read_labels(labels_dir / rel, width, height)
         result = detector.detect(image, DetectOptions(conf=EVAL_CONF, iou=EVAL_IOU,
-                                                      max_det=EVAL_MAX_DET, tile="off", cover="off"))
+                                                      max_det=EVAL_MAX_DET, tile=tile, cover="off"))
         dets = result.detections  # sorted by confidence
         stats.append(ImageStats(match(dets.boxes, dets.class_ids, gt_boxes, gt_cls),
                                 dets.scores, dets.class_ids, gt_cls, dets.boxes, gt_boxes,
@@ -217,10 +221,11 @@ def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
              plots_dir: Path | None = None, threads: int | None = None,
              conf: float | Literal["max-f1"] | None = None,
              input_border: int | None = None, engine: EngineRequest = "auto",
-             precision: PrecisionRequest = "auto") -> dict[str, Any]:
+             precision: PrecisionRequest = "auto", tile: TileMode = "auto") -> dict[str, Any]:
     """Scores per dataset, as a JSON-ready dict. Precision and recall are taken at `conf`: the
     model card's default (None), a number, or "max-f1": the confidence of maximum F1 over the
-    images of all datasets together (report["conf"] says which was used)."""
+    images of all datasets together (report["conf"] says which was used). The boxes are found
+    as served: `tile` as the API's query, `auto` by default (report["tile"])."""
     from training.offline import import_ultralytics
 
     import_ultralytics()  # AP comes from Ultralytics: say so before scoring, not after
@@ -229,7 +234,7 @@ def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
     per_dataset = {}
     for yaml_path in data_yamls:
         dataset = YoloDataset.from_yaml(yaml_path)
-        per_dataset[dataset.name] = collect(detector, dataset, split)
+        per_dataset[dataset.name] = collect(detector, dataset, split, tile)
     source = "given"
     if conf == "max-f1":
         pooled = [s for stats in per_dataset.values() for s in stats]
@@ -238,7 +243,7 @@ def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
     elif conf is None:
         conf, source = detector.default_conf, "card"
     report: dict[str, Any] = {"model": detector.model_info, "split": split, "conf": conf,
-                              "conf_source": source, "datasets": {}}
+                              "conf_source": source, "tile": tile, "datasets": {}}
     for name, stats in per_dataset.items():
         ds_plots = plots_dir / name if plots_dir else None
         report["datasets"][name] = summarize(stats, detector.class_names, conf, ds_plots)
