@@ -57,8 +57,16 @@ def output_format(image: np.ndarray, fmt: str = "jpeg") -> str:
     return "png" if fmt == "jpeg" and max(image.shape[:2]) > JPEG_MAX_SIDE else fmt
 
 
+# How cv2 writes each format: its extension and parameters.
+ENCODINGS: dict[str, tuple[str, list[int]]] = {
+    "jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90]), "png": (".png", []), "webp": (".webp", []),
+    "bmp": (".bmp", []), "tiff": (".tif", [])}
+
+
 def encode(image: np.ndarray, fmt: str = "jpeg") -> bytes:
-    ext, params = (".png", []) if fmt == "png" else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, 90])
+    """The image in one of ENCODINGS' formats (the API's /v1/annotate answers jpeg or png;
+    `weedscan detect --save-dir` keeps each input's format)."""
+    ext, params = ENCODINGS[fmt]
     ok, buffer = cv2.imencode(ext, image, params)
     if not ok:
         raise RuntimeError(f"could not encode the annotated image as {fmt}")

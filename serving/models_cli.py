@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import fail
+from serving.cli_options import fail
 
 models_app = typer.Typer(
     help="The models a server offers: list them, choose the active one, add or remove one.\n\n"

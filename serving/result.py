@@ -95,7 +95,7 @@ class DetectionResult:
                  for b, s, c in rows]
         if self.areas is not None:
             for detection, area in zip(found, self.areas.tolist()):
-                detection.area = int(round(area))
+                detection.area = round(area)
         return found
 
     def answer_fields(self, lanes: int | None = None, vegetation_mask: bool = False) -> dict[str, Any]:

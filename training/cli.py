@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from serving.cli import fail
+from serving.cli_options import fail
 from training.data_cli import data_app, parse_repeats
 
 app = typer.Typer(name="weedscan", help="The trainer's commands (weedscan_cli mounts them).",

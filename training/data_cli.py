@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from serving.cli import fail
+from serving.cli_options import fail
 
 if TYPE_CHECKING:
     from training.data.convert import ImportResult

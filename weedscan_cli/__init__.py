@@ -1,7 +1,8 @@
 """The `weedscan` command line root: neutral ground between the two sides.
 
 `serving` never imports `training`, and the serving-only install must not need it, so the root
-lives in neither: it registers the serving commands (serve, detect, batch) directly and mounts the
+lives in neither: it registers the serving commands (serve, detect, batch, models) directly, each
+from its own module (what they share is serving/cli_options.py, no command), and mounts the
 trainer's (train, export, eval, quantize, data) as stubs that import `training.cli` only when one
 of them runs (`--help` included). `weedscan --help` lists them from the summaries below, which
 tests/test_architecture.py checks against the real commands.
@@ -14,7 +15,11 @@ import sys
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from serving.cli import fail, register_serving_commands
+from serving.batch.cli import batch
+from serving.cli_options import fail
+from serving.detect_cli import detect
+from serving.models_cli import models_app
+from serving.serve_cli import serve
 
 # The trainer's commands and how each one's help (training/cli.py) starts.
 TRAINER_COMMANDS: dict[str, str] = {
@@ -68,7 +73,10 @@ def _mount(name: str, summary: str) -> None:
             command.invoke(sub)
 
 
-register_serving_commands(app)
+app.command()(serve)
+app.command()(detect)
+app.command()(batch)
+app.add_typer(models_app, name="models")
 for _name, _summary in TRAINER_COMMANDS.items():
     _mount(_name, _summary)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from serving.cli import (
+from serving.cli_options import (
     ClassesOption,
     ConfOption,
     IouOption,
@@ -32,9 +32,9 @@ def batch(
         metavar="INPUT", help="image folders (walked recursively), globs ('survey/**/*.JPG') or files")],
     out: Annotated[Path, typer.Option("--out", help="output folder; a rerun resumes what it holds")],
     model: ModelOption = None,
-    workers: Annotated[Optional[int], typer.Option(
+    workers: Annotated[int | None, typer.Option(
         min=1, help="worker processes (default: one per core); with --ray: Ray actors (default: cluster CPUs)")] = None,
-    ray_address: Annotated[Optional[str], typer.Option(
+    ray_address: Annotated[str | None, typer.Option(
         "--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto', 'ray://HOST:10001') or 'local'; "
         "every node must see the image paths")] = None,
     conf: ConfOption = None,
@@ -43,7 +43,7 @@ def batch(
     max_det: MaxDetOption = None,
     tile: TileOption = None,
     lanes: LanesOption = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="process at most N new images this run")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="process at most N new images this run")] = None,
     retry_errors: Annotated[bool, typer.Option(help="rerun images recorded as errors")] = False,
     timing: Annotated[bool, typer.Option(help="keep timing_ms in detections.jsonl")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -60,8 +60,8 @@ def batch(
 
     \b
     Exit status:
-      0  done
-      1  done, but some images failed (error records in the output)
+      0  done, and no image of this run failed
+      1  done, but images of this run failed (error records in the output)
       2  bad usage, or the run could not start (inputs, model, --out)
       3  a worker process died (killed, out of memory): rerun to resume
       4  no space left on the device: free some, rerun to resume
@@ -69,32 +69,34 @@ def batch(
     Example: weedscan batch survey/2026-06-01/ 'extra/*.jpg' --out results/june --workers 4
     """
     from serving.batch.inputs import InputError
+    from serving.batch.outputs import NotARecord
     from serving.batch.ray_runner import RayUnavailable
     from serving.batch.runner import BatchCrash, BatchError, run_batch
     from serving.batch.work import BatchJob
     from serving.config import Settings
     from serving.errors import ModelCardError
+    from serving.file_pipeline import FileSettings
 
-    values = dict(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile, lanes=lanes,
-                  mode=mode, veg_index=veg_index, veg_threshold=veg_threshold, min_area=min_area)
-    params = cli_params(**values)  # checked before the model loads
+    params = cli_params(conf=conf, iou=iou, classes=classes, max_det=max_det, tile=tile,
+                        lanes=lanes, mode=mode, veg_index=veg_index, veg_threshold=veg_threshold,
+                        min_area=min_area)  # checked before the model loads
     settings = Settings()
     model_path = cli_model(model, settings)
     lookup = None
     if params.mode == "model":  # open the model once here: a damaged one fails with one line,
         lookup = open_detector(model_path, 1).class_ids_for  # not in every worker
     query = cli_query(params, lookup)
-    job = BatchJob(model=str(model_path), threads=settings.threads, max_pixels=settings.max_pixels,
-                   max_bytes=settings.max_upload_bytes,
-                   options=query.options, lanes=query.lanes, timing=timing, green=query.green)
+    files = FileSettings(options=query.options, lanes=query.lanes, max_pixels=settings.max_pixels,
+                         max_bytes=settings.max_upload_bytes, timing=timing)
+    job = BatchJob(model=str(model_path), files=files, threads=settings.threads, green=query.green)
     try:
         report = run_batch(inputs, out, job, workers=workers, ray_address=ray_address,
                            limit=limit, retry_errors=retry_errors, progress=progress)
     except BatchCrash as exc:
         fail(str(exc), exc.exit_code)
-    except (InputError, BatchError, ModelCardError, RayUnavailable, ConnectionError) as exc:
+    except (InputError, BatchError, NotARecord, ModelCardError, RayUnavailable,
+            ConnectionError) as exc:
         fail(str(exc))
-    typer.echo(f"weedscan batch: {report.processed} image(s) processed, {report.skipped} already done, "
-               f"{report.errors} error(s) in {report.records} record(s) -> {report.out_dir}", err=True)
-    if report.errors:
+    typer.echo(f"weedscan batch: {report.summary()}", err=True)
+    if report.new_errors:
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from serving.imaging import IMAGE_SUFFIXES
+
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -26,33 +27,40 @@ def images_under(folder: Path) -> Iterable[Path]:
         yield from (Path(root) / f for f in files if is_image_name(Path(f)))
 
 
-def find_images(inputs: Iterable[str | Path]) -> list[str]:
-    """Absolute paths (sorted, unique) of the images the inputs name.
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """The files the inputs name, in the order given, each once (`weedscan detect` and `batch`).
 
-    A folder contributes every image under it, a glob every image it matches (`**` recurses),
-    a file itself (whatever its type: a bad one becomes an error line, not a silent skip).
-    Paths are absolute so that resuming from another folder, or a Ray worker, finds them.
+    A folder gives every image under it (sorted), a glob every image it matches (`**` recurses;
+    a folder it matches is walked), a file itself whatever its type (a bad one becomes an error
+    line, not a silent skip). InputError for a path that does not exist, or a folder or glob with
+    no image in it. Paths stay as given (relative ones too).
     """
-    inputs = list(inputs)
-    found: set[str] = set()
+    found: dict[str, Path] = {}  # by absolute path: an image named twice is done once
     for item in inputs:
         text = str(item)
         if any(c in _GLOB_CHARS for c in text) and not Path(text).exists():
-            matches = [Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True)]
-            for match in matches:
+            images: list[Path] = []
+            for match in sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True)):
                 if match.is_dir():
-                    found.update(os.path.abspath(p) for p in images_under(match))
+                    images += sorted(images_under(match))
                 elif is_image_name(match):
-                    found.add(os.path.abspath(match))
-            continue
-        path = Path(text).expanduser()
-        if path.is_dir():
-            found.update(os.path.abspath(p) for p in images_under(path))
-        elif path.exists():  # a file, or something odd named as one: its error line tells
-            found.add(os.path.abspath(path))
+                    images.append(match)
         else:
-            raise InputError(f"no such file or folder: {text}")
-    if not found:
-        raise InputError(f"no images found in {', '.join(str(i) for i in inputs) or 'the inputs'} "
-                         f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return sorted(found)
+            path = Path(text).expanduser()
+            if path.is_dir():
+                images = sorted(images_under(path))
+            elif path.exists():  # a file, or something odd named as one: its error line tells
+                images = [path]
+            else:
+                raise InputError(f"no such file or folder: {text}")
+        if not images:
+            raise InputError(f"no images found in {text} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        for image in images:
+            found.setdefault(os.path.abspath(image), image)
+    return list(found.values())
+
+
+def find_images(inputs: Iterable[str | Path]) -> list[str]:
+    """Absolute paths (sorted) of the images the inputs name (see expand_inputs): absolute, so
+    that resuming from another folder, or a Ray worker, finds them."""
+    return sorted(os.path.abspath(p) for p in expand_inputs(inputs))

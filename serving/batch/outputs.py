@@ -12,15 +12,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from serving.answer import summary_header
-from serving.green import GREEN_MODEL_NAME
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-Record = dict[str, Any]
+from serving.answer import RECORD, BatchErrorRecord, Record, summary_header, wire_dict
+from serving.green import GREEN_MODEL_NAME
 
 JSONL = "detections.jsonl"
 SUMMARY_CSV = "summary.csv"
 GEOJSON = "detections.geojson"
 OPTIONS_JSON = "options.json"  # the detect options the records were made with
+
+
+class NotARecord(ValueError):
+    """detections.jsonl holds a whole line that is no batch record: refused, never dropped."""
 
 
 def load_records(jsonl: Path) -> list[Record]:
@@ -31,16 +35,17 @@ def load_records(jsonl: Path) -> list[Record]:
     lines = raw.split(b"\n")
     records: list[Record] = []
     dropped = lines.pop() != b""  # text after the last newline: cut off mid-write
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
-        except ValueError:
+            json.loads(line)
+        except ValueError:  # cut off mid-write: redone by this run
             dropped = True
             continue
-        if isinstance(record, dict) and isinstance(record.get("path"), str):
-            records.append(record)
-        else:
-            dropped = True
+        try:
+            records.append(RECORD.validate_json(line))
+        except ValidationError as exc:
+            raise NotARecord(f"line {number} of {jsonl} is not a weedscan batch record "
+                             f"({exc.errors()[0]['msg']}); use a new --out folder") from exc
     if dropped:  # keep only whole records, so appending goes on from a clean line start
         _write_atomic(jsonl, "".join(_jsonl_line(r) for r in records))
     return records
@@ -59,7 +64,7 @@ def appender(jsonl: Path) -> Iterator[Callable[[Record], None]]:
 
 def latest_by_path(records: Iterable[Record]) -> list[Record]:
     """One record per path (the last one written wins), sorted by path."""
-    latest = {r["path"]: r for r in records}
+    latest = {r.path: r for r in records}
     return [latest[p] for p in sorted(latest)]
 
 
@@ -73,20 +78,36 @@ def finalize(out_dir: Path, conf: float | None = None) -> list[Record]:
     return records
 
 
-def recorded_options(out_dir: Path) -> dict[str, Any] | None:
+class RunOptions(BaseModel):
+    """The detect options a batch's records were made with (options.json): a rerun with other
+    options is refused rather than mixed in. conf and iou are the values used, the model card's
+    defaults when none was given (an options.json of an older weedscan may hold null there)."""
+
+    model_config = ConfigDict(extra="allow")  # a detect option added later is recorded too
+
+    conf: float | None = None
+    iou: float | None = None
+    classes: list[int] | None = None
+    max_det: int = 300
+    tile: str = "auto"
+    lanes: int | None = None
+
+
+def recorded_options(out_dir: Path) -> RunOptions | None:
     path = out_dir / OPTIONS_JSON
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return RunOptions.model_validate_json(path.read_bytes()) if path.is_file() else None
 
 
-def record_options(out_dir: Path, options: dict[str, Any]) -> None:
-    _write_atomic(out_dir / OPTIONS_JSON, json.dumps(options, indent=1) + "\n")
+def record_options(out_dir: Path, options: RunOptions) -> None:
+    _write_atomic(out_dir / OPTIONS_JSON, json.dumps(options.model_dump(mode="json"), indent=1) + "\n")
 
 
 def record_classes(records: Iterable[Record]) -> list[str]:
     """The classes of the records' counts (every class of the model), in the model's order."""
     classes: dict[str, None] = {}
     for r in records:
-        classes.update(dict.fromkeys(r.get("counts", {})))
+        if not isinstance(r, BatchErrorRecord):
+            classes.update(dict.fromkeys(r.counts))
     return list(classes)
 
 
@@ -99,17 +120,14 @@ def summary_csv(records: Iterable[Record], conf: float | None = None) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(summary_header(classes))
     for r in records:
-        gps = r.get("gps") or {}
-        place = [gps.get("lat", ""), gps.get("lon", "")]
-        if "error" in r:
-            error = r["error"]
-            writer.writerow([r["path"], *([""] * (len(classes) + 4)), *place,
-                             f"{error.get('code')}: {error.get('message')}"])
+        if isinstance(r, BatchErrorRecord):
+            writer.writerow([r.path, *([""] * (len(classes) + 6)),
+                             f"{r.error.code}: {r.error.message}"])
             continue
-        green = r.get("model", {}).get("name") == GREEN_MODEL_NAME
-        counts = r.get("counts", {})
-        writer.writerow([r["path"], *(counts.get(c, 0) for c in classes), r.get("weed_cover", 0.0),
-                         r.get("weed_box_cover", 0.0), "" if green or conf is None else conf,
+        place = [r.gps.lat, r.gps.lon] if r.gps else ["", ""]
+        green = r.model.name == GREEN_MODEL_NAME
+        writer.writerow([r.path, *(r.counts.get(c, 0) for c in classes), r.weed_cover,
+                         r.weed_box_cover, "" if green or conf is None else conf,
                          "green" if green else "model", *place, ""])
     return buffer.getvalue()
 
@@ -119,22 +137,20 @@ def feature_collection(records: Iterable[Record]) -> dict[str, Any]:
     properties are the summary table's (the file, a count per class, both covers)."""
     features = []
     for r in records:
-        gps = r.get("gps")
-        if "error" in r or not gps:
+        if isinstance(r, BatchErrorRecord) or r.gps is None:
             continue
         features.append({
             "type": "Feature",
             "geometry": {"type": "Point",
-                         "coordinates": [round(gps["lon"], 7), round(gps["lat"], 7)]},
-            "properties": {"file": r["path"], **r.get("counts", {}),
-                           "weed_cover": r.get("weed_cover", 0.0),
-                           "weed_box_cover": r.get("weed_box_cover", 0.0)},
+                         "coordinates": [round(r.gps.lon, 7), round(r.gps.lat, 7)]},
+            "properties": {"file": r.path, **r.counts, "weed_cover": r.weed_cover,
+                           "weed_box_cover": r.weed_box_cover},
         })
     return {"type": "FeatureCollection", "features": features}
 
 
 def _jsonl_line(record: Record) -> str:
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    return json.dumps(wire_dict(record), ensure_ascii=False) + "\n"
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -3,7 +3,7 @@ pipeline `weedscan detect` runs too (serving/file_pipeline.py), with the model h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from serving.answer import Record
 from serving.config import Settings
@@ -18,7 +18,8 @@ class BatchJob:
     """What every worker needs to know; small and picklable."""
 
     model: str
-    files: FileSettings = FileSettings(timing=False)  # records of a resumed or Ray run equal a local one's
+    # No timings by default: records of a resumed or Ray run equal a local one's.
+    files: FileSettings = field(default_factory=lambda: FileSettings(timing=False))
     threads: int | None = None  # inference threads per worker; None: a fair share of the cores
     green: VegetationOptions | None = None  # mode green: no model, vegetation regions are plants
 

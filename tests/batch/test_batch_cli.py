@@ -144,9 +144,15 @@ def test_retry_errors_reruns_fixed_images(tmp_path: Path) -> None:
     (root / "a.jpg").write_bytes(geotagged_jpeg(1, 2))
     (root / "b.jpg").write_bytes(b"broken")
     out = tmp_path / "out"
-    assert run_cli(root, "--out", out, "--workers", "1", "--no-progress").exit_code == 1
+    first = run_cli(root, "--out", out, "--workers", "1", "--no-progress")
+    assert first.exit_code == 1 and "new errors: 1" in first.stderr, first.output
     (root / "b.jpg").write_bytes(geotagged_jpeg(3, 4))
-    assert run_cli(root, "--out", out, "--workers", "1", "--no-progress").exit_code == 1  # still recorded
+    # Nothing new ran, so nothing new failed: exit 0, and the kept error is said to be an old one.
+    again = run_cli(root, "--out", out, "--workers", "1", "--no-progress")
+    assert again.exit_code == 0, again.output
+    assert ("0 image(s) processed, 2 already done" in again.stderr and "new errors: 0" in again.stderr
+            and "1 error(s) of earlier runs kept (--retry-errors reruns them)" in again.stderr), again.stderr
+    assert "error" in read_jsonl(out)[1], "still recorded"
     result = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--retry-errors")
     assert result.exit_code == 0, result.output
     records = read_jsonl(out)
@@ -158,7 +164,7 @@ def test_help_shows_an_example() -> None:
     result = run_cli("--help")
     assert result.exit_code == 0
     assert "Example: weedscan batch" in result.output
-    for code in ("0  done", "1  done, but some images failed", "2  bad usage", "3  a worker process died",
+    for code in ("0  done", "1  done, but images of this run failed", "2  bad usage", "3  a worker process died",
                  "4  no space left on the device"):
         assert code in result.output
 
@@ -201,11 +207,38 @@ def test_batch_takes_the_api_options(tmp_path: Path) -> None:
     other = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.5")
     assert other.exit_code == 2
     assert error_lines(other) == [f"error: {out} holds results made with other options (conf 0.01 -> 0.5, "
-                                  "iou 0.5 -> None, classes [1] -> None, max_det 1 -> 300, tile off -> auto, "
+                                  "iou 0.5 -> 0.7, classes [1] -> None, max_det 1 -> 300, tile off -> auto, "
                                   "lanes 3 -> None); use a new --out folder for these options"]
     same = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.01", "--iou", "0.5",
                    "--classes", "weed", "--max-det", "1", "--lanes", "3", "--tile", "off")
     assert same.exit_code == 0 and "3 already done" in same.stderr, same.output
+
+
+def test_asking_for_the_default_conf_by_its_value_resumes_the_same_run(tmp_path: Path) -> None:
+    """A run made with the card's defaults, resumed with --conf/--iou equal to them, is the same
+    run: it resumes instead of refusing (and the other way round, and from an options.json that
+    an older weedscan wrote with null for the defaults)."""
+    from serving.model_card import load_card
+    from serving.models_dir import resolve_model
+
+    card = load_card(resolve_model(None, REPO / "models"))
+    default_conf, default_iou = str(card.thresholds.conf), str(card.thresholds.iou)
+    root = tmp_path / "survey"
+    root.mkdir()
+    for i in range(2):
+        (root / f"img_{i}.jpg").write_bytes(geotagged_jpeg(1, 2, seed=i))
+    out = tmp_path / "out"
+    first = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--limit", "1")
+    assert first.exit_code == 0, first.output
+    same = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", default_conf,
+                   "--iou", default_iou, "--limit", "1")
+    assert same.exit_code == 0 and "1 image(s) processed, 1 already done" in same.stderr, same.output
+    options = json.loads((out / outputs.OPTIONS_JSON).read_text())
+    (out / outputs.OPTIONS_JSON).write_text(json.dumps({**options, "conf": None, "iou": None}))
+    older = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", default_conf)
+    assert older.exit_code == 0 and "0 image(s) processed, 2 already done" in older.stderr, older.output
+    other = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.9")
+    assert other.exit_code == 2 and f"conf {default_conf} -> 0.9" in other.stderr, other.output
 
 
 def test_results_of_another_model_are_not_mixed_in(tmp_path: Path) -> None:
@@ -214,11 +247,17 @@ def test_results_of_another_model_are_not_mixed_in(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     old = {"path": "/old.jpg", "model": {"name": "old", "version": "1", "sha256": "0" * 64},
-           "image": {"width": 1, "height": 1}, "detections": [], "counts": {}, "weed_cover": 0.0}
+           "image": {"width": 1, "height": 1}, "detections": [], "counts": {}, "weed_cover": 0.0,
+           "weed_box_cover": 0.0}
     (out / outputs.JSONL).write_text(json.dumps(old) + "\n")
     result = run_cli(tmp_path / "one", "--out", out)
     assert result.exit_code == 2
     assert error_lines(result)[0].startswith(f"error: {out} holds results of another model (old")
+    # A whole line that is no record (another tool's file) is refused, not dropped.
+    (out / outputs.JSONL).write_text(json.dumps({"path": "/old.jpg", "score": 1}) + "\n")
+    foreign = run_cli(tmp_path / "one", "--out", out)
+    assert foreign.exit_code == 2 and "line 1 of" in error_lines(foreign)[0], foreign.output
+    assert "score" in (out / outputs.JSONL).read_text(), "left as it was"
 
 
 

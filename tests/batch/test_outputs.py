@@ -7,27 +7,32 @@ import io
 import json
 from pathlib import Path
 
-from serving.answer import summary_header
+from serving.answer import BatchRecord, summary_header
 from serving.batch import outputs
 
 
 def record(path: str, weeds: int = 0, gps: tuple[float, float] | None = None) -> dict:
-    r = {"path": path, "image": {"width": 10, "height": 10}, "detections": [],
+    r = {"path": path, "model": {"name": "m", "version": "1", "sha256": "0" * 64},
+         "image": {"width": 10, "height": 10}, "detections": [],
          "counts": {"crop": 1, "weed": weeds}, "weed_cover": 0.25, "weed_box_cover": 0.5}
     if gps:
         r["gps"] = {"lat": gps[0], "lon": gps[1]}
     return r
 
 
+def paths(records: list[outputs.Record]) -> list[str]:
+    return [r.path for r in records]
+
+
 def test_a_half_written_last_line_is_cut_from_the_file(tmp_path: Path) -> None:
     log = tmp_path / outputs.JSONL
     whole = json.dumps(record("/a.jpg")) + "\n" + json.dumps(record("/b.jpg")) + "\n"
     log.write_text(whole + '{"path": "/c.jpg", "image": {"wid')
-    assert [r["path"] for r in outputs.load_records(log)] == ["/a.jpg", "/b.jpg"]
+    assert paths(outputs.load_records(log)) == ["/a.jpg", "/b.jpg"]
     assert log.read_text() == whole
     with outputs.appender(log) as write:
-        write(record("/c.jpg"))
-    assert [r["path"] for r in outputs.load_records(log)] == ["/a.jpg", "/b.jpg", "/c.jpg"]
+        write(BatchRecord.model_validate(record("/c.jpg")))
+    assert paths(outputs.load_records(log)) == ["/a.jpg", "/b.jpg", "/c.jpg"]
 
 
 def test_finalize_sorts_dedupes_and_regenerates(tmp_path: Path) -> None:
@@ -36,8 +41,8 @@ def test_finalize_sorts_dedupes_and_regenerates(tmp_path: Path) -> None:
     lines = [record("/c.jpg", 2, (-1.5, 2.5)), error, record("/b.jpg", 1), record("/c.jpg", 3, (-1.5, 2.5))]
     log.write_text("".join(json.dumps(r) + "\n" for r in lines))
     final = outputs.finalize(tmp_path, conf=0.3)
-    assert [r["path"] for r in final] == ["/a.png", "/b.jpg", "/c.jpg"]
-    assert final[-1]["counts"]["weed"] == 3  # the last record of a path wins
+    assert paths(final) == ["/a.png", "/b.jpg", "/c.jpg"]
+    assert isinstance(final[-1], BatchRecord) and final[-1].counts["weed"] == 3  # the last record wins
     assert outputs.load_records(log) == final
     table = list(csv.reader(io.StringIO((tmp_path / outputs.SUMMARY_CSV).read_text())))
     assert table[0] == summary_header(["crop", "weed"]), "the summary table's one schema"
