@@ -5,11 +5,13 @@ ranges and checks; each interface only maps its own syntax onto it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from serving.detector import DetectOptions
 from serving.vegetation import VegetationOptions
@@ -23,11 +25,26 @@ MAX_MIN_AREA = 10**10
 ClassLookup = Callable[[Sequence[str]], tuple[int, ...]]  # names -> ids; ValueError names unknowns
 
 
+def _a_fraction(value: Any) -> Any:
+    """Anything that is no finite number (nan, inf, text) is told what a fraction is; a number
+    outside 0-1 gets the range check's own message."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise PydanticCustomError("fraction", "Input should be a number between 0 and 1")
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_a_fraction)]
+
+
 class DetectParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    conf: float | None = Field(None, ge=0, le=1, description="minimum confidence; default from the model card")
-    iou: float | None = Field(None, ge=0, le=1, description="NMS IoU threshold")
+    conf: Fraction | None = Field(None, ge=0, le=1, description="minimum confidence; default from the model card")
+    iou: Fraction | None = Field(None, ge=0, le=1, description="NMS IoU threshold")
     classes: list[str] | None = Field(None, description="class names, e.g. weed; comma-separated "
                                       "(classes=crop,weed) or repeated (classes=crop&classes=weed)")
     max_det: int = Field(300, ge=1, le=1000, description="at most this many boxes")
