@@ -16,6 +16,11 @@ DEFAULT_MAX_UPLOAD_MB = 20.0  # per image (WEEDSCAN_MAX_UPLOAD_MB)
 DEFAULT_MAX_UPLOAD_BYTES = int(DEFAULT_MAX_UPLOAD_MB * 1024 * 1024)
 
 
+def size_text(n_bytes: int) -> str:
+    """A size limit as refusals state it: exact bytes, and the MiB that the *_MB settings count."""
+    return f"{n_bytes} bytes ({n_bytes / (1024 * 1024):g} MiB)"
+
+
 def default_data_dir() -> Path:
     """Where saved field datasets live: $XDG_DATA_HOME/weedscan, else ~/.local/share/weedscan."""
     xdg = os.environ.get("XDG_DATA_HOME", "")

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from serving.config import size_text
 from serving.errors import (ClientError, PayloadTooLarge, TooManyPixels, UndecodableImage,
                             UnsupportedMediaType)
 
@@ -42,8 +43,8 @@ def read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
             raise NotARegularFile(f"{os.fspath(path)} is not a regular file")
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise PayloadTooLarge(f"{os.fspath(path)} is over the per-image limit of {max_bytes} bytes "
-                              "(WEEDSCAN_MAX_UPLOAD_MB)")
+        raise PayloadTooLarge(f"{os.fspath(path)} is over the per-image limit of "
+                              f"{size_text(max_bytes)}, WEEDSCAN_MAX_UPLOAD_MB")
     return data
 
 

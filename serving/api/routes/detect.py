@@ -20,6 +20,7 @@ from serving.api.metrics import note_model
 from serving.api.params import (AnnotateQueryDep, DetectQueryDep, DetectRouteQuery, RequestTags,
                                 RequestTagsDep)
 from serving.api.service import InferenceService
+from serving.config import size_text
 from serving.detector import Detector
 from serving.errors import ClientError, PayloadTooLarge
 from serving.imaging import SUPPORTED_MEDIA_TYPES
@@ -119,7 +120,7 @@ async def detect_batch(tags: RequestTagsDep, request: Request, service: ServiceD
                 try:
                     if len(part.data) > service.settings.max_upload_bytes:
                         raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
-                                              f"limit of {service.settings.max_upload_bytes} bytes")
+                                              f"limit of {size_text(service.settings.max_upload_bytes)}")
                     result, _ = await service.detect_bytes(bytes(part.data), query.options,
                                                            query.green, model)
                     results.append(result.answer(query.lanes, BatchItem, query.vegetation_mask,
