@@ -13,6 +13,7 @@ from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
 from serving.api.origin import CrossSiteMiddleware, HostCheckMiddleware, default_allowed_hosts
 from serving.api.request_id import RequestIdMiddleware
+from serving.api.websocket import WebSocketAsHttp
 from serving.api.routes import datasets, detect, docs, jobs, models, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(LoadShedder, service=service)  # a refusal costs the least
-    app.add_middleware(RequestIdMiddleware)  # outermost: every response echoes its id
+    app.add_middleware(RequestIdMiddleware)  # every response echoes its id
+    app.add_middleware(WebSocketAsHttp)  # outermost: a handshake is a plain GET to all
     return app
 
 
