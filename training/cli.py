@@ -19,6 +19,8 @@ app = typer.Typer(name="weedscan", help="The trainer's commands (weedscan_cli mo
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data_app, name="data")
 
+EVAL_RUNS = Path("runs/eval")  # where eval reports go by default: under runs/, beside training's
+
 
 @app.command()
 def train(
@@ -164,8 +166,10 @@ def eval_command(
     model: Annotated[Path, typer.Argument(help="ONNX model with its card beside it")],
     data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML; repeat for several")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "val",
-    report: Annotated[Optional[Path], typer.Option(help="JSON report path")] = None,
-    plots: Annotated[Optional[Path], typer.Option(help="write PR curve and confusion matrix PNGs here")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="JSON report path (default: runs/eval/MODEL-SPLIT.json, as Ultralytics keeps its runs)")] = None,
+    plots: Annotated[bool, typer.Option(
+        "--plots", help="also write PR curve and confusion matrix PNGs, in REPORT-plots/ beside the report")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing report")] = False,
     input_border: Annotated[Optional[int], typer.Option(
         min=0, help="grey frame in input pixels round each image (default: the card's)")] = None,
@@ -187,17 +191,18 @@ def eval_command(
         fail(f"--tile: auto, on or off, not {tile!r}")
     if not model.is_file():
         fail(f"model not found: {model}")
-    report = report or Path(f"eval-{model.stem}-{split}.json")
+    report = report or EVAL_RUNS / f"{model.stem}-{split}.json"
     if report.exists() and not force:  # refused before scoring, not after
         fail(f"{report} exists: pass --force to overwrite it, or --report for another file")
+    plots_dir = report.with_name(f"{report.stem}-plots") if plots else None
     try:
-        result = evaluate(model, data, split, plots, input_border=input_border,
+        result = evaluate(model, data, split, plots_dir, input_border=input_border,
                           tile=tile)  # type: ignore[arg-type]  # checked above
     except (ModelCardError, DatasetError, ValueError) as exc:
         fail(str(exc))
     write_report(result, report)
     typer.echo(format_table(result))
-    typer.echo(f"report: {report}")
+    typer.echo(f"report: {report}" + (f", plots: {plots_dir}" if plots_dir else ""))
 
 
 @app.command("quantize")

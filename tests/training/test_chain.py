@@ -77,9 +77,9 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
 
         report = tmp_path / "eval.json"
         evaluated = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data",
-                                        str(data_yaml), "--report", str(report),
-                                        "--plots", str(tmp_path / "plots")])
+                                        str(data_yaml), "--report", str(report), "--plots"])
         assert evaluated.exit_code == 0, evaluated.output
+        assert (tmp_path / "eval-plots" / "tiny" / "confusion_matrix.png").is_file()
     assert attempts == [], f"network attempts: {attempts}"
 
     card = json.loads((models_dir / "tiny.json").read_text())
@@ -209,7 +209,8 @@ def test_eval_overwrites_an_earlier_report_only_with_force(tmp_path: Path, shipp
     monkeypatch.chdir(tmp_path)
     data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
     runner = CliRunner()
-    for report, given in ((tmp_path / "eval-weedscan-val.json", []),  # the default name
+    (tmp_path / "runs" / "eval").mkdir(parents=True)
+    for report, given in ((tmp_path / "runs" / "eval" / "weedscan-val.json", []),  # under runs/, as Ultralytics
                           (tmp_path / "mine.json", ["--report", str(tmp_path / "mine.json")])):
         report.write_text("an earlier report")
         refused = runner.invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), *given])
@@ -220,3 +221,23 @@ def test_eval_overwrites_an_earlier_report_only_with_force(tmp_path: Path, shipp
         assert forced.exit_code == 0, forced.output
         assert json.loads(report.read_text())["conf"] == 0.3
         scored.clear()
+
+
+def test_eval_writes_under_runs_by_default(tmp_path: Path, shipped_model: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report (and with --plots, the plots) go under runs/eval/, never loose in the current
+    folder."""
+    from training import evaluate as evaluate_module
+    from training.cli import app
+
+    plots: list[Path | None] = []
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda model, data, split, plots_dir, **k:
+                        plots.append(plots_dir) or {"datasets": {}, "conf": 0.3})
+    monkeypatch.chdir(tmp_path)
+    data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
+    before = set(tmp_path.iterdir())
+    done = CliRunner().invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), "--plots"])
+    assert done.exit_code == 0, done.output
+    assert set(tmp_path.iterdir()) - before == {tmp_path / "runs"}
+    assert json.loads((tmp_path / "runs" / "eval" / "weedscan-val.json").read_text())["conf"] == 0.3
+    assert plots == [Path("runs/eval/weedscan-val-plots")]
