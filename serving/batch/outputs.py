@@ -111,22 +111,28 @@ def record_classes(records: Iterable[Record]) -> list[str]:
     return list(classes)
 
 
+def formula_safe(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula (a file named "=1+2.jpg"): a leading
+    = + - @ tab or carriage return gets a quote before it, as the page's CSV does."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def summary_csv(records: Iterable[Record], conf: float | None = None) -> str:
     """summary.csv in the summary table's one schema (serving/answer.py summary_header): the
     page's table download has the same columns and units."""
     records = list(records)
     classes = record_classes(records)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180, as the page's download
     writer.writerow(summary_header(classes))
     for r in records:
         if isinstance(r, BatchErrorRecord):
-            writer.writerow([r.path, *([""] * (len(classes) + 6)),
-                             f"{r.error.code}: {r.error.message}"])
+            writer.writerow([formula_safe(r.path), *([""] * (len(classes) + 6)),
+                             formula_safe(f"{r.error.code}: {r.error.message}")])
             continue
         place = [r.gps.lat, r.gps.lon] if r.gps else ["", ""]
         green = r.model.name == GREEN_MODEL_NAME
-        writer.writerow([r.path, *(r.counts.get(c, 0) for c in classes), r.weed_cover,
+        writer.writerow([formula_safe(r.path), *(r.counts.get(c, 0) for c in classes), r.weed_cover,
                          r.weed_box_cover, "" if green or conf is None else conf,
                          "green" if green else "model", *place, ""])
     return buffer.getvalue()

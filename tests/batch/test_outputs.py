@@ -58,3 +58,17 @@ def test_finalize_sorts_dedupes_and_regenerates(tmp_path: Path) -> None:
         "type": "Feature", "geometry": {"type": "Point", "coordinates": [2.5, -1.5]},
         "properties": {"file": "/c.jpg", "crop": 1, "weed": 3, "weed_cover": 0.25,
                        "weed_box_cover": 0.5}}]}
+
+
+def test_summary_csv_is_the_pages_format_crlf_and_no_formula_runs(tmp_path: Path) -> None:
+    """The page's table download and summary.csv: RFC 4180 line ends, and a cell that a
+    spreadsheet would run as a formula (a file named "=HYPERLINK(...)") starts with a quote."""
+    error = {"path": "@evil.png", "error": {"code": "undecodable_image", "message": "bad"}}
+    lines = [record("=1+2.jpg", 1, (-1.5, 2.5)), error, record("/plain.jpg")]
+    (tmp_path / outputs.JSONL).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    outputs.finalize(tmp_path, conf=0.3)
+    raw = (tmp_path / outputs.SUMMARY_CSV).read_bytes().decode()
+    assert raw.count("\r\n") == 4 and "\n" not in raw.replace("\r\n", ""), "CRLF line ends"
+    rows = {r[0]: r for r in csv.reader(io.StringIO(raw, newline=""))}
+    assert set(rows) == {"file", "'=1+2.jpg", "'@evil.png", "/plain.jpg"}
+    assert rows["'=1+2.jpg"][-3:-1] == ["-1.5", "2.5"], "numbers (a negative latitude) stay numbers"
