@@ -2,8 +2,8 @@
 
 `DetectionResult.answer()` builds a `DetectAnswer` (or any answer that extends it: a batch item,
 a batch record, a detect line) directly from its typed parts; `wire_json` / `wire_dict` write
-any answer as it goes on the wire. Optional fields (`lanes`, a detection's `area`, a record's
-`gps`) appear only when set. Every error body, whoever writes it, is an `ErrorAnswer`.
+any answer as it goes on the wire. Optional fields (`lanes`, a detection's `area`, `gps`,
+the plant mask) appear only when set. Every error body, whoever writes it, is an `ErrorAnswer`.
 """
 
 from __future__ import annotations
@@ -90,6 +90,15 @@ class VegetationMaskRuns(BaseModel):
         return decode_runs(self.counts, self.width, self.height)
 
 
+class GpsFix(BaseModel):
+    """Where a photo was taken (serving/exif_gps.py reads it from the EXIF GPS block)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lat: float = Field(ge=-90, le=90, description="degrees north, WGS 84")
+    lon: float = Field(ge=-180, le=180, description="degrees east, WGS 84")
+
+
 class DetectAnswer(BaseModel):
     """What one image gets: its boxes, per-class counts, weed cover and, when asked, lanes."""
 
@@ -109,6 +118,8 @@ class DetectAnswer(BaseModel):
                                         "when given (it is also echoed as a response header)")
     vegetation_mask: VegetationMaskRuns | None = Field(None, description=(
         "only when asked (vegetation_mask=true): the plant mask the weed cover is measured on"))
+    gps: GpsFix | None = Field(None, description="where the photo was taken, from its EXIF GPS "
+                               "block; only when it has one")
 
 
 class ErrorBody(BaseModel):
@@ -143,15 +154,6 @@ class BatchError(ErrorAnswer, ItemRef):
     pass
 
 
-class GpsFix(BaseModel):
-    """Where a photo was taken (serving/exif_gps.py reads it from the EXIF GPS block)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    lat: float = Field(ge=-90, le=90, description="degrees north, WGS 84")
-    lon: float = Field(ge=-180, le=180, description="degrees east, WGS 84")
-
-
 class PathRef(BaseModel):
     """Which file of a `weedscan batch` run a record answers."""
 
@@ -164,7 +166,6 @@ class BatchRecord(DetectAnswer, PathRef):
     resumed or Ray run must equal a local one's)."""
 
     timing_ms: dict[str, float] | None = None
-    gps: GpsFix | None = None
 
 
 class BatchErrorRecord(ErrorAnswer, PathRef):

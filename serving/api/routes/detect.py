@@ -23,6 +23,7 @@ from serving.api.service import InferenceService
 from serving.config import size_text
 from serving.detector import Detector
 from serving.errors import ClientError, PayloadTooLarge
+from serving.exif_gps import read_gps
 from serving.imaging import SUPPORTED_MEDIA_TYPES
 from serving.options import DetectQuery
 
@@ -98,8 +99,9 @@ async def detect(tags: RequestTagsDep, request: Request, service: ServiceDep,
                                        body.take)
         with service.admit():
             result, _ = await service.detect_bytes(data, query.options, query.green, model)
+    fix = read_gps(data)   # where the photo was taken, when its EXIF says (the page maps it)
     return _json(result.answer(query.lanes, vegetation_mask=query.vegetation_mask,
-                               **_tags(tags, query)))
+                               **_tags(tags, query), **({"gps": fix} if fix else {})))
 
 
 @router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
