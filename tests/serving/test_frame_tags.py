@@ -20,7 +20,7 @@ JPEG = images.encode(images.field_like(320, 240))
 MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def check_tags(http: Any) -> None:  # noqa: ANN401 - TestClient or httpx.Client
+def check_tags(http: Any) -> None:
     before = datetime.now(timezone.utc)
     response = http.post("/v1/detect", content=JPEG, params={"frame_id": "cam2/000417"},
                          headers={**RAW, "X-Request-ID": "3f9c2a7e-robot-a"})
@@ -46,7 +46,7 @@ def check_tags(http: Any) -> None:  # noqa: ANN401 - TestClient or httpx.Client
     assert batch.headers["X-Request-ID"] == "b-1"
 
 
-def check_refusals(http: Any) -> None:  # noqa: ANN401
+def check_refusals(http: Any) -> None:
     for frame_id in ("two words", "x" * 129, "caf\u00e9", "tab\there", ""):
         response = http.post("/v1/detect", content=JPEG, headers=RAW, params={"frame_id": frame_id})
         assert response.status_code == 422, frame_id

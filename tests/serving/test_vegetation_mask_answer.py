@@ -60,7 +60,7 @@ def client_cover(answer: dict[str, Any], mask: np.ndarray, threshold: float = 0.
     return float((mask & weed & ~crop).sum()) / mask.size
 
 
-def detect(http: Any, data: bytes = JPEG, **params: Any) -> dict[str, Any]:  # noqa: ANN401 - TestClient or httpx
+def detect(http: Any, data: bytes = JPEG, **params: Any) -> dict[str, Any]:
     response = http.post("/v1/detect", content=data, headers=RAW, params=params)
     assert response.status_code == 200, response.text
     return response.json()

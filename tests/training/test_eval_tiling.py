@@ -60,7 +60,7 @@ def test_eval_command_passes_tile(given: list[str], passed: str, tmp_path: Path,
 
     calls: list[dict[str, Any]] = []
 
-    def fake_evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401
+    def fake_evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
         calls.append(kwargs)
         return {"datasets": {}}
 
