@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -52,6 +53,9 @@ def detect(
     veg_index: VegIndexOption = None,
     veg_threshold: VegThresholdOption = None,
     min_area: MinAreaOption = None,
+    vegetation_mask: Annotated[bool, typer.Option(
+        "--vegetation-mask", help="also write the plant mask the weed cover is measured on "
+        "(run-length encoded, as the API's vegetation_mask=true)")] = False,
 ) -> None:
     """Detect crops and weeds in image files: one JSON line per image on stdout.
 
@@ -86,8 +90,9 @@ def detect(
     save = None
     if save_dir is not None:
         save = annotated_saver(paths, save_dir, force)
-    files = FileSettings(options=query.options, lanes=query.lanes, max_pixels=settings.max_pixels,
-                         max_bytes=settings.max_upload_bytes)
+    options = replace(query.options, cover="always") if vegetation_mask else query.options
+    files = FileSettings(options=options, lanes=query.lanes, max_pixels=settings.max_pixels,
+                         max_bytes=settings.max_upload_bytes, vegetation_mask=vegetation_mask)
     failures = 0
     for path in paths:
         record = detect_file(path, detector, files, save)

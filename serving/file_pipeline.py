@@ -44,6 +44,7 @@ class FileSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # a bigger file is an error record (the upload limit)
     timing: bool = True  # keep timing_ms (decode, inference, total); it differs from run to run
+    vegetation_mask: bool = False  # each record carries the plant mask (options.cover "always")
 
 
 def detect_file(path: str | Path, detector: ImageDetector, settings: FileSettings,
@@ -57,7 +58,7 @@ def detect_file(path: str | Path, detector: ImageDetector, settings: FileSetting
         image = decode_image(data, settings.max_pixels)
         decoded = time.perf_counter()
         result = detector.detect(image, settings.options)
-        fields: dict[str, Any] = result.answer_fields(settings.lanes)
+        fields: dict[str, Any] = result.answer_fields(settings.lanes, settings.vegetation_mask)
         if settings.timing:
             fields["timing_ms"] = {**fields["timing_ms"],
                                    "decode": round((decoded - start) * 1000, 2),

@@ -7,7 +7,9 @@ server's code, as a browser would write them."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -146,3 +148,22 @@ def test_the_mask_over_http(live_server: LiveServer) -> None:
     assert mask.any() and round(client_cover(answer, mask), 6) == answer["weed_cover"]
     no_weed = detect(live_server.http, data=PHONE, classes="crop", vegetation_mask="true")
     assert (decode(no_weed["vegetation_mask"]) == mask).all()
+
+
+def test_weedscan_detect_writes_the_mask_the_server_sends(client: TestClient, tmp_path: Path,
+                                                          shipped_model: Path) -> None:
+    from typer.testing import CliRunner
+
+    from weedscan_cli import app
+
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(PHONE)
+    result = CliRunner().invoke(app, ["detect", str(photo), "--model", str(shipped_model),
+                                      "--conf", "0.05", "--vegetation-mask"])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.output.splitlines()[0])
+    served = detect(client, data=PHONE, conf=0.05, vegetation_mask="true")
+    assert line["vegetation_mask"] == served["vegetation_mask"]
+    assert round(client_cover(line, decode(line["vegetation_mask"])), 6) == line["weed_cover"]
+    plain = CliRunner().invoke(app, ["detect", str(photo), "--model", str(shipped_model)])
+    assert "vegetation_mask" not in json.loads(plain.output.splitlines()[0])
