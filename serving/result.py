@@ -73,9 +73,10 @@ class DetectionResult:
         return plant_cover(self.vegetation, boxes[is_weed], boxes[~is_weed], (self.height, self.width))
 
     def weed_box_cover(self) -> float:
-        """Box area: the share of the image under the union of weed boxes."""
+        """Box area: the share of the image under the union of weed boxes (as sent, as for the
+        plant area, so that a client filtering the boxes measures the same)."""
         area = float(self.width * self.height)
-        return union_area(self._weed_boxes()) / area if area else 0.0
+        return union_area(self._wire_boxes()[self._is_weed()]) / area if area else 0.0
 
     def lanes(self, count: int) -> list[bool]:
         return lanes_hit(self._weed_boxes(), self.width, count)
