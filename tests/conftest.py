@@ -1,14 +1,34 @@
-"""Shared fixtures: the shipped model, real images from ../shared when present."""
+"""Shared fixtures: the shipped model, real images from ../shared when present; how many test
+processes a run uses."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from serving.detector import Detector
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 SHIPPED_MODEL = REPO / "models" / "weedscan.onnx"
+# Test processes for a run over folders (pyproject's `-n auto`): most of the suite waits on servers,
+# subprocesses and timeouts rather than computing, so more processes than cores pay.
+TEST_PROCESSES = 6
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: TEST_PROCESSES for the whole suite or a folder of it; one process (no workers)
+    when the run names only files or tests, where starting workers would cost more than it saves.
+    PYTEST_XDIST_AUTO_NUM_WORKERS overrides both."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    targets = [Path(arg.split("::")[0]) for arg in config.args] or [REPO / "tests"]
+    return TEST_PROCESSES if any(target.is_dir() for target in targets) else 0
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +45,7 @@ def shipped_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def detector(shipped_model: Path):  # noqa: ANN201
+def detector(shipped_model: Path) -> Detector:
     from serving.detector import Detector
 
     return Detector(shipped_model, threads=2)

@@ -1,4 +1,4 @@
-"""Security properties: API keys compared in constant time and never logged; uploads neither
+"""Security properties (API keys: tests/serving/test_api_keys.py): uploads neither
 written to disk nor logged; EXIF GPS not echoed; upload limits enforced before the body is read;
 dependencies pinned to ranges that hold what is installed."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import hmac
 import json
 import re
 import socket
@@ -19,65 +18,13 @@ from fastapi.testclient import TestClient
 
 from tests import images
 from tests.robustness.conftest import LiveServer
-from tests.serving.conftest import make_client, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 JPEG = images.encode(images.field_like(640, 480), ".jpg")
-KEYS = ["alpha-key-0001", "bravo-key-0002", "charlie-key-0003"]
 
 
 def detect_raw(http, data: bytes = JPEG, media: str = "image/jpeg", headers: dict | None = None):  # noqa: ANN001, ANN201
     return http.post("/v1/detect", content=data, headers={"Content-Type": media, **(headers or {})})
-
-
-# --- API keys -------------------------------------------------------------------------------------
-
-def test_api_keys_are_compared_in_constant_time_against_every_key(
-        shipped_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[bytes, bytes]] = []
-    original = hmac.compare_digest
-
-    def recording(a, b):  # noqa: ANN001, ANN202
-        calls.append((a, b))
-        return original(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", recording)  # serving.api.auth calls hmac.compare_digest
-    with make_client(shipped_model, api_keys=KEYS) as secured:
-        wait_ready(secured.get)
-        cases = [({"Authorization": "Bearer wrong-key"}, 401, b"wrong-key"),
-                 ({"X-API-Key": "wrong-key-2"}, 401, b"wrong-key-2"),
-                 ({"Authorization": f"Bearer {KEYS[0]}"}, 200, KEYS[0].encode()),  # first: no early stop
-                 ({"X-API-Key": KEYS[2]}, 200, KEYS[2].encode())]
-        for headers, status, presented in cases:
-            calls.clear()
-            assert detect_raw(secured, headers=headers).status_code == status
-            # Every configured key was compared, with compare_digest, to what the client presented.
-            assert sorted(b for _, b in calls) == sorted(k.encode() for k in KEYS), calls
-            assert all(a == presented for a, _ in calls), calls
-        calls.clear()
-        assert detect_raw(secured).status_code == 401  # no key at all: nothing to compare
-        assert secured.get("/healthz").status_code == 200 and not calls  # open routes stay open
-
-
-def test_api_keys_are_never_logged(shipped_model: Path, tmp_path: Path) -> None:
-    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1", "WEEDSCAN_API_KEYS": ",".join(KEYS),
-                                            "WEEDSCAN_ACCESS_LOG": "true"},
-                        log_path=tmp_path / "server.log")
-    wrong = ["wrong-key-zulu-9999", "another-wrong-yankee-8888"]
-    try:
-        http = server.http
-        assert detect_raw(http, headers={"Authorization": f"Bearer {KEYS[1]}"}).status_code == 200
-        assert detect_raw(http, headers={"X-API-Key": KEYS[2]}).status_code == 200
-        assert detect_raw(http, headers={"Authorization": f"Bearer {wrong[0]}"}).status_code == 401
-        assert detect_raw(http, headers={"X-API-Key": wrong[1]}).status_code == 401
-        assert http.get("/v1/models", headers={"X-API-Key": KEYS[0]}).status_code == 200
-        assert detect_raw(http).status_code == 401
-    finally:
-        log = server.stop()
-    assert "POST /v1/detect" in log  # the access log is on (off by default), so it had a chance to leak
-    for secret in KEYS + wrong:
-        assert secret not in log, f"{secret} appears in the server log"
-        assert base64.b64encode(secret.encode()).decode() not in log
 
 
 # --- uploads: not on disk, not in the log --------------------------------------------------------

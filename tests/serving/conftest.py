@@ -6,8 +6,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,12 @@ from serving.api.app import create_app
 from serving.config import Settings
 
 
-def wait_ready(get, timeout: float = 60.0) -> None:  # noqa: ANN001 - a client's .get
+class ServerExited(RuntimeError):
+    """The server process ended before it became ready."""
+
+
+def wait_ready(get: Callable[[str], Any], timeout: float = 60.0, alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll GET /readyz (`get`: a client's .get) until it answers 200; `alive` False: give up now."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -25,7 +31,9 @@ def wait_ready(get, timeout: float = 60.0) -> None:  # noqa: ANN001 - a client's
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        if not alive():
+            raise ServerExited("the server exited before it became ready")
+        time.sleep(0.05)
     raise TimeoutError("the service did not become ready")
 
 
@@ -47,6 +55,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# `weedscan serve` as the serving-only install runs it: the root CLI, which imports no training code.
+SERVE = [sys.executable, "-m", "weedscan_cli", "serve"]
+PORT_ATTEMPTS = 3
+
+
 class LiveServer:
     """A real `weedscan serve` process on loopback. Its output goes to a file, not a pipe: a pipe
     nobody reads fills up after a few hundred access-log lines and blocks the server."""
@@ -55,26 +68,34 @@ class LiveServer:
                  log_path: Path | None = None, args: list[str] | None = None) -> None:
         """`model` None: the server's own choice (the models folder's active model); `args`:
         more `weedscan serve` options (`--models-dir DIR`, `--workers N`)."""
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="weedscan-server-", suffix=".log")
             os.close(handle)
             log_path = Path(name)
         self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        full_env = {**os.environ, "WEEDSCAN_THREADS": "2", **(env or {})}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "training.cli", "serve",
-             *(["--model", str(model)] if model is not None else []), *(args or []),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
+        command = [*SERVE, *(["--model", str(model)] if model is not None else []), *(args or [])]
+        env = {**os.environ, "WEEDSCAN_THREADS": "2", **(env or {})}
+        # A free port can be taken by another test process between asking and binding: try again.
+        for attempt in range(PORT_ATTEMPTS):
+            self._start(command, env)
+            try:
+                wait_ready(self.http.get, timeout=120, alive=lambda: self.process.poll() is None)
+                return
+            except ServerExited:
+                log = self.stop()
+                if "address already in use" not in log.lower() or attempt == PORT_ATTEMPTS - 1:
+                    raise ServerExited(f"the server exited before it became ready:\n{log[-4000:]}") from None
+            except TimeoutError:
+                self.stop()
+                raise
+
+    def _start(self, command: list[str], env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(self.port)],
+                                        env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
         self.http = httpx.Client(base_url=self.url, timeout=60)
-        try:
-            wait_ready(self.http.get, timeout=120)
-        except TimeoutError:
-            self.stop()
-            raise
 
     def log(self) -> str:
         self._log.flush()
@@ -99,3 +120,11 @@ def live_server(shipped_model: Path) -> Iterator[LiveServer]:
     server = LiveServer(shipped_model)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module", params=["in-process", "live-server"])
+def http(request: pytest.FixtureRequest) -> TestClient | httpx.Client:
+    """The same checks twice: in process (TestClient) and through a real server over HTTP."""
+    if request.param == "in-process":
+        return request.getfixturevalue("client")
+    return request.getfixturevalue("live_server").http

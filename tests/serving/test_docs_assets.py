@@ -9,8 +9,6 @@ import re
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.serving.conftest import LiveServer
-
 
 def check_docs(http: TestClient | httpx.Client) -> None:
     page = http.get("/docs")
@@ -27,9 +25,5 @@ def check_docs(http: TestClient | httpx.Client) -> None:
     assert http.get("/redoc").status_code == 404  # ReDoc comes from a CDN only: off
 
 
-def test_docs_in_process(client: TestClient) -> None:
-    check_docs(client)
-
-
-def test_docs_over_http(live_server: LiveServer) -> None:
-    check_docs(live_server.http)
+def test_docs_are_served_from_this_server_under_a_strict_policy(http: TestClient | httpx.Client) -> None:
+    check_docs(http)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from serving.options import DetectParams, OptionError, class_ids, parse_params, to_query
 
 
-def test_the_api_query_and_the_cli_validate_the_same_options() -> None:
-    from serving.api.params import DetectParams as ApiParams
+def test_every_detect_option_is_a_cli_option_and_an_api_query_parameter(shipped_model: Path) -> None:
+    import typer
 
-    assert ApiParams.model_json_schema()["properties"] == DetectParams.model_json_schema()["properties"]
+    import weedscan_cli
+    from serving.api.app import create_app
+    from serving.config import Settings
+
+    options = set(DetectParams.model_fields)
+    cli = {param.name for param in typer.main.get_command(weedscan_cli.app).commands["detect"].params}
+    assert options <= cli, options - cli
+    spec = create_app(Settings(model=shipped_model)).openapi()
+    for route in ("/v1/detect", "/v1/detect/batch", "/v1/annotate"):
+        query = {p["name"] for p in spec["paths"][route]["post"]["parameters"] if p["in"] == "query"}
+        assert options <= query, (route, options - query)
 
 
 def test_bad_values_name_their_option() -> None:

@@ -11,7 +11,6 @@ import httpx
 from fastapi.testclient import TestClient
 
 from tests import images
-from tests.serving.conftest import LiveServer
 
 JPEG = images.encode(images.field_like(640, 480), ".jpg")
 RAW = {"Content-Type": "image/jpeg"}
@@ -52,17 +51,12 @@ def check_repeated_classes(http: TestClient | httpx.Client) -> None:
         assert response.status_code == 422 and response.json()["error"]["message"].startswith("classes:")
 
 
-def test_unknown_parameters_are_refused_by_name(client: TestClient) -> None:
-    check_unknown_parameters(client)
+def test_unknown_parameters_are_refused_by_name(http: TestClient | httpx.Client) -> None:
+    check_unknown_parameters(http)
 
 
-def test_repeated_classes_combine(client: TestClient) -> None:
-    check_repeated_classes(client)
-
-
-def test_query_over_http(live_server: LiveServer) -> None:
-    check_unknown_parameters(live_server.http)
-    check_repeated_classes(live_server.http)
+def test_repeated_classes_combine(http: TestClient | httpx.Client) -> None:
+    check_repeated_classes(http)
 
 
 def test_openapi_lists_the_query_model(client: TestClient) -> None:
