@@ -8,6 +8,12 @@
   HTTP end to end, 8 concurrent clients   (throughput)
 
     .venv/bin/python benchmarks/bench_serving.py [--model models/weedscan.onnx] [--rounds 5]
+        [--base REV [--http-only]]
+
+With --base REV, an earlier commit's server (from a git worktree of REV under /tmp) is one more
+path, interleaved with this checkout's: "HTTP, REV" beside "HTTP end to end, 1 client", and the
+per-image latency ratio of the two is reported (a no-regression check: this / REV <= 1.03).
+--http-only leaves out the in-process, Ultralytics and empty-app paths (the floor stays).
 
 Two regimes for the single-image paths:
   back to back  a robot streaming frames as fast as it can: each path takes a few images in a row
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import subprocess
 import sys
 import time
@@ -134,6 +141,48 @@ class EmptyAppPath:
         self.process.wait(timeout=30)
 
 
+def base_tree(rev: str) -> Path:
+    """A git worktree of `rev` under /tmp (made once, kept for the next run)."""
+    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    tree = Path(f"/tmp/wt-{short}")
+    if not (tree / "serving").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), short], cwd=REPO, check=True)
+    return tree
+
+
+class BaseServer:
+    """`weedscan serve` of an earlier commit's tree, on the same model, loopback."""
+
+    def __init__(self, tree: Path, model: Path, threads: int) -> None:
+        from tests.serving.conftest import free_port
+
+        self.port = free_port()
+        module = "weedscan_cli" if (tree / "weedscan_cli").is_dir() else "training.cli"
+        env = {**os.environ, "WEEDSCAN_THREADS": str(threads), "WEEDSCAN_MAX_INFLIGHT": "64",
+               "PYTHONPATH": str(tree)}
+        self.process = subprocess.Popen([sys.executable, "-m", module, "serve", "--model",
+                                         str(model.resolve()), "--port", str(self.port)], cwd=tree,
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                connection.request("GET", "/readyz")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise SystemExit(f"the server of {tree} did not become ready")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
 class HttpPath:
     """One keep-alive connection with the stdlib client (lean, as a robot's would be); keeps the
     server's own timing of each answer."""
@@ -201,7 +250,9 @@ def table(times: dict[str, list[float]]) -> list[str]:
              "http1": ("HTTP end to end, 1 client", "stdlib keep-alive client on loopback"),
              "ultralytics": ("Ultralytics `YOLO(onnx).predict`", "decode + predict"),
              "empty": ("HTTP floor: empty ASGI app", "uvicorn + httptools reading the same body, "
-                       "answering 11 bytes (`benchmarks/peers/empty_app.py`)")}
+                       "answering 11 bytes (`benchmarks/peers/empty_app.py`)"),
+             "http1_base": ("HTTP end to end, 1 client, base commit", "the same client, the "
+                            "earlier commit's server (--base)")}
     floor = np.asarray(times["bare"])
     lines = ["| path | median ms | p95 ms | vs floor | vs floor per image | note |",
              "|---|---|---|---|---|---|"]
@@ -212,6 +263,15 @@ def table(times: dict[str, list[float]]) -> list[str]:
         lines.append(f"| {names[key][0]} | {s['median']:.1f} | {s['p95']:.1f} | {ratio:.2f}x | "
                      f"{paired:.2f}x | {names[key][1]} |")
     return lines
+
+
+def against_base(times: dict[str, list[float]], rev: str) -> str:
+    """This checkout's HTTP latency per image against the base commit's, measured moments apart."""
+    this, base = np.asarray(times["http1"]), np.asarray(times["http1_base"])
+    ratio = float(np.median(this / base))
+    return (f"This checkout vs `{rev}`, HTTP 1 client, per image (median of this / base): "
+            f"**{ratio:.3f}** (medians {np.median(this) * 1000:.1f} vs {np.median(base) * 1000:.1f} ms): "
+            f"no regression over 3 % {'met' if ratio <= 1.03 else 'NOT met'}.")
 
 
 def verdict(times: dict[str, list[float]], images: list[Image]) -> str:
@@ -246,6 +306,10 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=6, help="images in a row per path, back to back")
     parser.add_argument("--pause-ms", type=float, default=100.0, help="idle time before each step")
     parser.add_argument("--threads", type=int, default=cpu_count())
+    parser.add_argument("--base", help="an earlier commit whose server is measured beside this one")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the floor and the HTTP paths (with --base: a quicker check)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "serving.md")
     args = parser.parse_args()
 
     images = load_images(args.images)
@@ -257,14 +321,17 @@ def main() -> None:
     try:
         rss_before = rss_mb(pid)
         http1 = HttpPath(server.port)
-        paths: dict[str, Path_] = {"bare": bare_path(args.model, args.threads),
-                                   "detector": detector_path(args.model, args.threads),
-                                   "http1": http1}
-        ultralytics = ultralytics_path(args.model)
-        if ultralytics is not None:
-            paths["ultralytics"] = ultralytics
-        empty = EmptyAppPath()
-        paths["empty"] = empty
+        paths: dict[str, Path_] = {"bare": bare_path(args.model, args.threads), "http1": http1}
+        if args.base:
+            base_server = BaseServer(base_tree(args.base), args.model, args.threads)
+            paths["http1_base"] = HttpPath(base_server.port)
+        if not args.http_only:
+            paths["detector"] = detector_path(args.model, args.threads)
+            ultralytics = ultralytics_path(args.model)
+            if ultralytics is not None:
+                paths["ultralytics"] = ultralytics
+            empty = EmptyAppPath()
+            paths["empty"] = empty
         streaming = interleaved(paths, images, args.rounds, args.step, pause_s)
         timing = {key: float(np.median([t[key] for t in http1.server_timing[len(images):]]))
                   for key in ("decode", "inference", "total")}
@@ -277,6 +344,8 @@ def main() -> None:
         server.stop()
         if "empty" in locals():
             empty.stop()
+        if "base_server" in locals():
+            base_server.stop()
 
     s8 = stats_ms(http8)
     lines = [
@@ -287,11 +356,13 @@ def main() -> None:
         "inference threads. Latency includes decoding in every row.", "",
         f"**Back to back** (a robot streaming frames; {args.step} images in a row per path):", "",
         *table(streaming), "", verdict(streaming, images), "",
+        *([against_base(streaming, args.base), ""] if args.base else []),
         f"The server's own timing of these requests (median ms): decode {timing['decode']:.1f}, "
         f"inference {timing['inference']:.1f}, total {timing['total']:.1f}.", "",
         f"**10 fps** (a {args.pause_ms:.0f} ms pause before every call: threads asleep, as between "
         "a camera's frames):", "",
         *table(framed), "", verdict(framed, images), "",
+        *([against_base(framed, args.base), ""] if args.base else []),
         f"Server CPU per image at 10 fps: {cpu_per_image * 1000:.0f} ms (all its threads; "
         "WEEDSCAN_SPIN_BETWEEN_REQUESTS=true would add ONNX Runtime's ~50 ms of busy-waiting).", "",
         f"**8 concurrent clients**, back to back: {len(http8) / wall8:.1f} images/s, latency median "
@@ -299,7 +370,7 @@ def main() -> None:
         f"Server RSS: {rss_before:.0f} MB after warm-up, {rss_after:.0f} MB after "
         f"{len(http1.server_timing) + len(http8)} requests.", "",
     ]
-    save_result(RESULTS_DIR / "serving.md", "\n".join(lines))
+    save_result(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

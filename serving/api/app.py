@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.service = service
-    install_error_handlers(app)
+    install_error_handlers(app, service.admission.retry_after)
     app.include_router(system.router)
     app.include_router(detect.router)
     app.include_router(models.router)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import random
+import time
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +34,30 @@ def retry_after(base_s: int) -> str:
     return str(random.randint(base_s, RETRY_SPREAD * base_s))
 
 
+WARNING_EVERY_S = 10.0  # a warning that can come in floods: one line per period, with the count
+
+
+class ThrottledWarning:
+    """A warning a flood of clients can cause (refusals, clients that leave, garbage requests):
+    logged at most once per `every_s`, saying how many it stands for, so that an overload or
+    an attack cannot fill the log and take the CPU that answers need."""
+
+    def __init__(self, every_s: float = WARNING_EVERY_S) -> None:
+        self.every_s = every_s
+        self._logged_at = float("-inf")
+        self._since = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        self._since += 1
+        now = time.monotonic()
+        if now - self._logged_at < self.every_s:
+            return
+        if self._since > 1:
+            message += f" (and {self._since - 1} more such in the last {self.every_s:g} s)"
+        log.warning(message, *args)
+        self._logged_at, self._since = now, 0
+
+
 def error_body(code: str, message: str) -> bytes:
     """The contract's JSON error, compact: for the refusals written below the app (protocol, shedder)."""
     return ErrorAnswer.of(code, message).model_dump_json().encode()
@@ -52,12 +78,15 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, retry_after_for: Callable[[str | None], str]) -> None:
+    """`retry_after_for(client address)`: the Retry-After a 503 tells that client."""
+    client_left_warning = ThrottledWarning()
+
     @app.exception_handler(ClientError)
     async def client_error(request: Request, exc: ClientError) -> JSONResponse:
         headers = None
         if isinstance(exc, ServiceUnavailable):
-            headers = {"Retry-After": retry_after(request.app.state.service.retry_after_base())}
+            headers = {"Retry-After": retry_after_for(request.client.host if request.client else None)}
         elif exc.status == 401:  # RFC 9110: a 401 names the scheme it wants
             headers = {"WWW-Authenticate": 'Bearer realm="weedscan"'}
         if getattr(exc, "close_connection", False):  # refused mid-body: the rest is not read
@@ -66,7 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def client_left(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        log.warning("client closed the connection during %s %s", request.method, request.url.path)
+        client_left_warning("client closed the connection during %s %s", request.method,
+                            request.url.path)
         return error_response(CLIENT_CLOSED_REQUEST, "client_closed_request",
                               "the client closed the connection before the request was read")
 

@@ -102,6 +102,10 @@ class Metrics:
         self.rejected = Counter("weedscan_overload_rejections_total",
                                 "Requests refused with 503 because the server was full",
                                 registry=self.registry)
+        self.held = Counter("weedscan_overload_holds_total",
+                            "Requests held before their answer while the server was full: back "
+                            "before their Retry-After, or from an address over its refusal rate",
+                            registry=self.registry)
         # The model that answered each detect, batch or annotate request (?model= or the active one).
         self.model_requests = Counter("weedscan_model_requests_total",
                                       "Detect, batch and annotate requests by model and status",

@@ -8,7 +8,13 @@ headers of any size and number. This subclass adds, per connection:
   a silent connection is closed, a slow head gets 408;
 - a limit on the head's size and on its number of headers: 431;
 - a cap on open connections: over it, the longest-idle connection that never completed a request
-  is closed (else the longest idle one), or the newcomer gets 503 when none is idle.
+  is closed (else the longest idle one), else the upload that has sent least of its body gets
+  a 503, else the newcomer does. A request whose body is all in is never dropped for room;
+- a refusal written here (400, 408, 431, 503) is followed by a lingering close, as nginx does:
+  the server stops sending, then reads and drops what the client still sends for up to
+  LINGER_S before it closes, so that the client reads its answer instead of a reset;
+- the warnings a flood of clients can cause (garbage requests, refusals at the cap) are one
+  line per period, with their count.
 
 `weedscan serve` passes it to uvicorn as `http=`; its limits come from the WEEDSCAN_* settings.
 """
@@ -25,7 +31,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from serving.api.errors import error_body, retry_after
+from serving.api.errors import ThrottledWarning, error_body, retry_after
 from serving.api.headers import COMMON, PAGE_POLICY
 from serving.config import Settings
 
@@ -58,16 +64,11 @@ _REFUSAL_HEADERS = [b"content-type: application/json",
                     *(f"{name.lower()}: {value}".encode() for name, value in COMMON.items())]
 
 
-REFUSAL_LOG_EVERY_S = 10.0  # a flood of refused connections is one warning line per period
-_refusals = {"logged_at": float("-inf"), "since": 0}
-
-
-def _note_refusal(now: float, open_count: int) -> None:
-    _refusals["since"] += 1
-    if now - _refusals["logged_at"] >= REFUSAL_LOG_EVERY_S:
-        log.warning("refused %d connection(s) since the last such line: %d open, all busy "
-                    "(WEEDSCAN_MAX_CONNECTIONS)", _refusals["since"], open_count)
-        _refusals["logged_at"], _refusals["since"] = now, 0
+LINGER_S = 2.0  # after a refusal, what the client still sends is read and dropped this long
+LINGER_MAX_BYTES = 1 << 20  # ... up to this much (a frame or two)
+MAX_LINGERING = 128  # connections lingering at once (beyond: the oldest is closed); not counted in the cap
+_refusal_warning = ThrottledWarning()  # a connection refused at the cap
+_invalid_warning = ThrottledWarning()  # a request that is not HTTP
 
 
 class HeadRefused(Exception):
@@ -77,6 +78,7 @@ class HeadRefused(Exception):
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    lingering: dict[GuardedHttpToolsProtocol, None] = {}  # of this process, oldest first
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits_from_env()
@@ -101,22 +103,38 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._trailer_bytes = 0  # received while the parser was in a trailer, per chunk
         self._feeds = self._chunk_header_feed = 0  # data_received calls; the last chunk header's
         self._trailer_timer: asyncio.TimerHandle | None = None
+        self._message_complete = True  # the current request's body is all in (or no request)
+        self._lingering = False  # answered with a refusal: reading and dropping until closed
+        self._lingered = 0
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # --- connection -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._last_active = next(_ticks)
         self._arm_head_timer()
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) - len(self.lingering) > self.limits.max_connections:
             self._make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         self._cancel_drain_timer()
         self._cancel_trailer_timer()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        self.lingering.pop(self, None)
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        if self._lingering:  # the client has read its answer and closed its side
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # after a refusal: dropped unread
+            self._lingered += len(data)
+            if self._lingered > LINGER_MAX_BYTES:
+                self.transport.close()
+            return
         self._last_active = next(_ticks)
         self._head_reset = False
         self._feeds += 1
@@ -160,7 +178,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _invalid(self) -> None:
         msg = "Invalid HTTP request received."
-        self.logger.warning(msg)
+        _invalid_warning(msg)
         self.send_400_response(msg)
 
     def send_400_response(self, msg: str) -> None:
@@ -172,6 +190,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head, self._head_size, self._head_count = True, 0, 0
         self._body_received = self._hosts = 0
+        self._message_complete = False
         self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -225,6 +244,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._message_complete = True
         self._after_chunk_header, self._trailer_bytes = False, 0
         self._cancel_trailer_timer()
         super().on_message_complete()
@@ -310,38 +330,52 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _idle(self) -> bool:
-        return not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete)
+        return (not self.transport.is_closing() and not self._lingering
+                and (self.cycle is None or self.cycle.response_complete))
 
     def _uploading(self) -> bool:
         """Its request's head is in and its body still coming, unanswered."""
-        return (not self.transport.is_closing() and not self._in_head and self.cycle is not None
-                and not self.cycle.response_started)
+        return (not self.transport.is_closing() and not self._lingering and not self._in_head
+                and self.cycle is not None and not self.cycle.response_started
+                and not self._message_complete)
 
     def _make_room(self) -> None:
-        """Over the cap: close the connection idle longest (preferring those that never
-        completed a request), else the upload that has sent least of its body (a flood of
-        bodies that never come must not shut out new clients, a liveness probe included), or
-        refuse this new one when every other one has a request being answered."""
+        """Over the cap (lingering connections aside): close the connection idle longest (preferring those that never completed a request), else answer the upload that
+        has sent least of its body with a 503 (a flood of bodies that never come must not shut
+        out new clients, a liveness probe included), or refuse this new one when every other
+        one has a whole request in (being answered, or held by the load shedder)."""
         others = [c for c in self.connections
                   if c is not self and isinstance(c, GuardedHttpToolsProtocol)]
         idle = [c for c in others if c._idle()]
         if idle:
             victim = min(idle, key=lambda c: (c._completed > 0, c._last_active))
-        else:
-            uploading = [c for c in others if c._uploading()]
-            if not uploading:
-                _note_refusal(self.loop.time(), len(self.connections) - 1)
-                self._refuse(HeadRefused(503, "overloaded", "too many open connections"))
-                return
-            victim = min(uploading, key=lambda c: (c._body_received, c._last_active))
-        victim._cancel_head_timer()
-        victim.transport.close()
+            victim._cancel_head_timer()
+            victim.transport.close()
+            return
+        uploading = [c for c in others if c._uploading()]
+        if not uploading:
+            _refusal_warning("refused a connection: %d open, all with a request in "
+                             "(WEEDSCAN_MAX_CONNECTIONS)", len(self.connections) - 1)
+            self._refuse(HeadRefused(503, "overloaded", "too many open connections; retry after "
+                                     "the seconds in Retry-After"))
+            return
+        min(uploading, key=lambda c: (c._body_received, c._last_active))._evict()
+
+    def _evict(self) -> None:
+        """Answer this connection's unfinished upload with a 503 to make room: its request is
+        dropped (the app sees the client gone), the client reads why."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self._refuse(HeadRefused(503, "overloaded", "too many open connections: this upload, "
+                                 "the one that had sent least, made room; retry after the "
+                                 "seconds in Retry-After"))
 
     def _refuse(self, refusal: HeadRefused) -> None:
         """Answer with the contract's JSON error and close; the head is never handed on."""
         self._cancel_head_timer()
         self._cancel_trailer_timer()
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         if not self._in_head and self.cycle is not None and self.cycle.response_started:
             self.transport.close()  # this request has its answer (or part of it): just close
@@ -351,4 +385,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if refusal.status == 503:
             headers.append(b"retry-after: " + retry_after(self.limits.retry_after_s).encode())
         self.transport.write(STATUS_LINE[refusal.status] + b"\r\n".join(headers) + b"\r\n\r\n" + body)
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after the answer without a reset: stop sending (FIN once the answer is out),
+        read and drop what the client still sends, close when it closes or after LINGER_S.
+        Closing with its unread bytes in the socket would make the kernel send a reset, which
+        can destroy the answer before the client reads it."""
+        self._cancel_drain_timer()
+        self._unset_keepalive_if_required()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._lingering = True
+        self.lingering[self] = None
+        if len(self.lingering) > MAX_LINGERING:
+            oldest = next(iter(self.lingering))
+            del self.lingering[oldest]
+            oldest.transport.close()
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self._linger_timer = self.loop.call_later(LINGER_S, self.transport.close)

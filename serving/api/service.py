@@ -6,26 +6,31 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
+from starlette.requests import Request
 
+from serving.api.admission import Admission, BodyHold, Slot, Upload
 from serving.api.batcher import FrameBatcher
 from serving.api.bodies import BodyPace
-from serving.api.errors import RETRY_SPREAD
 from serving.api.metrics import Metrics
 from serving.config import Settings
 from serving.detector import DetectOptions, Detector
-from serving.errors import InvalidParameter, NotReady, Overloaded, ServiceUnavailable, TooManyTiles
+from serving.errors import InvalidParameter, NotReady, Overloaded, TooManyTiles
 from serving.green import GreenDetector
 from serving.imaging import check_pixels, decode_image, read_header, warm_up_decoding
 from serving.memory import return_memory
 from serving.model_card import ModelCard
-from serving.registry import ModelRegistry, ModelSlot, ModelUnavailable, model_load_error
+from serving.registry import (
+    ModelRegistry,
+    ModelSlot,
+    ModelUnavailable,
+    model_load_error,
+)
 from serving.result import DetectionResult
 from serving.vegetation import VegetationOptions
 
@@ -56,15 +61,12 @@ class InferenceService:
                                       pinned_since=settings.serve_started)
         self.ready = False
         self.load_error: str | None = None
-        self._inflight = 0
-        self._body_bytes = 0  # of request bodies held now (see hold_body)
-        self._client_body_bytes: dict[str, int] = {}  # the same per client address
+        self.admission = Admission(settings, metrics)
         self._big_pixels = 0  # decoded pixels of the big images in flight (see _pixel_budget)
         self._executor = _inference_executor()
         self._loader = _loader_executor()  # loads, checks and swaps models, one at a time
         self._refresh_queued = False
         self._closed = False
-        self._pressure = Pressure()
         self._batcher = FrameBatcher(lambda job: self._executor.submit(job), settings.max_pixels,
                                      settings.max_frame_batch)
 
@@ -184,47 +186,47 @@ class InferenceService:
 
     @property
     def inflight(self) -> int:
-        return self._inflight
+        return self.admission.inflight
 
     def saturated(self) -> bool:
         """Ready, and every inference slot taken: a new image would be refused."""
-        return self.ready and self._inflight >= self.settings.max_inflight
+        return self.ready and self.admission.full()
 
-    def note_shed(self) -> None:
+    def note_shed(self, client: str | None = None) -> None:
         """A request refused for load (here or by the shedder in front of the app)."""
-        self.metrics.rejected.inc()
-        self._pressure.refused()
+        self.admission.note_refused(client)
 
-    def retry_after_base(self) -> int:
-        """Retry-After's lower bound now: WEEDSCAN_RETRY_AFTER_S, times the refusals per answer
-        of the last seconds when that is more,
-        at most WEEDSCAN_RETRY_AFTER_MAX_S / RETRY_SPREAD: clients sent away are told to stay
-        away about as long as the queue of them needs to drain."""
-        base = self.settings.retry_after_s
-        ceiling = max(base, self.settings.retry_after_max_s // RETRY_SPREAD)
-        return int(min(ceiling, max(base, base * self._pressure.ratio())))
+    def retry_after_base(self, client: str | None = None) -> int:
+        """Retry-After's lower bound for `client` now (see Admission.retry_after_base)."""
+        return self.admission.retry_after_base(client)
 
-    def check_admission(self) -> None:
+    def check_admission(self, client: str | None = None) -> None:
         """Refuse (503) when not ready or full; takes no slot."""
         self.require_ready()
-        if self._inflight >= self.settings.max_inflight:
-            self.note_shed()
-            raise Overloaded(f"the server is busy ({self._inflight} images in flight); "
-                             "retry after the seconds in Retry-After")
+        self.admission.refuse_if_full(client)
 
     def hold_body(self, client: str | None = None) -> BodyHold:
         """Accounts for a request body's memory while the `with` block runs; `client` (its
         address) holds at most its share (WEEDSCAN_MAX_CLIENT_BODY_SHARE)."""
-        return BodyHold(self, client)
+        return self.admission.hold_body(client)
 
     def body_pace(self) -> BodyPace:
-        s = self.settings
-        return BodyPace(s.body_timeout_s, s.body_min_rate_bytes, s.body_max_s)
+        return self.admission.body_pace()
 
-    def admit(self) -> _Admission:
-        """A slot for `with`; refused like check_admission."""
-        self.check_admission()
-        return _Admission(self)
+    def admit(self, client: str | None = None) -> Slot:
+        """An inference slot for `with`; refused like check_admission."""
+        self.check_admission(client)
+        return self.admission.slot(client)
+
+    @asynccontextmanager
+    async def upload(self, request: Request) -> AsyncIterator[Upload]:
+        """One inference request's admission, for the routes: refused (503) before its body
+        when not ready or full; its body's memory held while the block runs (read it with
+        `image()` or `images()`), then `slot()` around the work."""
+        client = request.client.host if request.client else None
+        self.check_admission(client)
+        with self.admission.hold_body(client) as hold:
+            yield Upload(self.admission, hold, request)
 
     async def detect_bytes(self, data: bytes, options: DetectOptions,
                            green: VegetationOptions | None = None,
@@ -326,101 +328,3 @@ def _inference_executor() -> ThreadPoolExecutor:
 
 def _loader_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="weedscan-load")
-
-
-class _Admission:
-    """Counts an in-flight request for as long as the `with` block runs."""
-
-    def __init__(self, service: InferenceService) -> None:
-        self.service = service
-
-    def __enter__(self) -> _Admission:
-        self.service._inflight += 1
-        self.service.metrics.inflight.inc()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.service._inflight -= 1
-        self.service.metrics.inflight.dec()
-        self.service._pressure.served()
-
-
-class Pressure:
-    """Refusals and answers per whole second over the last WINDOW_S seconds (event-loop only)."""
-
-    WINDOW_S = 3
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._counts: deque[list[int]] = deque([[0, 0]], maxlen=self.WINDOW_S)  # [refused, served]
-
-    def _now(self) -> list[int]:
-        second = int(time.monotonic())
-        if second != self._second:
-            for _ in range(min(self.WINDOW_S, second - self._second)):
-                self._counts.append([0, 0])
-            self._second = second
-        return self._counts[-1]
-
-    def refused(self) -> None:
-        self._now()[0] += 1
-
-    def served(self) -> None:
-        self._now()[1] += 1
-
-    def ratio(self) -> float:
-        """Refusals per answer over the window (0 when nothing was refused)."""
-        self._now()
-        refused = sum(c[0] for c in self._counts)
-        return refused / max(1, sum(c[1] for c in self._counts))
-
-
-class BodyMemoryFull(ServiceUnavailable):
-    code = "overloaded"
-    close_connection = True  # the rest of the body is not read
-
-
-class BodyHold:
-    """Bytes of one request body, counted against WEEDSCAN_MAX_BODY_MEMORY_MB as they arrive
-    (a stalled upload holds only what it sent), and against its client's share of it, and given
-    back when the `with` block ends."""
-
-    def __init__(self, service: InferenceService, client: str | None = None) -> None:
-        self.service = service
-        self.client = client
-        self.taken = 0
-
-    def take(self, size: int) -> None:
-        service = self.service
-        limit = service.settings.max_body_memory_bytes
-        if service._body_bytes + size > limit:
-            service.note_shed()
-            raise BodyMemoryFull(f"the server holds {service._body_bytes} bytes of uploads, its "
-                                 f"limit is {limit}; retry after the seconds in Retry-After")
-        if self.client is not None:
-            held = service._client_body_bytes.get(self.client, 0)
-            share = service.settings.max_client_body_bytes
-            if held + size > share:
-                service.note_shed()
-                raise BodyMemoryFull(f"this client's uploads hold {held} bytes, its share of the "
-                                     f"server's upload memory is {share}; retry after the seconds "
-                                     "in Retry-After")
-            service._client_body_bytes[self.client] = held + size
-        service._body_bytes += size
-        self.taken += size
-        service.metrics.body_bytes.inc(size)
-
-    def __enter__(self) -> BodyHold:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        service = self.service
-        service._body_bytes -= self.taken
-        service.metrics.body_bytes.dec(self.taken)
-        if self.client is not None and self.taken:
-            left = service._client_body_bytes.get(self.client, 0) - self.taken
-            if left > 0:
-                service._client_body_bytes[self.client] = left
-            else:
-                service._client_body_bytes.pop(self.client, None)
-        self.taken = 0

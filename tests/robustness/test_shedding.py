@@ -13,7 +13,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from serving.api.app import create_app
-from serving.api.service import Pressure
+from serving.api.admission import Pressure
 from serving.config import Settings
 from tests import images
 from tests.robustness.rawhttp import metric, open_socket, poll, read_response, request_head, status_of
@@ -85,7 +85,7 @@ def test_retry_after_grows_with_the_refusals_per_answer(shipped_model: Path) -> 
     service = app.state.service
     assert service.retry_after_base() == 1  # no pressure: the configured base
     for _ in range(5):
-        service._pressure.served()
+        service.admission.note_served(None)
     for _ in range(40):
         service.note_shed()
     assert service.retry_after_base() == 8  # 40 refusals per 5 answers

@@ -11,14 +11,24 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from serving import annotate
-from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
-                            wire_json)
+from serving.answer import (
+    BatchAnswer,
+    BatchError,
+    BatchItem,
+    DetectAnswer,
+    ErrorAnswer,
+    wire_json,
+)
 from serving.api.auth import require_api_key
-from serving.api.bodies import BodyPace, read_batch_uploads, read_image_upload
 from serving.api.deps import ServiceDep
 from serving.api.metrics import note_model
-from serving.api.params import (AnnotateQueryDep, DetectQueryDep, DetectRouteQuery, RequestTags,
-                                RequestTagsDep)
+from serving.api.params import (
+    AnnotateQueryDep,
+    DetectQueryDep,
+    DetectRouteQuery,
+    RequestTags,
+    RequestTagsDep,
+)
 from serving.api.service import InferenceService
 from serving.config import size_text
 from serving.detector import Detector
@@ -65,10 +75,6 @@ async def _model(request: Request, service: InferenceService, query: DetectQuery
     return await service.detector_for(query.model)
 
 
-def _pace(service: InferenceService) -> BodyPace:
-    return service.body_pace()
-
-
 def _tags(tags: RequestTags, query: DetectRouteQuery) -> dict[str, Any]:
     """What the answer echoes for the client to match it to its frame: the receive time, and
     the frame id and request id when the request gave them."""
@@ -76,14 +82,9 @@ def _tags(tags: RequestTags, query: DetectRouteQuery) -> dict[str, Any]:
     return {"received_at": tags.received_at, **{k: v for k, v in given.items() if v is not None}}
 
 
-def _client(request: Request) -> str | None:
-    """The address whose share of the upload memory a body counts against."""
-    return request.client.host if request.client else None
-
-
 # The body is read before a request takes an inference slot, so a stalled or trickling upload
-# (408 when too slow) holds only its own connection; `check_admission` first refuses a full or
-# unready server without reading the body, and `hold_body` bounds the memory of bodies held.
+# (408 when too slow) holds only its own connection; `service.upload` first refuses a full or
+# unready server without reading the body, and bounds the memory of the bodies held.
 
 
 @router.post("/detect", response_model=DetectAnswer, responses=_ERRORS, openapi_extra=_IMAGE_BODY,
@@ -92,12 +93,10 @@ async def detect(tags: RequestTagsDep, request: Request, service: ServiceDep,
                  query: DetectQueryDep) -> Response:
     """The image as multipart field `image`, or as the raw body with an image Content-Type
     (`image/jpg` and `application/octet-stream` too, when the bytes are a supported image)."""
-    service.check_admission()
-    model = await _model(request, service, query)
-    with service.hold_body(_client(request)) as body:
-        data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
-                                       body.take)
-        with service.admit():
+    async with service.upload(request) as upload:
+        model = await _model(request, service, query)
+        data = await upload.image()
+        with upload.slot():
             result, _ = await service.detect_bytes(data, query.options, query.green, model)
     fix = read_gps(data)   # where the photo was taken, when its EXIF says (the page maps it)
     return _json(result.answer(query.lanes, vegetation_mask=query.vegetation_mask,
@@ -110,12 +109,10 @@ async def detect_batch(tags: RequestTagsDep, request: Request, service: ServiceD
                        query: DetectQueryDep) -> Response:
     """Each item names its file (`index`, `filename`); a broken file gives an error item."""
     results: list[BatchItem | BatchError] = []
-    service.check_admission()
-    model = await _model(request, service, query)
-    with service.hold_body(_client(request)) as body:
-        parts = await read_batch_uploads(request, service.settings.max_batch_bytes,
-                                         service.settings.max_batch_files, _pace(service), body.take)
-        with service.admit():
+    async with service.upload(request) as upload:
+        model = await _model(request, service, query)
+        parts = await upload.images()
+        with upload.slot():
             for index, part in enumerate(parts):
                 if index and await request.is_disconnected():  # nobody waits for the rest
                     raise ClientDisconnect()
@@ -139,12 +136,10 @@ async def detect_batch(tags: RequestTagsDep, request: Request, service: ServiceD
              response_class=Response, openapi_extra=_IMAGE_BODY,
              summary="The image with the detected boxes drawn on it")
 async def annotate_image(request: Request, service: ServiceDep, query: AnnotateQueryDep) -> Response:
-    service.check_admission()
-    model = await _model(request, service, query)
-    with service.hold_body(_client(request)) as body:
-        data = await read_image_upload(request, service.settings.max_upload_bytes, _pace(service),
-                                       body.take)
-        with service.admit():
+    async with service.upload(request) as upload:
+        model = await _model(request, service, query)
+        data = await upload.image()
+        with upload.slot():
             result, image = await service.detect_bytes(data, query.options, query.green, model)
             fmt = annotate.output_format(image, query.format)  # PNG when JPEG cannot hold it
             drawn = await asyncio.to_thread(lambda: annotate.encode(annotate.draw(image, result), fmt))
