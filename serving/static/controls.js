@@ -1,9 +1,9 @@
 /* What to look for: the confidence slider and the mode (the model or green-on-brown). */
 
 import { buildLegend } from "./models.js";
-import { applyThreshold } from "./photos.js";
+import { applyThreshold } from "./results.js";
 import { decimals, el, floor, roundTo, state } from "./state.js";
-import { updateTotals } from "./table.js";
+import { coverTitle, updateTotals } from "./table.js";
 import { analyseAgain } from "./uploads.js";
 
 export function setupSlider() {
@@ -25,10 +25,10 @@ export function setSlider(value) {
 
 const HELP = {
   model: {
-    conf: "Boxes below this confidence are hidden at once. When the slider rests, the server "
-      + "measures the weed cover of the boxes left (each photo is sent once more per setting).",
+    conf: "Boxes below this confidence are hidden at once, and the weed cover follows: each photo "
+      + "is sent once, and the page measures the rest from the server's answer.",
     cover: "share of the photo covered by weed plants (vegetation pixels inside weed boxes, "
-      + "not in crop boxes), as the server measures it.",
+      + "not in crop boxes), measured on the server's plant mask as the server does.",
   },
   green: {
     conf: "Not used in green-on-brown mode: every green plant region is kept.",
@@ -40,7 +40,7 @@ const HELP = {
 export function readSlider() {
   state.threshold = roundTo(Number(el.conf.value), decimals);
   el.confHelp.textContent = HELP[state.mode].conf;
-  el.coverHelp.replaceChildren(Object.assign(document.createElement("strong"), { textContent: "Weed cover" }),
+  el.coverHelp.replaceChildren(Object.assign(document.createElement("strong"), { textContent: coverTitle() }),
                                `: ${HELP[state.mode].cover}`);
   if (state.mode === "green") {
     el.confValue.textContent = "not used";

@@ -1,12 +1,15 @@
-/* Downloads: the summary table (CSV), the detections (JSON), a photo with its boxes (PNG). */
+/* Downloads: the summary table (CSV, the format of `weedscan batch`'s summary.csv), the
+ * geotagged photos (GeoJSON, as batch's detections.geojson), the detections (JSON), a photo with
+ * its boxes (PNG). */
 
 import { saveBlob } from "./api.js";
 import { drawBoxes } from "./boxes.js";
 import { decimals, el, roundTo, state } from "./state.js";
 
+// As serving/batch/outputs.py: CRLF line ends (RFC 4180), Python's csv quoting, and a text that a
+// spreadsheet would run as a formula gets a quote first (a number, a negative latitude, is none).
 function csvField(value) {
   let text = String(value);
-  // keep spreadsheets from running formulas (a number, such as a negative latitude, is no formula)
   if (typeof value !== "number" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
@@ -20,7 +23,8 @@ function summaryCsv() {
   const lines = [header.map(csvField).join(",")];
   for (const photo of state.photos) {
     if (photo.removed || (!photo.answer && photo.status !== "failed")) continue;
-    const place = photo.gps ? [roundTo(photo.gps.lat, 7), roundTo(photo.gps.lon, 7)] : ["", ""];
+    const fix = photo.answer && photo.answer.gps;
+    const place = fix ? [fix.lat, fix.lon] : ["", ""];
     if (!photo.answer) {
       lines.push([photo.name, ...state.classes.map(() => ""), "", "", "", state.mode, ...place,
                   photo.failedMessage || "failed"].map(csvField).join(","));
@@ -53,10 +57,30 @@ function detectionsJson() {
       counts: p.counts,
       weed_cover: Number.isFinite(p.cover) ? roundTo(p.cover, 6) : null,
       weed_box_cover: Number.isFinite(p.boxCover) ? roundTo(p.boxCover, 6) : null,
-      gps: p.gps,
+      gps: p.answer.gps || null,
       detections: p.dets.slice(0, p.visible),
     } : { file: p.name, error: p.failedMessage })),
   };
+}
+
+// RFC 7946: a Point ([lon, lat], WGS 84) per analysed photo with a GPS fix, its properties those
+// of batch's detections.geojson (the file, a count per class, both covers) at the slider's
+// threshold, plus the threshold, the mode and the upload session.
+function geojson() {
+  const features = state.photos.filter((p) => !p.removed && p.answer && p.answer.gps).map((p) => ({
+    type: "Feature",
+    geometry: { type: "Point", coordinates: [roundTo(p.answer.gps.lon, 7), roundTo(p.answer.gps.lat, 7)] },
+    properties: {
+      file: p.name,
+      ...Object.fromEntries(state.classes.map((name) => [name, p.counts[name] || 0])),
+      weed_cover: Number.isFinite(p.cover) ? roundTo(p.cover, 6) : null,
+      weed_box_cover: Number.isFinite(p.boxCover) ? roundTo(p.boxCover, 6) : null,
+      conf: state.mode === "green" ? null : Number(state.threshold.toFixed(decimals)),
+      mode: state.mode,
+      session: p.session.id,
+    },
+  }));
+  return { type: "FeatureCollection", features };
 }
 
 function stamp() {
@@ -65,6 +89,11 @@ function stamp() {
 
 el.csv.addEventListener("click", () => {
   saveBlob(new Blob([summaryCsv()], { type: "text/csv" }), `weedscan-summary-${stamp()}.csv`);
+});
+
+el.geojson.addEventListener("click", () => {
+  const text = JSON.stringify(geojson(), null, 1);
+  saveBlob(new Blob([text], { type: "application/geo+json" }), `weedscan-photos-${stamp()}.geojson`);
 });
 
 el.json.addEventListener("click", () => {

@@ -1,13 +1,12 @@
-/* A photo on the page: its card, its status, its answer and the boxes shown at the threshold. */
+/* A photo on the page: adding it (checks before sending), its card and its status, and the
+ * message when it failed. Each time photos are added they form an upload session (a field walk). */
 
-import { drawSvgBoxes, hoverLabels } from "./boxes.js";
-import { coversFor, scheduleCovers, setCovers } from "./cover.js";
+import { hoverLabels } from "./boxes.js";
 import { downloadPng } from "./downloads.js";
-import { readGps, showGps } from "./gps.js";
-import { showMaskOn } from "./mask.js";
-import { el, state, threshold } from "./state.js";
-import { buildRow, showCounts, updateTotals } from "./table.js";
-import { postPhoto, pump, updateProgress } from "./uploads.js";
+import { checkImage } from "./results.js";
+import { el, state } from "./state.js";
+import { buildRow } from "./table.js";
+import { pump, updateProgress } from "./uploads.js";
 import { openViewer } from "./viewer.js";
 
 export function resetPhoto(photo) {
@@ -19,12 +18,13 @@ export function resetPhoto(photo) {
   photo.counts = {};
   photo.cover = undefined;
   photo.boxCover = undefined;
-  photo.coverMemo = new Map();
-  photo.coverQueued = new Set();
+  photo.mask = null;
+  photo.judgement = null;
   photo.countsShownFor = undefined;
   photo.svg.replaceChildren();
   photo.countsText.textContent = "";
   photo.modelText.hidden = true;
+  photo.warningText.hidden = true;
   photo.errorText.textContent = "";
   photo.card.classList.remove("has-error");
   photo.openButton.disabled = true;
@@ -48,12 +48,14 @@ function precheck(file) {
 export function addFiles(files) {
   const list = Array.from(files || []);
   if (!list.length) return;
+  const session = { id: state.sessions.length + 1, started: new Date() };
+  state.sessions.push(session);
   for (const file of list) {
     const photo = {
-      id: state.nextId++, file, name: file.name || "photo", status: "queued",
+      id: state.nextId++, file, name: file.name || "photo", status: "queued", session,
       url: null, answer: null, dets: [], boxes: [], visible: -1, counts: {}, cover: undefined,
-      boxCover: undefined, coverMemo: new Map(), coverQueued: new Set(), imageReady: false, imageFailed: false,
-      serverCopyTried: false, removed: false, generation: 0, gps: null, mask: null,
+      boxCover: undefined, imageReady: false, imageFailed: false, judgement: null,
+      serverCopyTried: false, removed: false, generation: 0, mask: null,
     };
     state.photos.push(photo);
     buildCard(photo);
@@ -65,7 +67,6 @@ export function addFiles(files) {
     }
     photo.url = URL.createObjectURL(file);
     photo.img.src = photo.url;
-    readGps(file).then((fix) => showGps(photo, fix));
     state.queue.push(photo);
     setPhotoStatus(photo, "queued");
   }
@@ -88,6 +89,7 @@ function buildCard(photo) {
   photo.pngButton = item.querySelector(".photo-png");
   photo.openButton = item.querySelector(".photo-open");
   photo.gpsText = item.querySelector(".photo-gps");
+  photo.warningText = item.querySelector(".photo-warning");
   photo.maskCanvas = item.querySelector("canvas.mask");
   photo.label = item.querySelector(".box-label");
   photo.figure = item.querySelector(".figure");
@@ -163,94 +165,3 @@ export function fail(photo, message, retryable, reason) {
   updateProgress();
 }
 
-export function succeed(photo, answer) {
-  photo.answer = answer;
-  photo.mode = state.mode;
-  photo.dets = (answer.detections || []).slice().sort((a, b) => b.confidence - a.confidence);
-  const { width, height } = answer.image;
-  photo.figure.style.aspectRatio = `${width} / ${height}`;
-  photo.boxes = drawSvgBoxes(photo.svg, photo, false);
-  photo.visible = photo.boxes.length;
-  photo.pngButton.disabled = false;
-  photo.openButton.disabled = false;
-  photo.img.alt = `Photo ${photo.name} with detected boxes`;
-  const by = answer.model || {};
-  photo.modelText.textContent = `Answered by ${by.name || "?"}${by.version ? ` ${by.version}` : ""}`;
-  photo.modelText.hidden = false;
-  setPhotoStatus(photo, "done");
-  applyThreshold(photo);
-  updateTotals();
-  updateProgress();
-  checkImage(photo);
-  if (state.showMask) showMaskOn(photo);
-}
-
-// One <g class="box"> per detection: a dark halo under a coloured line. The returned array is
-// in the order of photo.dets (strongest first); in the SVG the biggest boxes come first, so
-
-async function checkImage(photo) {
-  if (!photo.answer || photo.serverCopyTried) return;
-  const { width, height } = photo.answer.image;
-  const mismatch = photo.imageReady
-    && (photo.img.naturalWidth !== width || photo.img.naturalHeight !== height);
-  if (!photo.imageFailed && !mismatch) return;
-  photo.serverCopyTried = true;
-  try {
-    const response = await postPhoto(photo, "/v1/annotate?conf=1&format=png");
-    if (!response.ok || photo.removed) throw new Error(String(response.status));
-    const copy = URL.createObjectURL(await response.blob());
-    if (photo.url) URL.revokeObjectURL(photo.url);
-    photo.url = copy;
-    photo.img.src = copy;
-    photo.maskPromise = null;              // the mask is computed from what is shown
-    if (state.showMask) showMaskOn(photo);
-  } catch {
-    photo.card.classList.add("no-preview");
-    photo.pngButton.disabled = true;
-  }
-}
-
-function countAtLeast(dets, threshold) {
-  // dets sorted by confidence, highest first: binary search for the first one below.
-  let lo = 0;
-  let hi = dets.length;
-  const limit = threshold - 1e-9;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (dets[mid].confidence >= limit) lo = mid + 1; else hi = mid;
-  }
-  return lo;
-}
-
-export function applyThreshold(photo) {
-  const shown = countAtLeast(photo.dets, threshold());
-  if (shown !== photo.visible) {
-    const from = Math.min(shown, photo.visible);
-    const to = Math.max(shown, photo.visible);
-    for (let i = from; i < to; i += 1) photo.boxes[i].toggleAttribute("hidden", i >= shown);
-    photo.visible = shown;
-  } else if (photo.countsShownFor === shown) {
-    return;
-  }
-  const counts = Object.fromEntries(state.classes.map((name) => [name, 0]));
-  for (let i = 0; i < shown; i += 1) {
-    const name = photo.dets[i].class_name;
-    counts[name] = (counts[name] || 0) + 1;
-  }
-  photo.counts = counts;
-  setCovers(photo, coversFor(photo, shown));
-  if (photo.cover === undefined) scheduleCovers();
-  showCounts(photo);
-}
-
-// The weed cover is the server's figure (plant area: vegetation pixels inside weed boxes and
-// in no crop box, serving/result.py), never one of the page's own. The server measures it for
-// the boxes above the confidence it was asked for: the first answer (at the slider's floor)
-// gives it for all the boxes; for fewer boxes the page asks again once the slider rests
-// (sending the photo again: the API does not return the vegetation mask it would need) and
-// keeps each answer for that set of boxes.
-
-// The boxes shown at the slider's threshold (review mode starts from them).
-export function shownBoxes(photo) {
-  return photo.dets.slice(0, Math.max(0, photo.visible));
-}

@@ -5,7 +5,7 @@
 import { NAME_PATTERN, announce, call, countsText, datasetsChanged, failure, listDatasets, make, sendJson,
   slug } from "./api.js";
 import { createEditor } from "./editor.js";
-import { shownBoxes } from "./photos.js";
+import { shownBoxes } from "./results.js";
 
 const NEW = "__new__";
 const $ = (id) => document.getElementById(id);

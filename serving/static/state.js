@@ -1,4 +1,5 @@
-/* The page's shared state: its elements, the photos and their settings, small helpers. */
+/* The page's shared state: its elements, the photos and their settings, small helpers. Modules
+ * change `state` through their own functions (photos.js adds photos, controls.js the settings). */
 
 
 
@@ -26,6 +27,10 @@ export const el = {
   viewerFigure: $("viewer-figure"), viewerImg: $("viewer-img"), viewerSvg: $("viewer-svg"),
   viewerMask: $("viewer-mask"), viewerLabel: $("viewer-label"), viewerCounts: $("viewer-counts"),
   viewerGps: $("viewer-gps"), confHelp: $("conf-help"), coverHelp: $("cover-help"),
+  viewerStage: $("viewer-stage"), viewerPrev: $("viewer-prev"), viewerNext: $("viewer-next"),
+  viewerPosition: $("viewer-position"), viewerWarning: $("viewer-warning"),
+  zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), zoomReset: $("zoom-reset"), geojson: $("download-geojson"),
+  sessionsWrap: $("sessions-wrap"), sessionsHead: $("sessions-head"), sessionsBody: $("sessions-body"),
 };
 
 // ---- state -------------------------------------------------------------------------------
@@ -44,7 +49,7 @@ export const state = {
   sliderTouched: false,
   photos: [],          // in the order they were added
   queue: [],
-  coverQueue: [],      // asking the server for the weed cover at the slider's threshold
+  sessions: [],        // one per pick or drop of photos: {id, started}
   active: 0,
   nextId: 1,
   modelLoaded: null,   // GET /v1/models at start: uploads wait for it

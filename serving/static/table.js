@@ -1,17 +1,24 @@
-/* The summary table: a row per photo, a column per class, the totals. */
+/* The summary table: a row per photo, a column per class and the cover, the totals; the column
+ * titles follow the mode (green-on-brown counts plants and their cover, not weeds). */
 
 import { plural } from "./api.js";
 import { setPhotoStatus } from "./photos.js";
 import { el, formatCover, state } from "./state.js";
-import { fillViewerInfo, viewing } from "./viewer.js";
+import { renderSessions } from "./sessions.js";
+import { currentPhoto, fillViewerInfo } from "./viewer.js";
 
-function columnLabel(name) {
+export function columnLabel(name) {
   const label = { crop: "Crops", weed: "Weeds", plant: "Plants" }[name] || name;
   return label.charAt(0).toUpperCase() + label.slice(1);
 }
 
+/** "Weed cover", or "Plant cover" in green-on-brown mode. */
+export function coverTitle() {
+  return state.mode === "green" ? "Plant cover" : "Weed cover";
+}
+
 export function buildSummaryHead() {
-  const cells = ["Photo", ...state.classes.map(columnLabel), "Weed cover", "Status"];
+  const cells = ["Photo", ...state.classes.map(columnLabel), coverTitle(), "Status"];
   el.summaryHead.replaceChildren(...cells.map((text, i) => {
     const th = document.createElement("th");
     th.scope = "col";
@@ -70,15 +77,15 @@ export function showCounts(photo) {
     if (name === "plant") return plural(n, "plant", "plants");
     return `${n}\u00a0${name}`;
   });
-  parts.push(`weed\u00a0cover\u00a0${formatCover(photo.cover)}`);
+  parts.push(`${coverTitle().toLowerCase().replace(" ", "\u00a0")}\u00a0${formatCover(photo.cover)}`);
   photo.countsText.textContent = parts.join(" · ");
   for (const name of state.classes) {
     if (photo.cells[name]) photo.cells[name].textContent = String(photo.counts[name] || 0);
   }
   photo.cells.cover.textContent = formatCover(photo.cover);
   photo.cells.cover.dataset.state = photo.cover === undefined ? "pending" : "known";
-  photo.cells.cover.title = photo.cover === null ? "The server could not measure it" : "";
-  if (viewing === photo) fillViewerInfo(photo);
+  photo.cells.cover.title = photo.cover === null ? "The server sent no plant mask to measure it on" : "";
+  if (currentPhoto() === photo) fillViewerInfo(photo);
   photo.card.dataset.visible = String(photo.visible);
 }
 
@@ -86,6 +93,8 @@ export function updateTotals() {
   const done = state.photos.filter((p) => p.answer && !p.removed);
   el.csv.disabled = done.length === 0;
   el.json.disabled = done.length === 0;
+  el.geojson.disabled = !done.some((p) => p.answer.gps);
+  renderSessions();
   if (!done.length) {
     el.summaryFoot.hidden = true;
     return;
@@ -103,12 +112,17 @@ export function updateTotals() {
   }
   const cover = document.createElement("td");
   cover.className = "num";
-  const known = done.filter((p) => Number.isFinite(p.cover));
-  cover.textContent = known.length < done.length ? "…"
-    : `mean\u00a0${formatCover(known.reduce((sum, p) => sum + p.cover, 0) / known.length)}`;
+  cover.textContent = meanCoverText(done);
   cells.push(cover, document.createElement("td"));
   const row = document.createElement("tr");
   row.append(...cells);
   el.summaryFoot.replaceChildren(row);
   el.summaryFoot.hidden = false;
+}
+
+/** "mean 3.2 %" of the photos' covers ("–" when none could be measured). */
+export function meanCoverText(photos) {
+  const known = photos.filter((p) => Number.isFinite(p.cover));
+  if (!known.length) return formatCover(photos.length ? null : undefined);
+  return `mean\u00a0${formatCover(known.reduce((sum, p) => sum + p.cover, 0) / known.length)}`;
 }

@@ -1,26 +1,17 @@
-/* Sending the photos to /v1/detect: a few at a time, retries on 503, the progress line. */
+/* Sending the photos to /v1/detect: each photo once, at the slider's floor and with the plant
+ * mask (the slider then filters in the page, and cover.js measures the cover), a few at a time,
+ * retries on 503; and the progress line. */
 
 import { plural, readError } from "./api.js";
 import { askForKey, authHeaders, keyWaiter } from "./auth.js";
 import { readSlider } from "./controls.js";
-import { fetchCover } from "./cover.js";
-import { fail, resetPhoto, setPhotoStatus, succeed } from "./photos.js";
+import { fail, resetPhoto, setPhotoStatus } from "./photos.js";
+import { succeed } from "./results.js";
 import { BUSY_RETRIES, CONCURRENCY, el, floor, retryAfterSeconds, sleep, state } from "./state.js";
 import { buildSummaryHead } from "./table.js";
 
 export function pump() {
-  while (state.active < CONCURRENCY && (state.queue.length || state.coverQueue.length)) {
-    if (!state.queue.length) {          // photos first, then the weed covers they need
-      const job = state.coverQueue.shift();
-      state.active += 1;
-      fetchCover(job)
-        .catch(() => { job.photo.coverQueued.delete(job.shown); })
-        .finally(() => {
-          state.active -= 1;
-          pump();
-        });
-      continue;
-    }
+  while (state.active < CONCURRENCY && state.queue.length) {
     const photo = state.queue.shift();
     if (photo.removed) continue;
     state.active += 1;
@@ -42,7 +33,7 @@ export function postPhoto(photo, url) {
 }
 
 export function detectUrl(conf) {
-  const params = new URLSearchParams({ conf: String(conf) });
+  const params = new URLSearchParams({ conf: String(conf), vegetation_mask: "true" });
   if (state.mode === "green") params.set("mode", "green");
   else if (state.chosenModel) params.set("model", state.chosenModel);
   return `/v1/detect?${params}`;
@@ -123,7 +114,6 @@ export function analyseAgain() {
     resetPhoto(photo);
     if (!state.queue.includes(photo)) state.queue.push(photo);
   }
-  state.coverQueue = [];
   buildSummaryHead();
   readSlider();
   updateProgress(true);
