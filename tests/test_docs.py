@@ -89,3 +89,62 @@ def test_operations_guide_names_every_metric() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     missing = sorted(m for m in metrics if f"`{m}`" not in text)
     assert not missing, f"docs/operations.md does not document {missing}"
+
+
+def test_models_doc_says_what_the_shipped_card_says() -> None:
+    """docs/models.md's `card` block (what the model is, its data, its scores, the commands that
+    reproduce them) is exactly what the card renders to: a re-exported model without a rerun of
+    `python -m training.model_docs` fails here."""
+    from serving.model_card import ModelCard
+    from training.model_docs import MODELS_DOC, SHIPPED_CARD, generated_block, render_card
+
+    card = ModelCard.model_validate_json(SHIPPED_CARD.read_bytes())
+    assert generated_block(MODELS_DOC.read_text(), "card") == render_card(card)
+
+
+def test_models_doc_check_notices_a_changed_card() -> None:
+    from serving.model_card import ModelCard
+    from training.model_docs import MODELS_DOC, SHIPPED_CARD, generated_block, render_card
+
+    card = ModelCard.model_validate_json(SHIPPED_CARD.read_bytes())
+    changed = card.model_copy(deep=True)
+    first = next(iter(changed.metrics))
+    changed.metrics[first]["mAP50"] = changed.metrics[first]["mAP50"] - 0.05
+    assert generated_block(MODELS_DOC.read_text(), "card") != render_card(changed)
+    changed = card.model_copy(update={"input_size": (card.input_size or 0) + 32})
+    assert generated_block(MODELS_DOC.read_text(), "card") != render_card(changed)
+
+
+def test_models_doc_chain_follows_the_cards_lineage() -> None:
+    """The `chain` block lists the card's lineage, parent first, and one run per model of the
+    chain; where git holds the ancestors' commits (not in a shallow clone) it is exactly what their
+    cards render to."""
+    from serving.model_card import ModelCard
+    from training.model_docs import (MODELS_DOC, SHIPPED_CARD, ancestor_cards, generated_block,
+                                     render_chain)
+
+    card = ModelCard.model_validate_json(SHIPPED_CARD.read_bytes())
+    block = generated_block(MODELS_DOC.read_text(), "chain")
+    positions = [block.index(f"`{entry.sha256[:16]}…`") for entry in card.lineage]
+    assert positions == sorted(positions) and card.lineage
+    fine_tuned = [e for e in card.lineage if e.relation == "fine-tuned from"]
+    assert block.count(".venv/bin/weedscan train ") == len(fine_tuned) + 1
+    ancestors = ancestor_cards(card)
+    if len(ancestors) == len(fine_tuned):
+        assert block == render_chain(card, ancestors)
+
+
+def test_docs_commands_use_data_a_user_can_get() -> None:
+    """Commands in the docs read data sets by their card's name in the fetch cache, never a
+    folder of this project's machines."""
+    from training.model_docs import generated_block
+
+    cards = {p.stem for p in (ROOT / "datasets").glob("*.yaml")}
+    for doc in [README, *DOCS]:
+        text = doc.read_text()
+        if doc.name == "models.md":  # the lineage quotes the card's sources verbatim
+            text = text.replace(generated_block(text, "chain"), "")
+        assert "../shared" not in text and "/work/" not in text, doc.name
+        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            for name in re.findall(r"--data \$D/([\w-]+)", block):
+                assert name in cards, f"{doc.name}: --data $D/{name} has no card in datasets/"
