@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import RESULTS_DIR, provenance, save_result  # noqa: E402
+from serving.answer import wire_dict  # noqa: E402
 from serving.batch import outputs  # noqa: E402
 from serving.batch.local_runner import cpu_count  # noqa: E402
 from serving.batch.runner import run_batch  # noqa: E402
@@ -67,7 +68,7 @@ def time_http(files: list[Path]) -> float:
 
 
 def without_timing(out: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "timing_ms"}
+    return [{k: v for k, v in wire_dict(r).items() if k != "timing_ms"}
             for r in outputs.load_records(out / outputs.JSONL)]
 
 

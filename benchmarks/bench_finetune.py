@@ -79,7 +79,7 @@ def base_at_size(base: Path, size: int, folder: Path) -> Path:
 
 
 def scores(model: Path, yamls: list[Path], split: str) -> dict[str, dict]:
-    return evaluate(model, yamls, split)["datasets"]
+    return evaluate(model, yamls, split).card_metrics()
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def scores(model: Path, data_yamls: list[Path], borders: list[int]) -> list[str]
         yamls = [y for y in data_yamls if YoloDataset.from_yaml(y).splits.get(split)]
         if not yamls:
             continue
-        by_border = {b: evaluate(model, yamls, split, input_border=b)["datasets"] for b in borders}
+        by_border = {b: evaluate(model, yamls, split, input_border=b).card_metrics() for b in borders}
         for name in by_border[borders[0]]:
             cells = [f"{by_border[b][name]['mAP50']:.3f} / {by_border[b][name]['mAP50-95']:.3f}" for b in borders]
             gain = by_border[borders[-1]][name]["mAP50"] - by_border[borders[0]][name]["mAP50"]

@@ -75,7 +75,7 @@ def score(detector: Detector, frames: list, tile: str) -> float:
                                                     tile=tile)).detections
         stats.append(ImageStats(match(dets.boxes, dets.class_ids, gt_boxes, gt_cls), dets.scores,
                                 dets.class_ids, gt_cls, dets.boxes, gt_boxes, f"frame{i}"))
-    return summarize(stats, detector.class_names, detector.default_conf)["mAP50"]
+    return summarize(stats, detector.class_names, detector.default_conf).mAP50
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ def main() -> None:
     rows = []
     for name in ("sesame", "cwfid"):
         data = shared / name / "data.yaml"
-        ours = evaluate(args.model, [data])["datasets"][name]
+        ours = evaluate(args.model, [data]).card_metrics()[name]
         theirs = ultralytics_val(args.model, data, size)
         rows.append(f"| {name} | {ours['mAP50']:.4f} | {theirs['mAP50']:.4f} | "
                     f"{abs(ours['mAP50'] - theirs['mAP50']):.4f} | {ours['mAP50-95']:.4f} | "

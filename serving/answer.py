@@ -165,7 +165,7 @@ class BatchRecord(DetectAnswer, PathRef):
     its EXIF GPS fix. Timings only with --timing (they differ from run to run, and records of a
     resumed or Ray run must equal a local one's)."""
 
-    timing_ms: dict[str, float] | None = None
+    timing_ms: dict[str, float] | None = None  # type: ignore[assignment]  # optional here
 
 
 class BatchErrorRecord(ErrorAnswer, PathRef):

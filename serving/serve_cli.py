@@ -4,7 +4,7 @@ The command that starts the HTTP layer; it imports it only when it runs."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,7 +46,7 @@ def serve(
     from serving.model_card import load_card
     from serving.models_dir import default_active, model_files
 
-    overrides = {k: v for k, v in {"model": model, "models_dir": models_dir, "host": host,
+    overrides: dict[str, Any] = {k: v for k, v in {"model": model, "models_dir": models_dir, "host": host,
                                    "port": port, "workers": workers, "engine": engine,
                                    "precision": precision}.items() if v is not None}
     try:

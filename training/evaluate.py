@@ -13,8 +13,10 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from serving.answer import ModelRef
 from serving.detector import DetectOptions, Detector
 from serving.engines.choose import EngineRequest, PrecisionRequest
 from training.trainset import YoloDataset, labels_folder
@@ -22,6 +24,57 @@ from training.trainset import YoloDataset, labels_folder
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 TileMode = Literal["auto", "on", "off"]
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.7, 300  # Ultralytics' val settings
+
+
+class ClassScores(BaseModel):
+    """One class on one dataset: AP over all thresholds, P and R at the report's conf."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    instances: int
+    AP50: float = 0.0
+    AP50_95: float = Field(0.0, alias="AP50-95")
+    precision: float
+    recall: float
+
+
+class MaxF1(BaseModel):
+    conf: float | None = Field(description="confidence where the class-mean F1 peaks (None: no box)")
+    f1: float
+
+
+class DatasetScores(BaseModel):
+    """One dataset's scores (what a model card's `metrics` holds per dataset)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    images: int
+    instances: int
+    mAP50: float
+    mAP50_95: float = Field(alias="mAP50-95")
+    precision: float = Field(description="at `conf`, IoU 0.5")
+    recall: float = Field(description="at `conf`, IoU 0.5")
+    conf: float
+    max_f1: MaxF1
+    per_class: dict[str, ClassScores]
+
+    def card_entry(self) -> dict[str, Any]:
+        """As a model card's `metrics` holds it (the JSON report's keys)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class EvalReport(BaseModel):
+    """What `weedscan eval` writes: the model, how it was scored, the scores per dataset."""
+
+    model: ModelRef
+    split: str
+    conf: float = Field(description="the confidence precision and recall are taken at")
+    conf_source: Literal["given", "card", "max-f1"]
+    tile: TileMode = Field(description="how big photos were tiled, as the API's query")
+    datasets: dict[str, DatasetScores]
+
+    def card_metrics(self) -> dict[str, dict[str, Any]]:
+        return {name: scores.card_entry() for name, scores in self.datasets.items()}
 
 
 @dataclass
@@ -148,28 +201,27 @@ def max_f1_conf(stats: list[ImageStats], names: list[str]) -> float | None:
 
 
 def summarize(stats: list[ImageStats], names: list[str], conf: float,
-              plots_dir: Path | None = None) -> dict[str, Any]:
+              plots_dir: Path | None = None) -> DatasetScores:
     box = _det_metrics(stats, names, plots_dir).box
     precision, recall = _at_threshold(stats, conf, None)
     best_conf, best_f1 = max_f1_point(box)
-    report: dict[str, Any] = {
-        "images": len(stats), "instances": int(sum(len(s.target_cls) for s in stats)),
-        "mAP50": round(float(box.map50), 4), "mAP50-95": round(float(box.map), 4),
-        "precision": round(precision, 4), "recall": round(recall, 4), "conf": conf,
-        "max_f1": {"conf": None if np.isnan(best_conf) else round(best_conf, 3), "f1": round(best_f1, 4)},
-        "per_class": {},
-    }
     ap_index = list(box.ap_class_index)
+    per_class = {}
     for class_id, name in enumerate(names):
         p, r = _at_threshold(stats, conf, class_id)
-        entry = {"instances": int(sum((s.target_cls == class_id).sum() for s in stats)),
-                 "AP50": 0.0, "AP50-95": 0.0, "precision": round(p, 4), "recall": round(r, 4)}
+        scores = ClassScores(instances=int(sum((s.target_cls == class_id).sum() for s in stats)),
+                             precision=round(p, 4), recall=round(r, 4))
         if class_id in ap_index:
             i = ap_index.index(class_id)
-            entry["AP50"] = round(float(box.ap50[i]), 4)
-            entry["AP50-95"] = round(float(box.ap[i]), 4)
-        report["per_class"][name] = entry
-    return report
+            scores.AP50 = round(float(box.ap50[i]), 4)
+            scores.AP50_95 = round(float(box.ap[i]), 4)
+        per_class[name] = scores
+    return DatasetScores(
+        images=len(stats), instances=int(sum(len(s.target_cls) for s in stats)),
+        mAP50=round(float(box.map50), 4), mAP50_95=round(float(box.map), 4),
+        precision=round(precision, 4), recall=round(recall, 4), conf=conf,
+        max_f1=MaxF1(conf=None if np.isnan(best_conf) else round(best_conf, 3), f1=round(best_f1, 4)),
+        per_class=per_class)
 
 
 def confusion_matrix(stats: list[ImageStats], n_classes: int, conf: float) -> np.ndarray:
@@ -221,11 +273,11 @@ def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
              plots_dir: Path | None = None, threads: int | None = None,
              conf: float | Literal["max-f1"] | None = None,
              input_border: int | None = None, engine: EngineRequest = "auto",
-             precision: PrecisionRequest = "auto", tile: TileMode = "auto") -> dict[str, Any]:
-    """Scores per dataset, as a JSON-ready dict. Precision and recall are taken at `conf`: the
-    model card's default (None), a number, or "max-f1": the confidence of maximum F1 over the
-    images of all datasets together (report["conf"] says which was used). The boxes are found
-    as served: `tile` as the API's query, `auto` by default (report["tile"])."""
+             precision: PrecisionRequest = "auto", tile: TileMode = "auto") -> EvalReport:
+    """Scores per dataset. Precision and recall are taken at `conf`: the model card's default
+    (None), a number, or "max-f1": the confidence of maximum F1 over the images of all datasets
+    together (the report's conf_source says which was used). The boxes are found as served:
+    `tile` as the API's query, `auto` by default (the report's tile)."""
     from training.offline import import_ultralytics
 
     import_ultralytics()  # AP comes from Ultralytics: say so before scoring, not after
@@ -235,34 +287,34 @@ def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
     for yaml_path in data_yamls:
         dataset = YoloDataset.from_yaml(yaml_path)
         per_dataset[dataset.name] = collect(detector, dataset, split, tile)
-    source = "given"
+    source: Literal["given", "card", "max-f1"] = "given"
     if conf == "max-f1":
         pooled = [s for stats in per_dataset.values() for s in stats]
         chosen = max_f1_conf(pooled, detector.class_names) if pooled else None
         conf, source = (detector.default_conf, "card") if chosen is None else (chosen, "max-f1")
     elif conf is None:
         conf, source = detector.default_conf, "card"
-    report: dict[str, Any] = {"model": detector.model_info, "split": split, "conf": conf,
-                              "conf_source": source, "tile": tile, "datasets": {}}
+    datasets = {}
     for name, stats in per_dataset.items():
         ds_plots = plots_dir / name if plots_dir else None
-        report["datasets"][name] = summarize(stats, detector.class_names, conf, ds_plots)
+        datasets[name] = summarize(stats, detector.class_names, conf, ds_plots)
         if ds_plots is not None:
             confusion_plot(stats, detector.class_names, conf, ds_plots / "confusion_matrix.png")
-    return report
+    return EvalReport(model=ModelRef.model_validate(detector.model_info), split=split, conf=conf,
+                      conf_source=source, tile=tile, datasets=datasets)
 
 
-def format_table(report: dict[str, Any]) -> str:
+def format_table(report: EvalReport) -> str:
     lines = [f"{'dataset':<10} {'class':<6} {'inst':>5} {'mAP50':>6} {'mAP50-95':>8} {'P':>6} {'R':>6}"]
-    for name, res in report["datasets"].items():
-        lines.append(f"{name:<10} {'all':<6} {res['instances']:>5} {res['mAP50']:>6.3f} "
-                     f"{res['mAP50-95']:>8.3f} {res['precision']:>6.3f} {res['recall']:>6.3f}")
-        for cls, c in res["per_class"].items():
-            lines.append(f"{'':<10} {cls:<6} {c['instances']:>5} {c['AP50']:>6.3f} "
-                         f"{c['AP50-95']:>8.3f} {c['precision']:>6.3f} {c['recall']:>6.3f}")
+    for name, res in report.datasets.items():
+        lines.append(f"{name:<10} {'all':<6} {res.instances:>5} {res.mAP50:>6.3f} "
+                     f"{res.mAP50_95:>8.3f} {res.precision:>6.3f} {res.recall:>6.3f}")
+        for cls, c in res.per_class.items():
+            lines.append(f"{'':<10} {cls:<6} {c.instances:>5} {c.AP50:>6.3f} "
+                         f"{c.AP50_95:>8.3f} {c.precision:>6.3f} {c.recall:>6.3f}")
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], path: Path) -> None:
+def write_report(report: EvalReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    path.write_text(json.dumps(report.model_dump(mode="json", by_alias=True), indent=2))

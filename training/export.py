@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import csv
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -16,15 +15,22 @@ from typing import Any
 import cv2
 import numpy as np
 import yaml
+from pydantic import BaseModel
 
 from serving.detector import DetectOptions, Detector
-from serving.model_card import ModelCard, Thresholds, card_path_for, sha256_of, write_card
+from serving.model_card import (
+    ModelCard,
+    Thresholds,
+    card_path_for,
+    sha256_of,
+    write_card,
+)
 from serving.postprocess import END_TO_END, infer_layout
 from serving.preprocess import letterbox, to_blob
-from training.evaluate import box_iou, evaluate
+from training.evaluate import DatasetScores, box_iou, evaluate
 from training.lineage import lineage_of_run
 from training.offline import import_ultralytics
-from training.train import RUN_RECORD
+from training.train import RunRecord
 from training.trainset import YoloDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,14 +49,35 @@ class ExistingModelError(Exception):
     """The export would overwrite a model (and its card) that is already there."""
 
 
-def run_record_for(weights: Path) -> dict[str, Any]:
+class OnnxInputs(BaseModel):
+    """What the exported file itself says the detector needs (its Ultralytics metadata), and the
+    grey frame the served detector keeps around each image."""
+
+    classes: list[str]
+    input_size: int
+    layout: str  # raw or end2end (serving/postprocess.py)
+    stride: int = 32
+    input_border: int = 0
+
+
+class ParityReport(BaseModel):
+    """How the ONNX export agreed with the .pt model (the card's export_parity)."""
+
+    images: int
+    confident_boxes: int
+    matched: int
+    raw_output_max_relative_gap: float
+
+
+def run_record_for(weights: Path) -> RunRecord:
+    """The record of the run that made `weights` (RUN_DIR/weights/X.pt), with the epochs it
+    completed; an empty record when the weights come from elsewhere."""
     run_dir = weights.resolve().parent.parent
-    record_file = run_dir / RUN_RECORD
-    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    record = RunRecord.read(run_dir)
     results = run_dir / "results.csv"
     if results.is_file():
         with results.open() as handle:
-            record["epochs_completed"] = sum(1 for _ in csv.DictReader(handle))
+            record.epochs_completed = sum(1 for _ in csv.DictReader(handle))
     return record
 
 
@@ -110,7 +137,7 @@ def end_to_end_gap(reference: np.ndarray, ours: np.ndarray) -> float:
     return max(score_gap, box_gap)
 
 
-def check_parity(weights: Path, detector: Detector, images: list[Path]) -> dict[str, Any]:
+def check_parity(weights: Path, detector: Detector, images: list[Path]) -> ParityReport:
     """The raw outputs must agree within PARITY_MAX_RAW_GAP, and every confident .pt box must
     have an ONNX box of its class with IoU >= PARITY_MIN_IOU."""
     if not images:
@@ -139,8 +166,8 @@ def check_parity(weights: Path, detector: Detector, images: list[Path]) -> dict[
                               or np.abs(same - box).max(axis=1).min() <= PARITY_MAX_CORNER_SHIFT):
                 matched += 1
     gap = max(raw_output_gap(model, detector, cv2.imread(str(path))) for path in images[:2])
-    report = {"images": len(images), "confident_boxes": checked, "matched": matched,
-              "raw_output_max_relative_gap": round(gap, 6)}
+    report = ParityReport(images=len(images), confident_boxes=checked, matched=matched,
+                          raw_output_max_relative_gap=round(gap, 6))
     if not gap <= PARITY_MAX_RAW_GAP:
         raise ParityError(f"the ONNX model's raw output differs from the .pt model's by {gap:.3g} "
                           f"of its scale (allowed {PARITY_MAX_RAW_GAP})")
@@ -162,19 +189,18 @@ def _dataset_entry(yaml_path: str, split: str) -> dict[str, Any]:
     return entry
 
 
-def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[str, Any],
-               record: dict[str, Any], metrics: dict[str, Any], parity: dict[str, Any],
+def build_card(name: str, version: str, onnx_path: Path, inputs: OnnxInputs, record: RunRecord,
+               metrics: dict[str, DatasetScores], parity: ParityReport | None,
                compute: str | None, thresholds: Thresholds | None = None) -> ModelCard:
-    config = record.get("config", {})
-    data = config.get("data", [])
+    config = record.config
     training_data = []
-    for yaml_path in data:
+    for yaml_path in config.data if config else []:
         try:
             training_data.append(_dataset_entry(yaml_path, "train"))
         except Exception as exc:  # noqa: BLE001 - the card records what could not be read
             training_data.append({"name": Path(yaml_path).parent.name, "error": str(exc)})
     non_commercial = any("non-commercial" in str(d.get("licence", "")).lower() for d in training_data)
-    pretrained = record.get("pretrained") or {}
+    pretrained = record.pretrained or {}
     weights_terms = (f"; starting weights {pretrained['file']}: {pretrained['licence']}"
                      if pretrained.get("licence") else "")
     return ModelCard(**without_absolute_paths({
@@ -183,34 +209,33 @@ def build_card(name: str, version: str, onnx_path: Path, detector_inputs: dict[s
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "sha256": sha256_of(onnx_path),
         "task": "detect",
-        "classes": detector_inputs["classes"],
-        "input_size": detector_inputs["input_size"],
-        "input_border": detector_inputs.get("input_border", 0),
-        "output_layout": detector_inputs["layout"],
+        "classes": inputs.classes,
+        "input_size": inputs.input_size,
+        "input_border": inputs.input_border,
+        "output_layout": inputs.layout,
         "thresholds": thresholds or Thresholds(),
         "training_data": training_data,
         "training_recipe": {
-            "architecture": config.get("model"),
-            "pretrained_start": record.get("pretrained"),
-            "epochs_completed": record.get("epochs_completed"),
-            "image_size": config.get("imgsz"),
-            "time_budget_hours": config.get("time"),
-            "batch": config.get("batch"),
-            "seed": config.get("seed"),
-            "repeats": config.get("repeats"),
-            "augmentation": record.get("augmentation"),
-            "library_versions": record.get("versions"),
-            "compute": compute or record.get("machine"),
-            "wall_seconds": record.get("wall_seconds"),
+            "architecture": config.model if config else None,
+            "pretrained_start": record.pretrained,
+            "epochs_completed": record.epochs_completed,
+            "image_size": config.imgsz if config else None,
+            "time_budget_hours": config.time if config else None,
+            "batch": config.batch if config else None,
+            "seed": config.seed if config else None,
+            "repeats": config.repeats if config else None,
+            "augmentation": record.augmentation or None,
+            "library_versions": record.versions or None,
+            "compute": compute or (record.machine.model_dump() if record.machine else None),
+            "wall_seconds": record.wall_seconds,
         },
-        "metrics": metrics,
-        "export_parity": parity,
+        "metrics": {name: scores.card_entry() for name, scores in metrics.items()},
+        "export_parity": parity.model_dump() if parity else {},
         "licence": ("non-commercial research only (inherits the CWFID terms)" if non_commercial
                     else "see the training data licences") + weights_terms,
-        "lineage": [e.model_dump() for e in lineage_of_run(config.get("weights"), record.get("pretrained"))],
-        "intended_use": intended_use(detector_inputs["classes"], training_data),
-        "limitations": measured_limitations(training_data, metrics, pretrained,
-                                            detector_inputs["classes"]),
+        "lineage": [e.model_dump() for e in lineage_of_run(config.weights if config else None, record.pretrained)],
+        "intended_use": intended_use(inputs.classes, training_data),
+        "limitations": measured_limitations(training_data, metrics, pretrained, inputs.classes),
     }))
 
 
@@ -254,21 +279,20 @@ def without_absolute_paths(value: Any) -> Any:  # noqa: ANN401 - any JSON value
     return value
 
 
-def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str, Any],
+def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str, DatasetScores],
                          pretrained: dict[str, Any], classes: list[str]) -> list[str]:
     """Known limits from what this model was trained on and how it scored, not boilerplate."""
     sources = ", ".join(f"{d.get('name')} ({d.get('images', '?')} images)" for d in training_data)
     limits = [f"Trained only on {sources or 'unknown data'}; other crops, growth stages, soils "
               "and cameras are untested: check it on your own fields before relying on it."]
     for name, result in sorted(metrics.items()):
-        per_class = result.get("per_class", {})
-        weakest = min(per_class.items(), key=lambda kv: kv[1]["AP50"]) if per_class else None
-        line = (f"{name} val ({result['images']} images, {result['instances']} objects): "
-                f"mAP50 {result['mAP50']:.3f}; at conf {result['conf']} it finds "
-                f"{result['recall']:.0%} of the plants with {result['precision']:.0%} of its boxes right")
+        weakest = min(result.per_class.items(), key=lambda kv: kv[1].AP50) if result.per_class else None
+        line = (f"{name} val ({result.images} images, {result.instances} objects): "
+                f"mAP50 {result.mAP50:.3f}; at conf {result.conf} it finds "
+                f"{result.recall:.0%} of the plants with {result.precision:.0%} of its boxes right")
         if weakest:
-            line += f"; weakest class {weakest[0]} (AP50 {weakest[1]['AP50']:.3f})"
-        if result["images"] < 30:
+            line += f"; weakest class {weakest[0]} (AP50 {weakest[1].AP50:.3f})"
+        if result.images < 30:
             line += "; few val images, so this figure is uncertain"
         limits.append(line + ".")
     if any(d.get("name") == "cwfid" for d in training_data):
@@ -282,7 +306,7 @@ def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str,
     return limits
 
 
-def onnx_metadata(onnx_path: Path) -> dict[str, Any]:
+def onnx_metadata(onnx_path: Path) -> OnnxInputs:
     """Class names, input size and output layout, from the metadata Ultralytics writes."""
     import onnxruntime as ort
 
@@ -293,8 +317,8 @@ def onnx_metadata(onnx_path: Path) -> dict[str, Any]:
     input_size = int(session.get_inputs()[0].shape[2]) if isinstance(
         session.get_inputs()[0].shape[2], int) else int(ast.literal_eval(meta["imgsz"])[0])
     layout = infer_layout(session.get_outputs()[0].shape, len(classes))
-    return {"classes": classes, "input_size": input_size, "layout": layout,
-            "stride": int(meta.get("stride", 32))}
+    return OnnxInputs(classes=classes, input_size=input_size, layout=layout,
+                      stride=int(meta.get("stride", 32)))
 
 
 def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
@@ -314,9 +338,8 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
         raise ExistingModelError(f"{existing[0]} exists; choose another --name or --models-dir, "
                                  "or pass --force to replace it")
     record = run_record_for(weights)
-    config = record.get("config", {})
-    imgsz = imgsz or config.get("imgsz") or 640
-    data_yamls = data_yamls or [Path(p) for p in config.get("data", [])]
+    imgsz = imgsz or (record.config.imgsz if record.config else None) or 640
+    data_yamls = data_yamls or [Path(p) for p in (record.config.data if record.config else [])]
     version = version or dt.date.today().strftime("%Y.%m.%d")
 
     exported = export_onnx(weights, imgsz, nms_free)
@@ -330,21 +353,21 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
         # Half a stride of grey around the image, as Ultralytics' validator pads the val images
         # (rect batches, pad 0.5) that chose best.pt: without it the model sees the image's edge as
         # a cut and adds boxes for part-plants there (measured: benchmarks/results/input_border.md).
-        inputs["input_border"] = inputs["stride"] // 2 if input_border is None else input_border
+        inputs.input_border = inputs.stride // 2 if input_border is None else input_border
         # A first card so the serving detector can load the model for the checks below.
-        write_card(staged, build_card(name, version, staged, inputs, record, {}, {}, compute))
+        write_card(staged, build_card(name, version, staged, inputs, record, {}, None, compute))
         detector = Detector(staged, input_border=0)  # Ultralytics' predict fills the input
 
         sample = [p for y in data_yamls for p in YoloDataset.from_yaml(y).images(split)[:parity_images]]
         parity = check_parity(weights, detector, sample)
         thresholds = Thresholds()
-        metrics: dict[str, Any] = {}
+        metrics: dict[str, DatasetScores] = {}
         if data_yamls:
             # The default confidence is the one of maximum F1 on the val images, not a fixed 0.25.
             report = evaluate(staged, data_yamls, split, conf="max-f1")
-            metrics = report["datasets"]
-            if report["conf_source"] == "max-f1":
-                thresholds = Thresholds(conf=report["conf"], conf_source=(
+            metrics = report.datasets
+            if report.conf_source == "max-f1":
+                thresholds = Thresholds(conf=report.conf, conf_source=(
                     f"maximum F1 (class mean) over the {split} images of {', '.join(metrics)} together"))
         write_card(staged, build_card(name, version, staged, inputs, record, metrics, parity,
                                       compute, thresholds))

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import yaml
@@ -30,7 +30,15 @@ from pydantic import BaseModel, Field
 
 from serving.model_card import card_path_for, load_card
 from training.data.yolo import parse_label_line
-from training.trainset import CANONICAL_CLASSES, DatasetError, YoloDataset, labels_folder
+from training.trainset import (
+    CANONICAL_CLASSES,
+    DatasetError,
+    YoloDataset,
+    labels_folder,
+)
+
+if TYPE_CHECKING:
+    from training.evaluate import EvalReport
 
 # Where `weedscan data fetch` keeps the public sets; more folders come from this variable
 # (os.pathsep-separated), each holding NAME/data.yaml for the base card's training data.
@@ -391,11 +399,10 @@ def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path
     return data_yaml, gate_yamls
 
 
-def _score(report: dict[str, Any]) -> dict[str, DatasetScore]:
-    return {name: DatasetScore(images=r["images"], mAP50=r["mAP50"],
-                               weed_AP50=r["per_class"]["weed"]["AP50"],
-                               crop_AP50=r["per_class"]["crop"]["AP50"])
-            for name, r in report["datasets"].items()}
+def _score(report: EvalReport) -> dict[str, DatasetScore]:
+    return {name: DatasetScore(images=r.images, mAP50=r.mAP50, weed_AP50=r.per_class["weed"].AP50,
+                               crop_AP50=r.per_class["crop"].AP50)
+            for name, r in report.datasets.items()}
 
 
 def compare(base: Path, candidate: Path, gate_yamls: list[Path], replay: list[Path],

@@ -123,6 +123,6 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
                          "source_sha256": source.sha256}})
     write_card(out_path, card)
     if evaluate_on:  # scored at the source's default confidence, so the two cards compare
-        card = card.model_copy(update={"metrics": evaluate(out_path, data_yamls, evaluate_on)["datasets"]})
+        card = card.model_copy(update={"metrics": evaluate(out_path, data_yamls, evaluate_on).card_metrics()})
         write_card(out_path, card)
     return out_path

@@ -6,9 +6,11 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
 
 from training import augment
 from training.bf16 import cpu_has_native_bf16
@@ -41,6 +43,39 @@ class TrainConfig:
     plots: bool = True
     # Further Ultralytics train arguments (e.g. optimizer, lr0, nbs, freeze), as a recipe sets them.
     overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class MachineInfo(BaseModel):
+    platform: str
+    processor: str
+    device: str  # Ultralytics' device: cpu, 0, 0,1 ...
+
+
+class RunRecord(BaseModel):
+    """RUN_DIR/weedscan_train.json: how a run was made, what its model card says of it."""
+
+    model_config = ConfigDict(extra="allow")  # fields a newer weedscan adds are kept
+
+    config: TrainConfig | None = None  # None: weights with no record beside them
+    ultralytics_args: dict[str, Any] = {}  # Ultralytics' own train arguments, as passed
+    pretrained: dict[str, Any] | None = None  # the starting weights (training/pretrained.py)
+    augmentation: dict[str, Any] = {}
+    versions: dict[str, str] = {}  # library versions
+    machine: MachineInfo | None = None
+    started: str | None = None
+    finished: str | None = None
+    wall_seconds: float | None = None
+    epochs_completed: int | None = None  # counted from results.csv when the card is written
+
+    def write(self, run_dir: Path) -> None:
+        (run_dir / RUN_RECORD).write_text(json.dumps(self.model_dump(mode="json", exclude_unset=True),
+                                                     indent=2))
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        """The run's record; an empty one when the folder has none."""
+        record_file = run_dir / RUN_RECORD
+        return cls.model_validate_json(record_file.read_bytes()) if record_file.is_file() else cls()
 
 
 def run_dir_of(config: TrainConfig) -> Path:
@@ -128,28 +163,28 @@ def train(config: TrainConfig, prepare_data: Callable[[Path], Path] | None = Non
     bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
     trainer = make_trainer_class(bf16, config.threads)
     args = ultralytics_args(config, data_yaml)
-    record = {"config": asdict(config), "ultralytics_args": {k: v for k, v in args.items()
-                                                            if k != "augmentations"},
-              "pretrained": pretrained, "augmentation": augment.describe(), "versions": _library_versions(),
-              "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "device": config.device}, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2))
+    record = RunRecord(
+        config=config, ultralytics_args={k: v for k, v in args.items() if k != "augmentations"},
+        pretrained=pretrained, augmentation=augment.describe(), versions=_library_versions(),
+        machine=MachineInfo(platform=platform.platform(), processor=platform.processor(),
+                            device=config.device),
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    record.write(run_dir)
     start = time.time()
     model.train(trainer=trainer, **args)
-    record["wall_seconds"] = round(time.time() - start, 1)
-    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=2))
+    record.wall_seconds = round(time.time() - start, 1)
+    record.finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    record.write(run_dir)
     return run_dir / "weights" / "best.pt"
 
 
 def resumed_precision(last_pt: Path, bf16: bool | None, threads: int | None) -> tuple[bool, int | None]:
     """bf16 and threads for a resumed run: as given, else as the run was started, else the default."""
-    record_file = last_pt.parent.parent / RUN_RECORD
-    started = json.loads(record_file.read_text()).get("config", {}) if record_file.is_file() else {}
-    if bf16 is None:
-        bf16 = started.get("bf16")
-    if threads is None:
-        threads = started.get("threads")
+    started = RunRecord.read(last_pt.parent.parent).config
+    if bf16 is None and started is not None:
+        bf16 = started.bf16
+    if threads is None and started is not None:
+        threads = started.threads
     return (cpu_has_native_bf16() if bf16 is None else bool(bf16)), threads
 
 

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.netguard import guarded
+from tests.training.reports import eval_report
 
 
 def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> Path:
@@ -109,8 +110,8 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         assert thresholds["conf"] == 0.25 and tiny["max_f1"]["conf"] is None
     result = json.loads(report.read_text())["datasets"]["tiny"]
     assert result["images"] == 4 and result["instances"] == 12
-    assert (tmp_path / "plots" / "tiny" / "confusion_matrix.png").is_file()
-    assert list((tmp_path / "plots" / "tiny").glob("*PR_curve*.png"))
+    assert (tmp_path / "eval-plots" / "tiny" / "confusion_matrix.png").is_file()
+    assert list((tmp_path / "eval-plots" / "tiny").glob("*PR_curve*.png"))
 
     from serving.detector import DetectOptions, Detector
 
@@ -204,8 +205,8 @@ def test_eval_overwrites_an_earlier_report_only_with_force(tmp_path: Path, shipp
     from training.cli import app
 
     scored: list[Path] = []
-    monkeypatch.setattr(evaluate_module, "evaluate", lambda model, *a, **k: scored.append(model) or {
-        "datasets": {}, "conf": 0.3})
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda model, *a, **k: scored.append(model) or
+                        eval_report(conf=0.3))
     monkeypatch.chdir(tmp_path)
     data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
     runner = CliRunner()
@@ -232,7 +233,7 @@ def test_eval_writes_under_runs_by_default(tmp_path: Path, shipped_model: Path,
 
     plots: list[Path | None] = []
     monkeypatch.setattr(evaluate_module, "evaluate", lambda model, data, split, plots_dir, **k:
-                        plots.append(plots_dir) or {"datasets": {}, "conf": 0.3})
+                        plots.append(plots_dir) or eval_report(conf=0.3))
     monkeypatch.chdir(tmp_path)
     data_yaml = make_dataset(tmp_path / "tiny", train=1, val=1)
     before = set(tmp_path.iterdir())

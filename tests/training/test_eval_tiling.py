@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from serving.detector import DetectOptions, Detector
 from tests import images
-from training.evaluate import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, collect
+from tests.training.reports import eval_report
+from training.evaluate import EVAL_CONF, EVAL_IOU, EVAL_MAX_DET, EvalReport, collect
 from training.trainset import YoloDataset
 
 PHONE = (3264, 2448)  # a phone photo's pixels: the server tiles it under tile=auto
@@ -60,9 +61,9 @@ def test_eval_command_passes_tile(given: list[str], passed: str, tmp_path: Path,
 
     calls: list[dict[str, Any]] = []
 
-    def fake_evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def fake_evaluate(*args: Any, **kwargs: Any) -> EvalReport:
         calls.append(kwargs)
-        return {"datasets": {}}
+        return eval_report()
 
     monkeypatch.setattr(training.evaluate, "evaluate", fake_evaluate)
     report = tmp_path / "report.json"

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.training.reports import dataset_scores, eval_report
 from tests.training.test_chain import make_dataset
+from training.export import ParityReport
 
 
 def a_new_export(shipped_model: Path, folder: Path) -> Path:
@@ -74,22 +76,21 @@ def test_a_checked_export_replaces_the_model_and_its_card_together(
     export_module, exported, models, data_yaml = staged_export
     parity_borders: list[int] = []
 
-    def parity(weights: Path, detector, images: list[Path]) -> dict:  # noqa: ANN001
+    def parity(weights: Path, detector, images: list[Path]) -> ParityReport:  # noqa: ANN001
         parity_borders.append(detector.input_border)
-        return {"images": len(images)}
+        return ParityReport(images=len(images), confident_boxes=0, matched=0,
+                            raw_output_max_relative_gap=0.0)
 
     monkeypatch.setattr(export_module, "check_parity", parity)
-    metrics = {"tiny": {"images": 2, "instances": 6, "mAP50": 0.5, "precision": 0.5, "recall": 0.5,
-                        "conf": 0.3, "per_class": {}}}
-    monkeypatch.setattr(export_module, "evaluate", lambda *a, **k: {
-        "datasets": metrics, "conf_source": "max-f1", "conf": 0.3})
+    monkeypatch.setattr(export_module, "evaluate", lambda *a, **k: eval_report(
+        conf=0.3, conf_source="max-f1", tiny=dataset_scores(mAP50=0.5, conf=0.3)))
     with pytest.raises(export_module.ExistingModelError, match="--force"):
         export_module.export(exported.with_suffix(".pt"), "weedscan", [data_yaml], models)
     path = export_module.export(exported.with_suffix(".pt"), "weedscan", [data_yaml], models, force=True)
     assert path == models / "weedscan.onnx" and path.read_bytes() == exported.read_bytes()
     assert sorted(p.name for p in models.iterdir()) == ["weedscan.json", "weedscan.onnx"]
     card = json.loads((models / "weedscan.json").read_text())
-    assert card["sha256"] == sha256_of(path) and card["export_parity"] == {"images": 2}
+    assert card["sha256"] == sha256_of(path) and card["export_parity"]["images"] == 2
     assert card["thresholds"]["conf"] == 0.3 and card["metrics"]["tiny"]["mAP50"] == 0.5
     assert Detector(path).default_conf == 0.3
     # Served with half a stride of grey around each image; parity (against Ultralytics' predict,
@@ -102,14 +103,16 @@ def test_a_checked_export_replaces_the_model_and_its_card_together(
 
 def test_the_card_says_what_this_model_detects_and_names_no_absolute_path(tmp_path: Path,
                                                                           shipped_model: Path) -> None:
-    from training.export import REPO, build_card
+    from training.export import REPO, OnnxInputs, build_card
+    from training.train import RunRecord
 
-    record = {"config": {"data": [str(tmp_path / "nowhere" / "data.yaml")]},
-              "pretrained": {"file": "start.onnx", "licence": "AGPL-3.0",
-                             "description": f"YOLOv8n trained on {REPO}/runs/train/coco/data.yaml "
-                                            f"and {tmp_path}/elsewhere/extra.yaml"}}
-    inputs = {"classes": ["maize", "thistle", "dock"], "input_size": 96, "layout": "raw"}
-    card = build_card("mine", "1", shipped_model, inputs, record, {}, {}, None)
+    record = RunRecord.model_validate(
+        {"config": {"data": [str(tmp_path / "nowhere" / "data.yaml")]},
+         "pretrained": {"file": "start.onnx", "licence": "AGPL-3.0",
+                        "description": f"YOLOv8n trained on {REPO}/runs/train/coco/data.yaml "
+                                       f"and {tmp_path}/elsewhere/extra.yaml"}})
+    inputs = OnnxInputs(classes=["maize", "thistle", "dock"], input_size=96, layout="raw")
+    card = build_card("mine", "1", shipped_model, inputs, record, {}, None, None)
     assert "'maize', 'thistle' and 'dock'" in card.intended_use and "nowhere" in card.intended_use
     assert "weed" not in card.intended_use.lower()  # no class it lacks
     assert "The only classes are 'maize', 'thistle' and 'dock': it tells no species apart." in card.limitations
@@ -118,11 +121,12 @@ def test_the_card_says_what_this_model_detects_and_names_no_absolute_path(tmp_pa
     assert str(tmp_path) not in written and str(REPO) not in written, written
     assert "runs/train/coco/data.yaml" in written and "extra.yaml" in written
     assert "https://ultralytics.com" in build_card(  # URLs and prose stay as they are
-        "mine", "1", shipped_model, inputs, {"pretrained": {"description": "see https://ultralytics.com/x/y"}},
-        {}, {}, None).model_dump_json()
+        "mine", "1", shipped_model, inputs,
+        RunRecord(pretrained={"description": "see https://ultralytics.com/x/y"}), {}, None,
+        None).model_dump_json()
 
-    crop_weed = build_card("mine", "1", shipped_model, {**inputs, "classes": ["crop", "weed"]},
-                           record, {}, {}, None)
+    crop_weed = build_card("mine", "1", shipped_model, inputs.model_copy(update={"classes": ["crop", "weed"]}),
+                           record, {}, None, None)
     assert "'crop' and 'weed'" in crop_weed.intended_use and "weeding" in crop_weed.intended_use
 
 
@@ -190,6 +194,7 @@ def test_the_same_architecture_with_other_weights_fails_parity_on_values(
     from training.export import (ParityError, build_card, check_parity, export_onnx, onnx_metadata,
                                  raw_output_gap)
     from training.offline import import_ultralytics
+    from training.train import RunRecord
 
     monkeypatch.setenv("WEEDSCAN_CACHE", str(tmp_path / "cache"))
     import_ultralytics()
@@ -198,12 +203,12 @@ def test_the_same_architecture_with_other_weights_fails_parity_on_values(
     checkpoint = fresh_checkpoint(tmp_path / "good", architecture)
     onnx_path = export_onnx(checkpoint, 64, nms_free)
     inputs = onnx_metadata(onnx_path)
-    assert inputs["layout"] == ("end2end" if nms_free else "raw")
-    write_card(onnx_path, build_card("fresh", "1", onnx_path, inputs, {}, {}, {}, None))
+    assert inputs.layout == ("end2end" if nms_free else "raw")
+    write_card(onnx_path, build_card("fresh", "1", onnx_path, inputs, RunRecord(), {}, None, None))
     detector = Detector(onnx_path)
     data_yaml = make_dataset(tmp_path / "tiny", train=1, val=2, size=64)
     images = sorted((data_yaml.parent / "images" / "val").glob("*.jpg"))
-    assert check_parity(checkpoint, detector, images)["raw_output_max_relative_gap"] <= 1e-3
+    assert check_parity(checkpoint, detector, images).raw_output_max_relative_gap <= 1e-3
 
     weights = torch.load(checkpoint, weights_only=False)
     parameter = dict(weights["model"].named_parameters())[perturbed]

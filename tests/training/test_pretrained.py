@@ -233,12 +233,12 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
     assert attempts == [], f"network attempts: {attempts}"
     assert weights.is_file()
     from serving.model_card import sha256_of
-    from training.export import build_card, run_record_for
+    from training.export import OnnxInputs, build_card, run_record_for
 
     record = run_record_for(weights)
-    assert record["pretrained"]["sha256"] == sha256_of(start)
-    assert record["pretrained"]["format"] == "onnx" and record["pretrained"]["file"] == start.name
-    card = build_card("tiny", "1", start, {"classes": ["crop", "weed"], "input_size": 96,
-                                           "layout": "raw"}, record, {}, {}, None)
+    assert record.pretrained is not None and record.pretrained["sha256"] == sha256_of(start)
+    assert record.pretrained["format"] == "onnx" and record.pretrained["file"] == start.name
+    card = build_card("tiny", "1", start, OnnxInputs(classes=["crop", "weed"], input_size=96,
+                                                     layout="raw"), record, {}, None, None)
     assert card.training_recipe["pretrained_start"]["sha256"] == sha256_of(start)
     assert start.name in card.licence

@@ -60,8 +60,8 @@ def test_a_resumed_run_keeps_the_precision_and_threads_it_was_started_with(tmp_p
     last = tmp_path / "run" / "weights" / "last.pt"
     last.parent.mkdir(parents=True)
     assert resumed_precision(last, None, None) == (cpu_has_native_bf16(), None)  # no record
-    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"bf16": True, "threads": 1}}))
+    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"data": [], "bf16": True, "threads": 1}}))
     assert resumed_precision(last, None, None) == (True, 1)
     assert resumed_precision(last, False, 2) == (False, 2)  # what the command line says wins
-    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"bf16": None}}))
+    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"data": [], "bf16": None}}))
     assert resumed_precision(last, None, None) == (cpu_has_native_bf16(), None)
