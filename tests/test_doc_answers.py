@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # A bash block that posts to /v1/detect, then the json block of its answer.
-EXAMPLE = re.compile(r"```bash\n(?P<request>[^`]*?/v1/detect[^`]*?)```\s*```json\n(?P<answer>.*?)```", re.S)
+EXAMPLE = re.compile(r"```bash\n(?P<request>[^`]*?/v1/detect[^`]*?)```\s*```json\n(?P<answer>.*?)```", re.DOTALL)
 
 
 def examples() -> list[tuple[str, str, str]]:

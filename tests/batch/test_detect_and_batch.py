@@ -46,7 +46,7 @@ def test_save_dir_keeps_the_inputs_layout_through_links(tmp_path: Path) -> None:
         "a.jpg", "b.jpg", "linked/c.jpg"]
 
 
-def test_detect_takes_globs_as_batch_does(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_detect_takes_globs_as_batch_does(tmp_path: Path, monkeypatch) -> None:
     survey = tmp_path / "survey"
     (survey / "flight1").mkdir(parents=True)
     (survey / "flight2" / "deep").mkdir(parents=True)

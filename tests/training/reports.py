@@ -8,7 +8,7 @@ from serving.answer import ModelRef
 from training.evaluate import DatasetScores, EvalReport, MaxF1
 
 
-def dataset_scores(mAP50: float = 0.5, conf: float = 0.3, images: int = 2) -> DatasetScores:  # noqa: N803
+def dataset_scores(mAP50: float = 0.5, conf: float = 0.3, images: int = 2) -> DatasetScores:
     return DatasetScores(images=images, instances=6, mAP50=mAP50, mAP50_95=mAP50 / 2, precision=0.5,
                          recall=0.5, conf=conf, max_f1=MaxF1(conf=conf, f1=0.5), per_class={})
 
