@@ -62,11 +62,16 @@ def test_repeated_classes_combine(http: TestClient | httpx.Client) -> None:
 def test_openapi_lists_the_query_model(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     params = {p["name"]: p for p in spec["paths"]["/v1/detect"]["post"]["parameters"]}
-    assert set(params) == {"model", "conf", "iou", "classes", "max_det", "tile", "lanes", "mode",
-                           "veg_index", "veg_threshold", "min_area"}
+    options = {"model", "conf", "iou", "classes", "max_det", "tile", "lanes", "mode", "veg_index",
+               "veg_threshold", "min_area"}
+    # detect and batch: also the plant mask and the frame tags (the query's and the header)
+    assert set(params) == options | {"vegetation_mask", "frame_id", "X-Request-ID"}
+    assert params["X-Request-ID"]["in"] == "header"
     assert params["classes"]["schema"]["anyOf"][0]["type"] == "array"
+    batch = {p["name"] for p in spec["paths"]["/v1/detect/batch"]["post"]["parameters"]}
+    assert batch == set(params)
     annotate = {p["name"] for p in spec["paths"]["/v1/annotate"]["post"]["parameters"]}
-    assert annotate == set(params) | {"format"}
+    assert annotate == options | {"format"}
 
 
 def test_routes_take_dependencies_not_app_state() -> None:
