@@ -8,12 +8,13 @@ the plant mask) appear only when set. Every error body, whoever writes it, is an
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Annotated, Any, Self
 
 import numpy as np
-from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter,
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter,
                       WithJsonSchema, model_validator)
 
 from serving.mask_rle import decode_runs, encode_runs
@@ -61,7 +62,16 @@ def wire_time(moment: datetime) -> str:
 WireTime = Annotated[AwareDatetime, PlainSerializer(wire_time, return_type=str, when_used="json"),
                      WithJsonSchema({"type": "string", "format": "date-time",
                                      "example": "2026-12-06T17:12:16.123Z"}, mode="serialization")]
-FrameTag = Annotated[str, Field(pattern=FRAME_TAG_PATTERN)]
+def check_frame_tag(value: str) -> str:
+    if not re.fullmatch(FRAME_TAG_PATTERN, value):
+        raise ValueError(f"1 to {FRAME_TAG_MAX} visible ASCII characters, no spaces (got "
+                         f"{len(value)} characters)")
+    return value
+
+
+FrameTag = Annotated[str, AfterValidator(check_frame_tag),
+                     WithJsonSchema({"type": "string", "pattern": FRAME_TAG_PATTERN,
+                                     "minLength": 1, "maxLength": FRAME_TAG_MAX})]
 
 
 class VegetationMaskRuns(BaseModel):

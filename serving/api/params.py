@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Header, Query
 from pydantic import Field
 
-from serving.answer import FRAME_TAG_MAX, FRAME_TAG_PATTERN
+from serving.answer import FRAME_TAG_MAX, FrameTag
 from serving.api.deps import ServiceDep
 from serving.api.service import InferenceService
 from serving.detector import lookup_class_ids
@@ -37,8 +37,7 @@ class DetectRouteParams(ServerDetectParams):
     vegetation_mask: bool = Field(False, description=(
         "also send the plant mask the weed cover is measured on (run-length encoded), so a "
         "client can measure the cover at any confidence threshold itself"))
-    frame_id: str | None = Field(None, min_length=1, max_length=FRAME_TAG_MAX,
-                                 pattern=FRAME_TAG_PATTERN, description=(
+    frame_id: FrameTag | None = Field(None, description=(
         f"a tag echoed in the answer (a robot's frame number): visible ASCII, no spaces, at "
         f"most {FRAME_TAG_MAX} characters"))
 
@@ -88,9 +87,9 @@ async def detect_query(params: Annotated[DetectRouteParams, Query()],
                             params.vegetation_mask, params.frame_id)
 
 
-async def request_tags(request_id: Annotated[str | None, Header(
-        alias="X-Request-ID", max_length=FRAME_TAG_MAX, pattern=FRAME_TAG_PATTERN,
-        description="echoed in the answer and as a response header")] = None) -> RequestTags:
+async def request_tags(request_id: Annotated[FrameTag | None, Header(
+        alias="X-Request-ID", description="echoed in the answer and as a response header: "
+        f"1 to {FRAME_TAG_MAX} visible ASCII characters, no spaces")] = None) -> RequestTags:
     """The receive time and the X-Request-ID (422 when malformed); a route lists it first."""
     return RequestTags(datetime.now(timezone.utc), request_id)
 
