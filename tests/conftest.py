@@ -17,7 +17,14 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 SHIPPED_MODEL = REPO / "models" / "weedscan.onnx"
 # Test processes for a run over folders (pyproject's `-n auto`): most of the suite waits on servers,
 # subprocesses and timeouts rather than computing, so more processes than cores pay.
-TEST_PROCESSES = 6
+TEST_PROCESSES = 5
+# What trains a model takes every core while it runs: these files run one after another in one
+# test process (started first), not beside each other, where they would slow each other down.
+TRAINING = ("tests/training/", "tests/serving/test_finetune_job_live.py", "tests/web/test_review.py")
+
+
+def trains(nodeid: str) -> bool:
+    return nodeid.startswith(TRAINING)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -29,6 +36,28 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
         return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
     targets = [Path(arg.split("::")[0]) for arg in config.args] or [REPO / "tests"]
     return TEST_PROCESSES if any(target.is_dir() for target in targets) else 0
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile`, except that the TRAINING files are one unit of work."""
+    if config.option.dist != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TrainingInOneProcess(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "training" if trains(nodeid) else super()._split_scope(nodeid)
+
+    return TrainingInOneProcess(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The TRAINING files first, then files with a test marked `slow`, then the rest (their order
+    otherwise kept): with several test processes, each takes whole files in this order, and the
+    long ones should not start last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (not trains(item.nodeid), item.path not in slow_files))
 
 
 @pytest.fixture(scope="session")

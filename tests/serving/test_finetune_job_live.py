@@ -40,8 +40,10 @@ def test_save_finetune_follow_promote_and_answer(tmp_path: Path) -> None:
                               files={"image": (image.name, image.read_bytes(), "image/jpeg")})
             assert saved.status_code == 201, saved.text
 
+        # No replay of the public sets: this is the HTTP loop; the replay and its scoring are
+        # tests/training/test_finetune.py's, and would triple the job's time here.
         queued = http.post("/v1/jobs", json={"kind": "finetune", "datasets": ["discs"], "name": "discs-1",
-                                             "time_hours": 0.03})
+                                             "time_hours": 0.03, "replay": False})
         assert queued.status_code == 202, queued.text
         job_id = queued.json()["id"]
         seen_training = False
@@ -57,8 +59,7 @@ def test_save_finetune_follow_promote_and_answer(tmp_path: Path) -> None:
         assert seen_training, "progress reported an epoch with its ETA"
         result = job["result"]
         assert result["model"] == "discs-1" and result["base"]["name"] == "weedscan" and not result["promoted"]
-        roles = [row["role"] for row in result["gate"]]
-        assert roles[0] == "field" and set(roles[1:]) <= {"replay"}, roles
+        assert [row["role"] for row in result["gate"]] == ["field"], result["gate"]
 
         deadline = time.monotonic() + 60  # the server follows its models folder, not the job
         while True:

@@ -1,9 +1,8 @@
-"""Promotion and rollback under load, over real HTTP: 8 keep-alive clients send camera
-frames at up to 10 fps each while the active model is swapped 10 times; no request fails and
-answers come from both models. Then: the choice survives a restart, and `--workers 2` agree.
+"""Promotion and rollback under load, over real HTTP: keep-alive clients send camera frames at up
+to 10 fps each while the active model is swapped 10 times; no request fails and answers come from
+both models. Then: the choice survives a restart, and `--workers 2` agree.
 
-The p99 latency during the swaps against a run without them is reported (`-s` shows it); the
-machine may be a shared 2-core box, so only a loose bound is asserted.
+The latency the swaps add is measured in benchmarks/bench_swap_latency.py, not asserted here.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from tests.serving.registry_helpers import models_folder
 
 pytestmark = pytest.mark.slow
 
-CLIENTS = 8
+CLIENTS = 4
 FPS = 10.0
 SWAPS = 10
 FRAME = images.encode(images.field_like(320, 240, seed=3), ".jpg")
@@ -67,7 +67,7 @@ def robot(url: str, stop: threading.Event, run: Run) -> None:
             next_at = max(next_at, time.monotonic())
 
 
-def drive(url: str, seconds: float, during=None) -> Run:  # noqa: ANN001 - a callable or None
+def drive(url: str, seconds: float, during: Callable[[], None] | None = None) -> Run:
     run, stop = Run(), threading.Event()
     threads = [threading.Thread(target=robot, args=(url, stop, run)) for _ in range(CLIENTS)]
     for thread in threads:
@@ -100,8 +100,6 @@ def test_ten_swaps_under_load_fail_no_request(folder: Path, loaded: str) -> None
     server = LiveServer(None, args=["--models-dir", str(folder)],
                         env={"WEEDSCAN_MAX_LOADED_MODELS": loaded})
     try:
-        drive(server.url, 2.0)  # warm: connections, allocator
-        quiet = drive(server.url, 8.0)
         swaps: list[tuple[float, float, str]] = []  # (asked at, answered at, model)
 
         def swap_ten_times() -> None:
@@ -118,19 +116,13 @@ def test_ten_swaps_under_load_fail_no_request(folder: Path, loaded: str) -> None
         log = server.stop()
     finally:
         server.stop()
-    assert not quiet.failures and not busy.failures, (quiet.failures + busy.failures)[:5]
+    assert not busy.failures, busy.failures[:5]
     assert len(swaps) == SWAPS
     assert {a[2] for a in busy.answers} == {"weedscan", "weedscan-b"}
     # a frame sent after a swap was answered (and before the next was asked) comes from the new model
     for (_, done, name), (asked_next, _, _) in zip(swaps, [*swaps[1:], (float("inf"), 0, "")]):
         late = [a for a in busy.answers if done < a[0] and a[0] + a[1] < asked_next]
         assert all(a[2] == name for a in late), (name, [a[2] for a in late][:10])
-    ratio = busy.p99() / quiet.p99()
-    rate = len(busy.answers) / CLIENTS / (swaps[-1][1] - swaps[0][0] + 0.8)
-    print(f"\nswap test ({loaded} loaded at most): {len(quiet.answers)} frames without swaps, {len(busy.answers)} during "
-          f"{SWAPS} swaps ({rate:.1f} fps per client), 0 failed; p99 {quiet.p99() * 1000:.0f} ms "
-          f"without, {busy.p99() * 1000:.0f} ms during: ratio {ratio:.2f}")
-    assert ratio < 4.0, ratio  # loose: shared CPUs; the ratio is reported above
     assert "Traceback" not in log, log[-3000:]
 
 
