@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.answer import DetectAnswer, VegetationMaskRuns
+from serving.answer import DetectAnswer, ModelRef, VegetationMaskRuns
+from serving.detections import Detections
 from serving.detector import COVER_OPTIONS, DetectOptions
 from serving.imaging import decode_image
 from serving.mask_rle import decode_runs, encode_runs
+from serving.result import DetectionResult
 from serving.vegetation import vegetation_mask
 from tests import images
 from tests.serving.conftest import LiveServer
@@ -84,6 +86,18 @@ def test_runs_that_do_not_fill_the_mask_are_refused() -> None:
         VegetationMaskRuns(width=4, height=3, counts=[5, 6])
     with pytest.raises(ValueError):
         VegetationMaskRuns(width=4, height=3, counts=[13, -1])
+
+
+@pytest.mark.parametrize("x1", [2.46, 2.5, 2.54])
+def test_the_cover_is_measured_from_the_boxes_as_sent(x1: float) -> None:
+    """A box edge that rounding to 0.1 px moves across a cell boundary (2.46 is sent as 2.5),
+    and an edge on a half (2.5: a browser's Math.floor(v + 0.5) rounds it up, not to even)."""
+    result = DetectionResult(Detections(np.array([[x1, 0, 10, 10]], np.float32),
+                                        np.array([0.9], np.float32), np.array([1])),
+                             10, 10, ["crop", "weed"], ModelRef(name="m", version="1", sha256="0"),
+                             vegetation=np.ones((10, 10), bool))
+    answer = result.to_dict(vegetation_mask=True)
+    assert answer["weed_cover"] == client_cover(answer, decode(answer["vegetation_mask"])) == 0.7
 
 
 def test_the_mask_gives_the_answers_weed_cover(client: TestClient) -> None:
