@@ -27,8 +27,8 @@ from PIL import Image
 
 from serving.answer import BatchRecord, summary_header
 from serving.batch.outputs import summary_csv
-from serving.mask_rle import decode_runs
 from serving.exif_gps import read_gps
+from serving.mask_rle import decode_runs
 from serving.vegetation import vegetation_mask
 from tests import images
 from tests.serving.conftest import LiveServer
@@ -155,7 +155,7 @@ def pick_middle(scores: list[float], floor: float, step: float) -> float:
     """A slider position (on the slider's grid) with as many boxes below it as possible above,
     at least one below, and no box's confidence exactly on it."""
     best, best_key = None, None
-    steps = int(round((1 - floor) / step))
+    steps = round((1 - floor) / step)
     for k in range(1, steps + 1):
         t = round(floor + k * step, 6)
         if any(abs(s - t) < 1e-9 for s in scores):
@@ -603,7 +603,7 @@ def with_gps(jpeg: bytes, lat: float, lon: float, fmt: str) -> bytes:
 
 
 def gps_line(lat: float, lon: float) -> str:
-    part = lambda v, plus, minus: f"{abs(v):.6f}°\u00a0{minus if v < 0 else plus}"  # noqa: E731
+    part = lambda v, plus, minus: f"{abs(v):.6f}°\u00a0{minus if v < 0 else plus}"
     return f"Taken at {part(lat, 'N', 'S')}, {part(lon, 'E', 'W')} (GPS in the photo)"
 
 
@@ -650,7 +650,7 @@ def test_green_on_brown_switch_asks_for_mode_green(browser: Any, web_server: Liv
     page.get_by_label("Choose photos").set_input_files([field.payload()])
     wait_finished(page)
     expect(card).to_have_attribute("data-status", "done")
-    detects = lambda: [u for u in requests if "/v1/detect" in u]  # noqa: E731
+    detects = lambda: [u for u in requests if "/v1/detect" in u]
     assert not any("mode=green" in u for u in detects())
     sent = len(detects())
     page.get_by_label("Every green plant").check()
@@ -686,7 +686,7 @@ def test_green_on_brown_switch_asks_for_mode_green(browser: Any, web_server: Liv
 def showcase_threshold(session: Session) -> float:
     """For the screenshots: the highest slider position that still shows every class found."""
     classes = {cls for _, cls in session.scored}
-    steps = int(round((1 - session.floor) / session.step))
+    steps = round((1 - session.floor) / session.step)
     for k in range(steps, -1, -1):
         t = round(session.floor + k * session.step, 6)
         if {cls for score, cls in session.scored if score > t} == classes and \

@@ -22,8 +22,17 @@ from serving.mask_rle import decode_runs, encode_runs
 from serving.vegetation import box_raster
 from tests import images
 from tests.serving.conftest import LiveServer
-from tests.web.test_page import (PAGE_FLOOR, Upload, api_boxes, detect, open_page, page_cover_text,
-                                 shown_boxes, wait_finished, with_gps)
+from tests.web.test_page import (
+    PAGE_FLOOR,
+    Upload,
+    api_boxes,
+    detect,
+    open_page,
+    page_cover_text,
+    shown_boxes,
+    wait_finished,
+    with_gps,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api", exc_type=ImportError,
                                reason="Playwright for Python is not installed")
@@ -155,7 +164,7 @@ def test_zoom_and_pan_in_the_large_view(walk: Walk) -> None:
     # the photo point under the pointer stays under it
     assert (point[0] - after["x"]) / after["width"] == pytest.approx((point[0] - before["x"]) / before["width"], abs=0.01)
     # the boxes stay on their plants: the same place relative to the photo
-    box = page.locator(f"#viewer svg.overlay g.box:not([hidden])").first.bounding_box()
+    box = page.locator("#viewer svg.overlay g.box:not([hidden])").first.bounding_box()
     image = page.locator("#viewer-img").bounding_box()
     assert image["width"] == pytest.approx(after["width"], rel=0.01) and box["x"] >= image["x"] - 5
     page.mouse.down()                                   # a drag pans
@@ -282,6 +291,7 @@ def test_a_plain_warning_where_the_answer_is_unreliable(walk: Walk) -> None:
         card = page.locator(f'li.photo[data-file="{upload.name}"]')
         assert float(card.get_attribute("data-unexplained")) == pytest.approx(unexplained, abs=1e-6)
         assert float(card.get_attribute("data-vegetation")) == pytest.approx(vegetation, abs=1e-6)
+        assert float(card.get_attribute("data-strongest")) == pytest.approx(strongest, abs=1e-9)
         expect(card).to_have_attribute("data-unreliable", str(warns).lower())
         warning = card.locator(".photo-warning")
         if warns:
