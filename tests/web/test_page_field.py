@@ -125,6 +125,39 @@ def test_a_phone_photo_shows_the_apis_boxes_counts_and_cover_after_one_upload(wa
     assert [u for u in walk.requests if "/v1/detect" in u] == sent, "the slider sent the photo again"
 
 
+def test_the_phone_photo_gets_the_same_boxes_in_the_page_the_api_detect_and_batch(
+        walk: Walk, shipped_model: Path, tmp_path: Path) -> None:
+    """One 3264x2448 photo at one threshold: the page (one upload at its floor, filtered in the
+    browser), POST /v1/detect, `weedscan detect` and `weedscan batch` give the same boxes (within
+    1 px), counts and weed cover."""
+    from typer.testing import CliRunner
+
+    from tests.batch.helpers import read_jsonl
+    from weedscan_cli import app
+
+    page, phone, threshold = walk.page, walk.first[0], 0.25
+    photo = tmp_path / phone.name
+    photo.write_bytes(phone.data)
+    ran = CliRunner().invoke(app, ["detect", str(photo), "--conf", str(threshold), "--model", str(shipped_model)])
+    assert ran.exit_code == 0, ran.output
+    cli = json.loads(ran.stdout.strip().splitlines()[-1])
+    ran = CliRunner().invoke(app, ["batch", str(photo), "--out", str(tmp_path / "out"), "--conf", str(threshold),
+                                   "--model", str(shipped_model)])
+    assert ran.exit_code == 0, ran.output
+    batch = read_jsonl(tmp_path / "out")[0]
+    api = detect(walk.server.http, phone, threshold)
+    slider(page, threshold)
+    shown = shown_boxes(page, phone.name)
+    assert shown, "no box on the phone photo: nothing was compared"
+    row = page.locator(f'#summary-body tr[data-file="{phone.name}"]')
+    for name, answer in (("POST /v1/detect", api), ("weedscan detect", cli), ("weedscan batch", batch)):
+        assert answer["image"] == {"width": PHONE[0], "height": PHONE[1]}, name
+        assert close(shown, api_boxes(answer)), f"the page and {name} differ at conf {threshold}"
+        for cls, count in answer["counts"].items():
+            expect(row.locator(f'td[data-col="{cls}"]')).to_have_text(str(count))
+        expect(row.locator('td[data-col="weed_cover"]')).to_have_text(page_cover_text(answer["weed_cover"]))
+
+
 def test_the_run_length_decoder_reads_the_servers_encoding(walk: Walk) -> None:
     mask = np.random.default_rng(3).random((37, 53)) > 0.6
     mask[0, 0] = True                                   # the first run of 0s is empty
