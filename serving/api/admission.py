@@ -6,9 +6,11 @@ the record of refusals that sets Retry-After; the service and the load shedder i
 app ask it, and the routes go through one `Upload` per request (`InferenceService.upload`).
 
 Retry-After grows with the refusals per answer of the last seconds (the queue of clients sent
-away drains in about that time). A client address that is refused far more than it is answered
-(one that ignores Retry-After) raises its own Retry-After, not everyone's: each address adds at
-most `COUNTED_REFUSALS_PER_ADDRESS` refusals per second to the figure every client is told.
+away drains in about that time). Two figures: the clients refused per answer, where each client
+address counts once a second however often it is refused, which every client is told; and an
+address's own refusals per answer, which only that address is told when it is higher. A client
+that ignores Retry-After and floods the server with retries thus raises its own Retry-After,
+not everyone's. (Clients behind one address, a proxy or a NAT, share its own figure.)
 """
 
 from __future__ import annotations
@@ -19,13 +21,20 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 
-from serving.api.bodies import BodyPace, Part, read_batch_uploads, read_image_upload
+from serving.api.bodies import (
+    BodyPace,
+    JsonModel,
+    Part,
+    read_batch_uploads,
+    read_image_upload,
+    read_json,
+)
 from serving.api.errors import RETRY_SPREAD, retry_after
 from serving.api.metrics import Metrics
 from serving.config import Settings, size_text
 from serving.errors import Overloaded, ServiceUnavailable
 
-COUNTED_REFUSALS_PER_ADDRESS = 8  # per second, towards the Retry-After every client is told
+COUNTED_REFUSALS_PER_ADDRESS = 1  # per second, towards the Retry-After every client is told
 REMEMBERED_ADDRESSES = 10_000  # addresses whose own refusals are kept (the oldest forgotten)
 
 
@@ -157,6 +166,12 @@ class Admission:
     def body_pace(self) -> BodyPace:
         s = self.settings
         return BodyPace(s.body_timeout_s, s.body_min_rate_bytes, s.body_max_s)
+
+    async def json_body(self, request: Request, model: type[JsonModel], limit: int) -> JsonModel:
+        """A small JSON body (a write's parameters), read within `limit` bytes and the body
+        pace, its memory held while it is read, and validated (415, 413, 408, 422)."""
+        with self.hold_body(request.client.host if request.client else None) as hold:
+            return await read_json(request, model, limit, self.body_pace(), hold.take)
 
 
 class Slot:

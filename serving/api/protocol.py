@@ -26,7 +26,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -78,7 +78,8 @@ class HeadRefused(Exception):
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    lingering: dict[GuardedHttpToolsProtocol, None] = {}  # of this process, oldest first
+    lingering: ClassVar[dict[GuardedHttpToolsProtocol, None]] = {}  # of this process, oldest first
+    open_count = 0  # connections open in this process (the load shedder reads it)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits_from_env()
@@ -111,6 +112,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- connection -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        GuardedHttpToolsProtocol.open_count += 1
         self._last_active = next(_ticks)
         self._arm_head_timer()
         if len(self.connections) - len(self.lingering) > self.limits.max_connections:
@@ -123,6 +125,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
         self.lingering.pop(self, None)
+        GuardedHttpToolsProtocol.open_count -= 1
         super().connection_lost(exc)
 
     def eof_received(self) -> None:

@@ -15,6 +15,11 @@ Refusals are held rather than repeated in a busy loop, which would take the CPU 
   REFUSAL_BURST) has its further requests held for its turn, whatever connection they come
   on: a client that opens a new connection per retry cannot bypass the hold.
 
+While over half of WEEDSCAN_MAX_CONNECTIONS are open, a refusal (of a body up to
+DRAIN_MAX_BYTES, read and dropped first) closes its connection: a client told to wait
+Retry-After seconds should not keep an idle connection meanwhile, which the cap would have to
+close under it (the client would then find its next request cut off).
+
 A hold lasts at most EARLY_HOLD_MAX_S and costs a sleeping task. A held request is served if
 room comes meanwhile: when its hold ends, or as soon as the images in flight fall to half the
 slots (so that held requests keep the inference lane busy instead of leaving it idle while
@@ -31,12 +36,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving.api.errors import error_body
 from serving.api.headers import COMMON, PAGE_POLICY
+from serving.api.protocol import GuardedHttpToolsProtocol
 from serving.api.service import InferenceService
 
 SHED_PATHS = frozenset({"/v1/detect", "/v1/detect/batch", "/v1/annotate"})
 EARLY_HOLD_MAX_S = 5.0  # the longest a refusal is held
 REFUSALS_PER_ADDRESS_S = 20.0  # immediate refusals per second per client address; more are held
 REFUSAL_BURST = 20  # immediate refusals an address may have at once before that rate applies
+DRAIN_MAX_BYTES = 1 << 20  # a refused body read (and dropped) before closing its connection
+DRAIN_MAX_S = 2.0  # ... if it arrives within this time
 REMEMBERED_CLIENTS = 10_000  # connections and addresses remembered (the oldest forgotten)
 
 
@@ -79,10 +87,15 @@ class LoadShedder:
             self._remember(self._not_before, connection, time.monotonic() + int(wait))
         headers = [*self._fixed_headers, (b"content-length", str(len(body)).encode()),
                    (b"retry-after", wait.encode())]
+        if self._crowded() and await _drained(scope, receive):
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         service.metrics.requests.labels(route=scope["path"], method="POST", status="503").inc()
         service.metrics.latency.labels(route=scope["path"]).observe(time.perf_counter() - start)
+
+    def _crowded(self) -> bool:
+        return GuardedHttpToolsProtocol.open_count * 2 > self.service.settings.max_connections
 
     def _address_wait(self, address: str, now: float) -> float:
         """Seconds until this address's next refusal is due (a leaky bucket, GCRA): 0 within
@@ -141,3 +154,21 @@ class LoadShedder:
         store.move_to_end(key)
         while len(store) > REMEMBERED_CLIENTS:
             store.popitem(last=False)
+
+
+async def _drained(scope: Scope, receive: Receive) -> bool:
+    """Read and drop the request's body (up to DRAIN_MAX_BYTES, within DRAIN_MAX_S): True when
+    it is all in, so that closing the connection cannot reset it under the answer."""
+    declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+    if not declared.isdigit() or int(declared) > DRAIN_MAX_BYTES:
+        return False
+    try:
+        async with asyncio.timeout(DRAIN_MAX_S):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False

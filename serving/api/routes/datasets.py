@@ -14,11 +14,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from serving.api.auth import require_api_key
-from serving.api.bodies import (EXTRA_PARTS, BodyPace, MissingField, media_type_of, read_limited,
-                                parse_multipart_off_loop)
+from serving.api.bodies import (
+    EXTRA_PARTS,
+    BodyPace,
+    MissingField,
+    media_type_of,
+    parse_multipart_off_loop,
+    read_limited,
+)
 from serving.api.deps import ServiceDep, get_fields
 from serving.api.schemas import ErrorAnswer
 from serving.errors import InvalidParameter, PayloadTooLarge, UnsupportedMediaType
@@ -26,7 +32,13 @@ from serving.fields.catalogue import ImageRecord
 from serving.fields.export import export_files, zip_chunks
 from serving.fields.labels import MAX_LABELS_BYTES, LabelBox, parse_labels
 from serving.fields.names import IMAGE_ID_PATTERN, NAME_PATTERN
-from serving.fields.store import DEFAULT_LICENCE, DatasetInfo, FieldStore, LabelledImage, SavedImage
+from serving.fields.store import (
+    DEFAULT_LICENCE,
+    DatasetInfo,
+    FieldStore,
+    LabelledImage,
+    SavedImage,
+)
 
 router = APIRouter(prefix="/v1/datasets", tags=["field datasets"],
                    dependencies=[Depends(require_api_key)])
@@ -80,23 +92,6 @@ def _pace(service: Any) -> BodyPace:
     return service.body_pace()
 
 
-async def _json_body(request: Request, service: Any, model: type[BaseModel]) -> Any:
-    """A small JSON body, read within the body limits and validated (422 naming the field)."""
-    if media_type_of(request) != "application/json":
-        raise UnsupportedMediaType("send the body as application/json")
-    with service.hold_body(request.client.host if request.client else None) as hold:
-        body = await read_limited(request, JSON_BODY_LIMIT, _pace(service), hold.take)
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        if err.get("type") == "literal_error":
-            raise InvalidParameter(f"{where}: unknown class {err.get('input')!r}; the classes are "
-                                   "crop, weed") from None
-        raise InvalidParameter(f"{where}: {err.get('msg')}" if where else str(err.get("msg"))) from None
-
-
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     schema.pop("$defs", None)  # LabelBox and Box are in the components (the answers use them)
@@ -123,7 +118,7 @@ async def list_datasets(store: FieldStore = StoreDep) -> DatasetList:
              summary="Create a field dataset (a folder in the YOLO layout with its card)")
 async def create_dataset(request: Request, service: ServiceDep,
                          store: FieldStore = StoreDep) -> DatasetInfo:
-    new: NewDataset = await _json_body(request, service, NewDataset)
+    new = await service.admission.json_body(request, NewDataset, JSON_BODY_LIMIT)
     return await asyncio.to_thread(store.create_dataset, new.name, new.crop, new.licence)
 
 
@@ -207,7 +202,7 @@ async def get_image(name: str = DatasetName, image_id: str = ImageId,
             summary="Replace a saved photo's boxes")
 async def replace_labels(request: Request, service: ServiceDep, name: str = DatasetName,
                          image_id: str = ImageId, store: FieldStore = StoreDep) -> LabelledImage:
-    new: NewLabels = await _json_body(request, service, NewLabels)
+    new = await service.admission.json_body(request, NewLabels, JSON_BODY_LIMIT)
     return await asyncio.to_thread(store.replace_labels, name, image_id, new.labels)
 
 

@@ -14,7 +14,6 @@ from pydantic import BaseModel
 
 from serving.api.auth import require_api_key
 from serving.api.deps import FieldsDep, JobsDep, ServiceDep
-from serving.api.routes.datasets import _json_body
 from serving.api.schemas import ErrorAnswer
 from serving.errors import ClientError, InvalidParameter
 from serving.fields.catalogue import FINAL_STATES, Job
@@ -24,6 +23,7 @@ from serving.jobs import TRAINER_INSTALL, FinetuneJobRequest, trainer_installed
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[Depends(require_api_key)])
 MIN_PHOTOS_WITHOUT_VAL = 4
+JOB_BODY_LIMIT = 64 * 1024  # a job's parameters: a few names and numbers
 
 
 class TrainerMissing(ClientError):
@@ -79,7 +79,7 @@ async def create_job(request: Request, service: ServiceDep, store: FieldsDep,
     photos; it serves only once activated (or with promote_if_better, when the gate says so)."""
     if not trainer_installed():
         raise TrainerMissing(f"fine-tuning needs the trainer side on the server: {TRAINER_INSTALL}")
-    job: FinetuneJobRequest = await _json_body(request, service, FinetuneJobRequest)
+    job = await service.admission.json_body(request, FinetuneJobRequest, JOB_BODY_LIMIT)
 
     def queue() -> Job:
         with store.guard():
