@@ -30,9 +30,10 @@ def inproc(shipped_model: Path) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(shipped_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One real server per module; its TMPDIR is a folder of its own that must stay empty."""
+    """One real server with the default settings for every test (of a test process) that does not
+    change its state; its TMPDIR is a folder of its own that must stay empty."""
     log_dir = tmp_path_factory.mktemp("live")
     tmpdir = log_dir / "tmp"
     tmpdir.mkdir()

@@ -115,8 +115,10 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_server(shipped_model: Path) -> Iterator[LiveServer]:
+    """One real server with the default settings, shared by the tests (of a test process) that do
+    not change its state."""
     server = LiveServer(shipped_model)
     yield server
     server.stop()

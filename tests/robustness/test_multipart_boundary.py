@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from tests.serving.conftest import LiveServer
 
-def test_boundary_over_256_chars_is_400(live) -> None:  # noqa: ANN001
+
+def test_a_boundary_over_256_characters_is_a_malformed_body(live: LiveServer) -> None:
     boundary = "b" * 300
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\nxx\r\n--{boundary}--\r\n").encode()
