@@ -20,8 +20,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one test module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, which would refuse the asyncio.run of other files' tests run after
+    it in the same test process."""
     sync_api = pytest.importorskip(
         "playwright.sync_api", exc_type=ImportError,
         reason="Playwright for Python is not installed: .venv/bin/pip install -e '.[dev]'")
