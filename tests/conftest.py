@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 SHIPPED_MODEL = REPO / "models" / "weedscan.onnx"
-# Test processes for a run over folders (pyproject's `-n auto`): most of the suite waits on servers,
+# Test processes for a run over folders (pyproject's `-n auto`): much of the suite waits on servers,
 # subprocesses and timeouts rather than computing, so more processes than cores pay.
 TEST_PROCESSES = 3
 # What trains a model takes every core while it runs: these files run one after another in one
