@@ -205,30 +205,6 @@ def test_decoding_is_warmed_before_ready(shipped_model: Path, monkeypatch: pytes
         assert warmed == [True]
 
 
-def test_api_keys(shipped_model: Path) -> None:
-    with make_client(shipped_model, api_keys=["first-key", "second-key"]) as secured:
-        wait_ready(secured.get)
-        assert_error(detect_raw(secured), 401, "unauthorized")
-        assert_error(secured.post("/v1/detect", content=JPEG, headers={
-            "Content-Type": "image/jpeg", "Authorization": "Bearer wrong"}), 401, "unauthorized")
-        assert_error(secured.get("/v1/models"), 401, "unauthorized")
-        ok = secured.post("/v1/detect", content=JPEG, headers={
-            "Content-Type": "image/jpeg", "Authorization": "Bearer second-key"})
-        assert ok.status_code == 200
-        ok = secured.post("/v1/detect", content=JPEG, headers={
-            "Content-Type": "image/jpeg", "X-API-Key": "first-key"})
-        assert ok.status_code == 200
-        for open_path in ("/healthz", "/readyz", "/metrics", "/"):
-            assert secured.get(open_path).status_code == 200
-
-
-def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from serving.config import Settings
-
-    monkeypatch.setenv("WEEDSCAN_API_KEYS", "a, b ,,c")
-    assert Settings().api_keys == ["a", "b", "c"]
-
-
 def test_overload_gets_503_with_retry_after(client: TestClient) -> None:
     service = client.app.state.service
     held = [service.admit() for _ in range(service.settings.max_inflight)]

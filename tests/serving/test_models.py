@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from serving.api.schemas import BrokenModel, ListedModel, ModelsAnswer
 from serving.model_card import ModelCard
-from tests.serving.conftest import LiveServer
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
@@ -36,12 +35,9 @@ def check_models(http: TestClient | httpx.Client, shipped_model: Path) -> None:
     assert set(spec["components"]["schemas"]["BrokenModel"]["properties"]) == set(BrokenModel.model_fields)
 
 
-def test_models_in_process(client: TestClient, shipped_model: Path) -> None:
-    check_models(client, shipped_model)
-
-
-def test_models_over_http(live_server: LiveServer, shipped_model: Path) -> None:
-    check_models(live_server.http, shipped_model)
+def test_models_answer_the_active_model_and_each_typed_card(http: TestClient | httpx.Client,
+                                                              shipped_model: Path) -> None:
+    check_models(http, shipped_model)
 
 
 def test_api_doc_describes_that_shape() -> None:
