@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from serving.answer import BatchAnswer, DetectAnswer, wire_dict
 from serving.detector import DetectOptions
 from serving.imaging import decode_image
 from tests import images
-from tests.serving.conftest import LiveServer
 
 JPEG = images.encode(images.field_like(640, 480), ".jpg")
 RAW = {"Content-Type": "image/jpeg"}
@@ -65,17 +65,14 @@ BATCH = [("images", ("a.jpg", JPEG, "image/jpeg")), ("images", ("b.jpg", b"nope"
          ("images", ("a.jpg", JPEG, "image/jpeg"))]  # the same name twice: the index tells them apart
 
 
-def test_openapi_documents_the_typed_answers(client: TestClient) -> None:
-    check_openapi(client.get("/openapi.json").json())
+def test_openapi_documents_the_typed_answers(http: TestClient | httpx.Client) -> None:
+    check_openapi(http.get("/openapi.json").json())
 
 
-def test_batch_items_name_their_file(client: TestClient) -> None:
-    check_batch(client.post("/v1/detect/batch", files=BATCH).json()["results"])
+def test_batch_items_name_their_file(http: TestClient | httpx.Client) -> None:
+    check_batch(http.post("/v1/detect/batch", files=BATCH).json()["results"])
 
 
-def test_typed_answers_over_http(live_server: LiveServer) -> None:
-    http = live_server.http
+def test_a_detect_answer_is_exactly_the_typed_model(http: TestClient | httpx.Client) -> None:
     body = http.post("/v1/detect", content=JPEG, headers=RAW, params={"lanes": 2}).json()
     assert wire_dict(DetectAnswer.model_validate(body)) == body
-    check_batch(http.post("/v1/detect/batch", files=BATCH).json()["results"])
-    check_openapi(http.get("/openapi.json").json())
