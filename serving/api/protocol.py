@@ -112,6 +112,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- connection -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _LingeringClose(transport, self)  # type: ignore[assignment]
         GuardedHttpToolsProtocol.open_count += 1
         self._last_active = next(_ticks)
         self._arm_head_timer()
@@ -215,6 +216,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.url[:1] not in (b"/", b"*"):
             self._use_target_authority()
         super().on_headers_complete()
+        if self.cycle is not None and self.open_count * 2 > self.limits.max_connections:
+            # Over half the cap open: answered connections close rather than wait idle, so the
+            # cap has no idle connection to close under a client about to reuse it.
+            self.cycle.keep_alive = False
 
     def _use_target_authority(self) -> None:
         """An absolute-form target (`GET http://name/path`) names the host itself, and the
@@ -398,6 +403,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_drain_timer()
         self._unset_keepalive_if_required()
         if not self.transport.can_write_eof():
+            self._lingering = True  # nothing to wait for: the close below is the plain one
             self.transport.close()
             return
         self._lingering = True
@@ -409,3 +415,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write_eof()
         self.transport.resume_reading()
         self._linger_timer = self.loop.call_later(LINGER_S, self.transport.close)
+
+
+class _LingeringClose:
+    """The connection's transport, whose close() waits for the rest of an unread request body
+    (a lingering close) when the answer comes before the body is all in: a 503 that closes its
+    connection, a 408 for a stalled body. Everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def close(self) -> None:
+        protocol = self._protocol
+        if (protocol._lingering or protocol._message_complete or protocol._in_head
+                or self._transport.is_closing()):
+            self._transport.close()
+        else:
+            protocol._linger()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
