@@ -101,7 +101,8 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    detector = Detector(model_path)
+    # Calibration feeds ONNX Runtime's float graph, so the reader follows that engine's input.
+    detector = Detector(model_path, engine="onnxruntime", precision="fp32")
     paths = calibration_images(data_yamls, calib_count)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -109,7 +110,7 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
         keep_float = head_nodes_to_keep_float(onnx.load(str(prepared)), keep_last_convs)
         quantize_static(
             str(prepared), str(out_path),
-            _Reader(detector.input_name, detector.input_size, paths, detector.input_border),
+            _Reader(detector.engine.input_name, detector.input_size, paths, detector.input_border),
             quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS[ops], per_channel=True,
             reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float, calibrate_method=CALIBRATION_METHODS[method](CalibrationMethod))

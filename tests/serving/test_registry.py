@@ -62,8 +62,8 @@ def test_every_model_is_listed_with_its_state_and_broken_ones_with_a_reason(tmp_
     reasons = add_broken(folder)
     client = open_client(folder)
     try:
-        # the active model is loaded first; the others are checked right after
-        wait_for(lambda: states(client).get("damaged") == "broken")
+        # the active model is loaded first; the others are checked right after, one by one
+        wait_for(lambda: all(states(client).get(name) == "broken" for name in reasons))
         body = listing(client)
         assert body["active"] == "weedscan"
         found = {m["name"]: m for m in body["models"]}
