@@ -30,6 +30,7 @@ from serving.preprocess import letterbox, to_blob
 from training.evaluate import DatasetScores, box_iou, evaluate
 from training.lineage import lineage_of_run
 from training.offline import import_ultralytics
+from training.precision import check_precisions, record_precisions
 from training.train import RunRecord
 from training.trainset import YoloDataset
 
@@ -325,8 +326,10 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
            models_dir: Path = Path("models"), version: str | None = None,
            imgsz: int | None = None, compute: str | None = None,
            parity_images: int = 4, split: str = "val", nms_free: bool = False,
-           force: bool = False, input_border: int | None = None) -> Path:
+           force: bool = False, input_border: int | None = None, precision_checks: bool = True) -> Path:
     """Export, check parity, evaluate on the val splits and write the card; returns the .onnx.
+    `precision_checks`: also score each engine and precision this CPU offers (training/precision.py)
+    into the card, so the server's `auto` may use the ones that kept accuracy.
     An existing models_dir/NAME.onnx or NAME.json is replaced only with force, and only by a
     model that passed the checks: they run on a copy in a hidden folder inside models_dir, moved
     into place at the end; a failed check leaves models_dir as it was. `input_border` (None:
@@ -364,13 +367,15 @@ def export(weights: Path, name: str, data_yamls: list[Path] | None = None,
         metrics: dict[str, DatasetScores] = {}
         if data_yamls:
             # The default confidence is the one of maximum F1 on the val images, not a fixed 0.25.
-            report = evaluate(staged, data_yamls, split, conf="max-f1")
+            report = evaluate(staged, data_yamls, split, conf="max-f1", engine="onnxruntime", precision="fp32")
             metrics = report.datasets
             if report.conf_source == "max-f1":
                 thresholds = Thresholds(conf=report.conf, conf_source=(
                     f"maximum F1 (class mean) over the {split} images of {', '.join(metrics)} together"))
         write_card(staged, build_card(name, version, staged, inputs, record, metrics, parity,
                                       compute, thresholds))
+        if data_yamls and precision_checks:  # what `auto` may serve it in on this CPU
+            record_precisions(staged, check_precisions(staged, data_yamls, split, scored=report))
         if not force and any(p.exists() for p in (onnx_path, card_path)):  # written meanwhile
             raise ExistingModelError(f"{onnx_path} appeared during the export; pass --force to replace it")
         # The model first: until its card follows, the old card's sha256 refuses the pair.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serving.model_card import LineageEntry, ModelCard
+from serving.model_card import MAX_VALIDATED_DROP, LineageEntry, ModelCard
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DOC = ROOT / "docs" / "models.md"
@@ -99,6 +99,7 @@ def render_card(card: ModelCard) -> str:
     scores = [m["mAP50"] for m in card.metrics.values() if "mAP50" in m]
     if scores:
         lines += ["", f"Mean mAP50 over the {len(scores)} val splits: {sum(scores) / len(scores):.3f}."]
+    lines += render_precision_checks(card)
     data_args = " ".join(f"--data $D/{name}" for name in card.metrics or names)
     lines += [
         "",
@@ -112,6 +113,25 @@ def render_card(card: ModelCard) -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def render_precision_checks(card: ModelCard) -> list[str]:
+    """The engines and precisions measured on the val splits, and which ones `auto` may serve."""
+    if not card.precision_checks:
+        return []
+    names = list(card.precision_checks[0].map50)
+    lines = ["", "Engines and precisions scored on the same val splits through the serving code "
+             "(`weedscan precision`; `auto` serves only one that lost at most "
+             f"{MAX_VALIDATED_DROP} mAP50 on every split):", "",
+             "| engine | precision | " + " | ".join(f"{n} mAP50" for n in names)
+             + " | worst drop | forward pass | auto may use | CPU |",
+             "|---|---|" + "---|" * len(names) + "---|---|---|---|"]
+    for check in card.precision_checks:
+        lines.append(f"| {check.engine} | {check.precision} | "
+                     + " | ".join(_fmt(check.map50.get(n)) for n in names)
+                     + f" | {check.max_drop:+.4f} | {check.latency_ms} ms | "
+                     f"{'yes' if check.validated else 'no'} | {check.cpu} ({check.measured}) |")
+    return lines
 
 
 def _run_command(run: Run, start: str, index: int) -> list[str]:

@@ -46,35 +46,39 @@ def forward_latency_ms(detector: Detector, runs: int = LATENCY_RUNS) -> float:
     return float(np.median(times))
 
 
-def _map50(report: EvalReport) -> dict[str, float]:
+def map50_of(report: EvalReport) -> dict[str, float]:
+    """mAP50 per dataset, as the card records it."""
     return {name: round(scores.mAP50, 4) for name, scores in report.datasets.items()}
 
 
 def check_precisions(model_path: Path, data_yamls: list[Path], split: str = "val",
                      threads: int | None = None, reference_map50: dict[str, float] | None = None,
-                     ) -> list[PrecisionCheck]:
-    """Score the reference and every other combination this machine can run, on `split`.
-    `reference_map50`: the fp32 scores to measure drops against (an int8 file's source), else
-    the file itself on ONNX Runtime."""
+                     scored: EvalReport | None = None) -> list[PrecisionCheck]:
+    """Score ONNX Runtime in the file's own precision and every other combination this machine
+    can run, on `split`. `reference_map50`: the fp32 scores to measure drops against (an int8
+    file's source), else the file itself on ONNX Runtime. `scored`: that ONNX Runtime score when
+    the caller already has it (export does), so it is not measured twice."""
     card = load_card(model_path)
     cpu = this_cpu()
     own = card.file_precision()
     today = datetime.date.today().isoformat()
 
+    def latency(engine: EngineName, precision: Precision) -> float:
+        return forward_latency_ms(Detector(model_path, threads=threads, engine=engine, precision=precision))
+
     def measure(engine: EngineName, precision: Precision) -> tuple[dict[str, float], float]:
         report = evaluate(model_path, data_yamls, split, threads=threads, engine=engine, precision=precision)
-        detector = Detector(model_path, threads=threads, engine=engine, precision=precision)
-        return _map50(report), forward_latency_ms(detector)
+        return map50_of(report), latency(engine, precision)
 
-    own_scores, own_latency = measure("onnxruntime", own)
-    baseline = reference_map50 or own_scores
+    own_scores = (map50_of(scored), latency("onnxruntime", own)) if scored else measure("onnxruntime", own)
+    baseline = reference_map50 or own_scores[0]
     checks = []
-    for engine, precision, (scores, latency) in [
-            ("onnxruntime", own, (own_scores, own_latency)),
+    for engine, precision, (scores, took) in [
+            ("onnxruntime", own, own_scores),
             *[(e, p, measure(e, p)) for e, p in combinations_to_check(card, cpu, openvino_available())]]:
         drop = {name: round(baseline[name] - scores[name], 4) for name in scores if name in baseline}
         checks.append(PrecisionCheck(engine=engine, precision=precision, map50=scores, drop=drop,
-                                     latency_ms=round(latency, 2), cpu=cpu.summary(), measured=today))
+                                     latency_ms=round(took, 2), cpu=cpu.summary(), measured=today))
     return checks
 
 
@@ -95,6 +99,6 @@ def format_checks(checks: list[PrecisionCheck]) -> str:
              + f" {'max drop':>9} {'latency':>9}  auto may use"]
     for c in checks:
         scores = " ".join(f"{c.map50.get(n, float('nan')):>12.3f}" for n in names)
-        lines.append(f"{c.engine:<12} {c.precision:<9} {scores} {c.max_drop:>+9.3f} "
+        lines.append(f"{c.engine:<12} {c.precision:<9} {scores} {c.max_drop:>+9.4f} "
                      f"{c.latency_ms or 0:>7.1f}ms  {'yes' if c.validated else 'no'}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from serving.preprocess import letterbox, to_blob
 from training.bf16 import cpu_has_any_flag
 from training.evaluate import evaluate
 from training.offline import import_ultralytics
+from training.precision import check_precisions, map50_of, record_precisions
 from training.trainset import YoloDataset
 
 TRAIN_EXTRA_MISSING = "error: this command needs the trainer side: pip install -e '.[train]'"
@@ -95,7 +96,9 @@ def cpu_has_vnni() -> bool:
 
 def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_count: int = 256,
              keep_last_convs: bool = True, evaluate_on: str | None = "val",
-             ops: str = "all", method: str = "minmax") -> Path:
+             ops: str = "all", method: str = "minmax", precision_checks: bool = True) -> Path:
+    """An int8 copy of `model_path` at `out_path` with its card; scored on `evaluate_on` and,
+    with `precision_checks`, checked per engine against the fp32 source (training/precision.py)."""
     require_train_extra(scoring=bool(evaluate_on))
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -117,13 +120,19 @@ def quantize(model_path: Path, data_yamls: list[Path], out_path: Path, calib_cou
 
     source = detector.model_card
     card = source.model_copy(update={
-        "name": f"{source.name}-int8", "sha256": sha256_of(out_path),
+        "name": f"{source.name}-int8", "sha256": sha256_of(out_path), "precision_checks": [],
         "precision": "int8 (ONNX Runtime static quantization, QDQ, per-channel)",
         "quantization": {"calibration_images": len(paths), "method": method, "operators": ops,
                          "reduce_range": not cpu_has_vnni(), "float_nodes": keep_float,
                          "source_sha256": source.sha256}})
     write_card(out_path, card)
     if evaluate_on:  # scored at the source's default confidence, so the two cards compare
-        card = card.model_copy(update={"metrics": evaluate(out_path, data_yamls, evaluate_on).card_metrics()})
+        report = evaluate(out_path, data_yamls, evaluate_on, engine="onnxruntime", precision="int8")
+        card = card.model_copy(update={"metrics": report.card_metrics()})
         write_card(out_path, card)
+        if precision_checks:  # drops against the fp32 source scored the same way on the same splits
+            source_report = evaluate(model_path, data_yamls, evaluate_on, engine="onnxruntime", precision="fp32")
+            record_precisions(out_path, check_precisions(out_path, data_yamls, evaluate_on,
+                                                         reference_map50=map50_of(source_report),
+                                                         scored=report))
     return out_path

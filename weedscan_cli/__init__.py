@@ -3,7 +3,7 @@
 `serving` never imports `training`, and the serving-only install must not need it, so the root
 lives in neither: it registers the serving commands (serve, detect, batch, models) directly, each
 from its own module (what they share is serving/cli_options.py, no command), and mounts the
-trainer's (train, export, eval, quantize, data) as stubs that import `training.cli` only when one
+trainer's (train, export, eval, precision, quantize, data) as stubs that import `training.cli` only when one
 of them runs (`--help` included). `weedscan --help` lists them from the summaries below, which
 tests/test_architecture.py checks against the real commands.
 """
@@ -32,6 +32,8 @@ TRAINER_COMMANDS: dict[str, str] = {
               "evaluating the ONNX model on the val splits.",
     "eval": "Score the ONNX model exactly as it is served: mAP50, mAP50-95, per-class AP, and "
             "precision/recall at the card's default threshold, per dataset.",
+    "precision": "Score the model in each engine and precision this CPU offers, through the serving "
+                 "code, against ONNX Runtime in the file's own precision; record it in the card.",
     "quantize": "Make an int8 copy of an ONNX model (static quantization calibrated on training "
                 "images) and score it; ship it only if it holds accuracy and runs faster "
                 "(benchmarks/bench_int8.py).",

@@ -6,22 +6,34 @@ the CPU multiplies bf16 natively (AVX-512 BF16, AMX), so the file stays the fp32
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import sys
 import threading
+from types import ModuleType
 
 import numpy as np
 
 from serving.engines.base import EngineName, Precision
 
 _PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the file's own int8 layers
+# `import openvino` imports its model converter, which sends a Google Analytics event unless a
+# consent file in the user's home says no. Its own fallback when the telemetry package cannot be
+# imported is a stub that sends nothing; a None entry in sys.modules makes that import fail.
+_TELEMETRY_PACKAGE = "openvino_telemetry"
 
 
 def openvino_available() -> bool:
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Installed (found without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def import_openvino() -> ModuleType:
+    """`openvino`, with its telemetry unable to load: nothing is sent, nothing written to $HOME."""
+    if _TELEMETRY_PACKAGE not in sys.modules:
+        sys.modules[_TELEMETRY_PACKAGE] = None  # type: ignore[assignment]
+    import openvino
+
+    return openvino
 
 
 def _dims(partial_shape: object) -> tuple[int | None, ...]:
@@ -32,10 +44,7 @@ class OpenVinoEngine:
     name: EngineName = "openvino"
 
     def __init__(self, model_path: str, precision: Precision, threads: int, idle_spin: bool) -> None:
-        # OpenVINO's runtime sends nothing; its telemetry lives in the model-conversion tools,
-        # which this never imports. Opting out still covers a tool imported later.
-        os.environ.setdefault("OPENVINO_TELEMETRY_OPT_OUT", "1")
-        import openvino as ov
+        ov = import_openvino()
 
         self.precision: Precision = precision
         core = ov.Core()

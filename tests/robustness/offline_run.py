@@ -44,6 +44,7 @@ def serve(model: Path, image: Path, linger: float) -> dict:
         [sys.executable, "-m", "training.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     statuses: dict[str, int] = {}
+    engine: str | None = None
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             deadline = time.monotonic() + 90
@@ -58,8 +59,9 @@ def serve(model: Path, image: Path, linger: float) -> dict:
                 time.sleep(0.2)
             data = image.read_bytes()
             statuses["readyz"] = 200
-            statuses["detect"] = http.post("/v1/detect", content=data,
-                                           headers={"Content-Type": "image/jpeg"}).status_code
+            answer = http.post("/v1/detect", content=data, headers={"Content-Type": "image/jpeg"})
+            statuses["detect"] = answer.status_code
+            engine = answer.json()["model"]["engine"] if answer.status_code == 200 else None
             statuses["batch"] = http.post("/v1/detect/batch", files={
                 "images": ("a.jpg", data, "image/jpeg")}).status_code
             statuses["annotate"] = http.post("/v1/annotate", content=data,
@@ -78,7 +80,7 @@ def serve(model: Path, image: Path, linger: float) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
             log, _ = server.communicate()
-    return {"statuses": statuses, "log_tail": (log or "")[-2000:]}
+    return {"statuses": statuses, "engine": engine, "log_tail": (log or "")[-2000:]}
 
 
 def detect(model: Path, image: Path) -> dict:

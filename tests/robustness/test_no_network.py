@@ -55,8 +55,9 @@ def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
 
 
 def run_offline(tmp_path: Path, shipped_model: Path, command: str, *, linger: float = 0.0,
-                trace: Path | None = None) -> tuple[dict, list[dict], list[dict]]:
+                trace: Path | None = None, engine: str = "auto") -> tuple[dict, list[dict], list[dict]]:
     env, log = guarded_env(tmp_path)
+    env["WEEDSCAN_ENGINE"] = engine
     image = tmp_path / "field.jpg"
     image.write_bytes(images.encode(images.field_like(640, 480), ".jpg"))
     argv = [sys.executable, "-m", "tests.robustness.offline_run", command, str(shipped_model), str(image),
@@ -138,19 +139,29 @@ def test_in_process_app_and_detector_make_no_attempt(shipped_model: Path) -> Non
 
 # --- the commands, through Python's socket layer -------------------------------------------------
 
-def test_weedscan_serve_makes_no_outbound_attempt(tmp_path: Path, shipped_model: Path) -> None:
-    result, installed, attempts = run_offline(tmp_path, shipped_model, "serve")
+# Each command also with the OpenVINO engine (its converter sends an event on import unless kept
+# from loading its telemetry: serving/engines/openvino_engine.py).
+ENGINES = ["auto", pytest.param("openvino", marks=pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"))]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_weedscan_serve_makes_no_outbound_attempt(tmp_path: Path, shipped_model: Path, engine: str) -> None:
+    result, installed, attempts = run_offline(tmp_path, shipped_model, "serve", engine=engine)
     assert set(result["statuses"].values()) == {200}, result
+    assert result["engine"] == ("openvino" if engine == "openvino" else "onnxruntime")
     commands = {" ".join(i["argv"]) for i in installed}
     assert any("serve" in c for c in commands), f"the guard did not reach the server: {commands}"
     assert attempts == [], attempts
 
 
-def test_weedscan_detect_makes_no_outbound_attempt(tmp_path: Path, shipped_model: Path) -> None:
-    result, installed, attempts = run_offline(tmp_path, shipped_model, "detect")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_weedscan_detect_makes_no_outbound_attempt(tmp_path: Path, shipped_model: Path, engine: str) -> None:
+    result, installed, attempts = run_offline(tmp_path, shipped_model, "detect", engine=engine)
     assert result["returncode"] == 0, result
     line = json.loads(result["stdout"].splitlines()[0])
     assert line["image"] == {"width": 640, "height": 480}
+    assert line["model"]["engine"] == ("openvino" if engine == "openvino" else "onnxruntime")
     assert any("detect" in " ".join(i["argv"]) for i in installed)
     assert attempts == [], attempts
 
@@ -162,11 +173,12 @@ needs_trace = pytest.mark.skipif(not (STRACE and NETNS),
 
 
 @needs_trace
-def test_weedscan_serve_makes_no_outbound_syscall(tmp_path: Path, shipped_model: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_weedscan_serve_makes_no_outbound_syscall(tmp_path: Path, shipped_model: Path, engine: str) -> None:
     # Native telemetry uploaders start on a timer some seconds after start-up: keep the server
     # up for a while after the first requests.
     trace = tmp_path / "strace.txt"
-    result, _, _ = run_offline(tmp_path, shipped_model, "serve", linger=15, trace=trace)
+    result, _, _ = run_offline(tmp_path, shipped_model, "serve", linger=15, trace=trace, engine=engine)
     assert set(result["statuses"].values()) == {200}, result
     outbound = outbound_syscalls(trace)
     assert outbound == [], "outbound network syscalls:\n" + "\n".join(outbound[:10])

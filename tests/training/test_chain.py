@@ -3,6 +3,7 @@ dataset -> data check -> train 1 epoch -> export -> eval -> served by `serving`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 
 from tests.netguard import guarded
 from tests.training.reports import eval_report
+
+HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
 def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> Path:
@@ -81,7 +84,28 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
                                         str(data_yaml), "--report", str(report), "--plots"])
         assert evaluated.exit_code == 0, evaluated.output
         assert (tmp_path / "eval-plots" / "tiny" / "confusion_matrix.png").is_file()
+        if HAVE_OPENVINO:  # scored as the server would run it on OpenVINO
+            on_openvino = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data", str(data_yaml),
+                                              "--engine", "openvino", "--report", str(tmp_path / "eval-ov.json")])
+            assert on_openvino.exit_code == 0, on_openvino.output
+            assert json.loads((tmp_path / "eval-ov.json").read_text())["model"]["engine"] == "openvino"
+        rechecked = runner.invoke(app, ["precision", str(models_dir / "tiny.onnx"), "--data", str(data_yaml)])
+        assert rechecked.exit_code == 0 and "auto may use" in rechecked.output, rechecked.output
+        wrong = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data", str(data_yaml),
+                                    "--precision", "fp16", "--report", str(tmp_path / "never.json")])
+        assert wrong.exit_code != 0 and "--precision: auto, fp32, bf16, int8" in wrong.output
     assert attempts == [], f"network attempts: {attempts}"
+
+    # export scored each engine and precision this machine offers into the card
+    from serving.engines.cpu import this_cpu
+
+    checks = {(c["engine"], c["precision"]): c for c in json.loads((models_dir / "tiny.json").read_text())[
+        "precision_checks"]}
+    expected = {("onnxruntime", "fp32")}
+    if HAVE_OPENVINO:
+        expected |= {("openvino", "fp32")} | ({("openvino", "bf16")} if this_cpu().native_bf16 else set())
+    assert set(checks) == expected
+    assert checks[("onnxruntime", "fp32")]["drop"] == {"tiny": 0.0} and checks[("onnxruntime", "fp32")]["latency_ms"] > 0
 
     card = json.loads((models_dir / "tiny.json").read_text())
     assert any("tiny val (4 images" in limit for limit in card["limitations"]), card["limitations"]

@@ -77,6 +77,38 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
     assert refused.exit_code != 0 and "--force" in refused.output and out.read_bytes() == kept
 
 
+@pytest.mark.slow
+def test_quantize_scores_each_engine_against_the_fp32_source_offline(tmp_path: Path, shipped_model: Path) -> None:
+    """The int8 copy's card says what it lost per val split against its fp32 source, in ONNX
+    Runtime and (with the extra) OpenVINO; nothing reaches the network, OpenVINO included."""
+    import importlib.util
+
+    from tests.netguard import guarded
+    from training.cli import app
+
+    model = tmp_path / "weedscan.onnx"
+    shutil.copyfile(shipped_model, model)
+    shutil.copyfile(shipped_model.with_suffix(".json"), model.with_suffix(".json"))
+    data_yaml = make_dataset(tmp_path / "tiny", train=8, val=2, size=320)
+    out = tmp_path / "int8.onnx"
+    with guarded(allow_loopback=False) as attempts:
+        done = CliRunner().invoke(app, ["quantize", str(model), "--data", str(data_yaml), "--out", str(out),
+                                        "--calib", "8"])
+    assert done.exit_code == 0, done.output
+    assert attempts == [], f"network attempts: {attempts}"
+    card = json.loads(out.with_suffix(".json").read_text())
+    checks = {(c["engine"], c["precision"]): c for c in card["precision_checks"]}
+    have_openvino = importlib.util.find_spec("openvino") is not None
+    assert set(checks) == {("onnxruntime", "int8"), *([("openvino", "int8")] if have_openvino else [])}
+    int8 = checks[("onnxruntime", "int8")]
+    assert int8["map50"] == {"tiny": round(card["metrics"]["tiny"]["mAP50"], 4)}
+    # the drop is against the source scored now on the same split, not the int8 file itself
+    from training.evaluate import evaluate
+
+    source = evaluate(model, [data_yaml], "val", engine="onnxruntime", precision="fp32").datasets["tiny"].mAP50
+    assert int8["drop"] == {"tiny": round(round(source, 4) - int8["map50"]["tiny"], 4)}
+
+
 @pytest.mark.parametrize("missing", [("onnx",), ("ultralytics",), ("onnx", "ultralytics")])
 def test_quantize_without_the_train_extra_says_what_to_install_before_any_work(
         tmp_path: Path, shipped_model: Path, monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...]) -> None:
