@@ -56,8 +56,8 @@ def field_sample(field: Path, k: int, seed: int, out: Path, with_val: bool) -> P
     for split, images in splits.items():
         source = dataset.splits[split]
         for image in images:
-            for folder, path in ((root / "images" / split, image),
-                                 (root / "labels" / split, labels_folder(source) / image.relative_to(source).with_suffix(".txt"))):
+            label = labels_folder(source) / image.relative_to(source).with_suffix(".txt")
+            for folder, path in ((root / "images" / split, image), (root / "labels" / split, label)):
                 folder.mkdir(parents=True, exist_ok=True)
                 if path.exists():
                     os.symlink(path.resolve(), folder / path.name)
@@ -111,7 +111,8 @@ def main() -> None:
         base_test = scores(args.base, [test_yaml], "test")
         name = YoloDataset.from_yaml(test_yaml).name
         for k in args.k:
-            work = Path(tempfile.mkdtemp(prefix=f"{name}-k{k}-", dir=args.work.mkdir(parents=True, exist_ok=True) or args.work))
+            args.work.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f"{name}-k{k}-", dir=args.work))
             data = field_sample(field, k, args.seed, work / "field", not args.as_the_check)
             started = time.time()
             config = FinetuneConfig(data=[data], base=args.base, name=f"{name}-k{k}", models_dir=work / "models",
@@ -152,7 +153,8 @@ def main() -> None:
         f"{args.time} h per job; replay: {', '.join(r.name for r in args.replay) or 'none'}; "
         + ("the field dataset is k photos with no val split, so the job keeps 2 out as its gate"
            if args.as_the_check else "gate: the field's val split") + "; scores: the field's test split.", "",
-        "| field | k photos | imgsz | epochs | weed AP50 (test) | crop AP50 | mAP50 | public val mAP50 change | wall min | gate says better |",
+        "| field | k photos | imgsz | epochs | weed AP50 (test) | crop AP50 | mAP50 | public val mAP50 change "
+        "| wall min | gate says better |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *rows, "",
         "Public val mAP50 of the base: " + ", ".join(f"{n} {r['mAP50']:.3f}" for n, r in base_replay.items())

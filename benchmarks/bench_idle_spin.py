@@ -35,8 +35,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--window", type=float, default=0.2, help="seconds watched after each run")
     args = parser.parse_args()
-    detectors = {"resting (idle_spin=False, the server)": Detector(args.model, threads=args.threads, idle_spin=False, engine="onnxruntime"),
-                 "spinning (idle_spin=True, the default)": Detector(args.model, threads=args.threads, engine="onnxruntime")}
+    detectors = {
+        "resting (idle_spin=False, the server)": Detector(args.model, threads=args.threads, idle_spin=False,
+                                                          engine="onnxruntime"),
+        "spinning (idle_spin=True, the default)": Detector(args.model, threads=args.threads, engine="onnxruntime"),
+    }
     frame = images.field_like(640, 480)
     for detector in detectors.values():
         detector.warmup()

@@ -21,8 +21,8 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result, stats_ms  # noqa: E402
-from serving.detector import DetectOptions, Detector  # noqa: E402
 from serving.config import cpu_count  # noqa: E402
+from serving.detector import DetectOptions, Detector  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 MIN_SPEEDUP = 1.3

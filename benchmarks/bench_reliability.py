@@ -178,7 +178,10 @@ def report(rows: list[Figures], where: str) -> str:
         for sure in (0.5, 0.6, 0.7):
             def judged(r: Figures, limit: float = limit, sure: float = sure) -> bool:
                 return r.vegetation >= MIN_VEGETATION and (r.unexplained > limit or r.strongest < sure)
-            share = lambda these: sum(map(judged, these)) / max(1, len(these))
+
+            def share(these: list[Figures]) -> float:
+                return sum(map(judged, these)) / max(1, len(these))
+
             chosen = " (the page's)" if (limit, sure) == (MAX_UNEXPLAINED, MIN_STRONGEST) else ""
             lines.append(f"| {limit}{chosen} | {sure} | {share([r for r, u in zip(base, unseen) if not u]):.0%} | "
                          f"{share([r for r, u in zip(base, unseen) if u]):.0%} | {share(shipped):.0%} |")

@@ -31,7 +31,6 @@ from serving.preprocess import letterbox, to_blob  # noqa: E402
 from tests.serving.conftest import LiveServer  # noqa: E402
 
 
-
 def bare_loop_path(model: Path, threads: int):  # noqa: ANN201 - a callable
     """decode, letterbox as the server does (padded to the stride only), session.run."""
     import onnxruntime as ort
@@ -106,8 +105,8 @@ def main() -> None:
              "", header, "",
              f"Model `{args.model.name}`, {args.threads} inference threads, {len(images)} val images "
              f"(sesame JPEG, CWFID as JPEG), {args.rounds} rounds, paths interleaved. Bare loop: decode + "
-             "letterbox (to the stride, as the server) + session.run one after another in one process. 8 clients: 8 keep-alive "
-             "connections back to back, each sending every image once per round.", "",
+             "letterbox (to the stride, as the server) + session.run one after another in one process. "
+             "8 clients: 8 keep-alive connections back to back, each sending every image once per round.", "",
              "| path | images/s (median of rounds) | x bare loop | min - max |", "|---|---|---|---|"]
     for key, values in rates.items():
         lines.append(f"| {key} | {np.median(values):.1f} | {np.median(values) / floor:.3f} | "

@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, RESULTS_DIR, provenance, save_result, stats_ms  # noqa: E402
-from serving.detector import DetectOptions, Detector, TilingConfig  # noqa: E402
 from serving.detections import Detections  # noqa: E402
+from serving.detector import DetectOptions, Detector, TilingConfig  # noqa: E402
 from serving.geometry import classwise_nms  # noqa: E402
 from serving.tiling import TileSlicer, tile_windows  # noqa: E402
 from training.evaluate import EVAL_CONF, EVAL_IOU, ImageStats, match, read_labels, summarize  # noqa: E402
@@ -34,7 +34,8 @@ from training.trainset import YoloDataset, labels_folder  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 GRIDS = {"sesame": (6, 5), "cwfid": (3, 3)}  # columns, rows
-SETTINGS = [(1.25, 0.2), (1.6, 0.2), (2.0, 0.2), (2.0, 0.1), (3.0, 0.2), (4.0, 0.2), (4.0, 0.1)]  # (tile_scale, overlap)
+# (tile_scale, overlap)
+SETTINGS = [(1.25, 0.2), (1.6, 0.2), (2.0, 0.2), (2.0, 0.1), (3.0, 0.2), (4.0, 0.2), (4.0, 0.1)]
 PHOTO = (3264, 2448)
 
 

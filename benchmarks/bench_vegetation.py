@@ -242,12 +242,15 @@ def main() -> None:
     lines += ["", f"Per 1296x966 frame ({len(frames)} frames x 3, interleaved, {args.threads} "
               f"thread{'s' if args.threads != 1 else ''} for ONNX Runtime and OpenCV):", "",
               "| what | median ms | p95 ms |", "|---|---|---|",
-              f"| mode=green (exg, Otsu, 512, min_area 50: regions, cover, lanes) | {v['median']:.1f} | {v['p95']:.1f} |",
-              f"| mode=model ({detector.model_path.name}: detect incl. plant cover, lanes) | {m['median']:.1f} | {m['p95']:.1f} |",
+              "| mode=green (exg, Otsu, 512, min_area 50: regions, cover, lanes) "
+              f"| {v['median']:.1f} | {v['p95']:.1f} |",
+              f"| mode=model ({detector.model_path.name}: detect incl. plant cover, lanes) "
+              f"| {m['median']:.1f} | {m['p95']:.1f} |",
               f"| of which the cover mask (exg, Otsu, long side {COVER_OPTIONS.work_side}; only "
               f"when a weed was found) | {c['median']:.1f} | {c['p95']:.1f} |", "",
               f"mode=green takes {v['median'] / m['median']:.2f}x the model's median time per "
-              f"frame. The cover mask timed on its own over all {len(samples)} images: median {stats_ms(cover_times)['median']:.1f} ms.", ""]
+              f"frame. The cover mask timed on its own over all {len(samples)} images: "
+              f"median {stats_ms(cover_times)['median']:.1f} ms.", ""]
     save_result(RESULTS_DIR / "vegetation.md", "\n".join(lines))
     print("\n".join(lines))
 

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 # Sections of RESULTS.md, in this order (results/NAME.md; others follow alphabetically).
-RESULT_ORDER = ["training_coco", "models", "recipes", "cross_field", "training", "eval_agreement", "serving", "int8", "load", "batch", "train_precision"]
+RESULT_ORDER = ["training_coco", "models", "recipes", "cross_field", "training", "eval_agreement", "serving", "int8",
+                "load", "batch", "train_precision"]
 
 
 def provenance() -> str:
@@ -37,7 +38,7 @@ def provenance() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"commit {commit}; {cpu}, {os.cpu_count()} cores, {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}; "
-            f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; load average at start {load:.2f}")
+            f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; load average at start {load:.2f}")
 
 
 def stats_ms(seconds: list[float]) -> dict[str, float]:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
 import numpy as np
-from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter,
-                      WithJsonSchema, model_validator)
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
 
 from serving.mask_rle import decode_runs, encode_runs
 
@@ -56,7 +65,7 @@ class Detection(BaseModel):
 
 def wire_time(moment: datetime) -> str:
     """UTC, ISO 8601, to the millisecond: 2026-12-06T17:12:16.123Z."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 WireTime = Annotated[AwareDatetime, PlainSerializer(wire_time, return_type=str, when_used="json"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,12 +40,12 @@ class Settings(BaseSettings):
 
     # The models folder (NAME.onnx + NAME.json each) the server offers; `model` (--model PATH)
     # pins the active model at start, otherwise the folder's `.active.json` (or `weedscan`) does.
-    model: Optional[Path] = None
+    model: Path | None = None
     models_dir: Path = MODELS_DIR
     max_loaded_models: int = Field(4, ge=1)  # beyond: the least recently used one is unloaded
     # Set by `weedscan serve` for its workers (a Unix time): a worker (re)started after a swap
     # follows the models folder's choice rather than --model.
-    serve_started: Optional[float] = None
+    serve_started: float | None = None
     host: str = "127.0.0.1"  # loopback unless the operator opens it (WEEDSCAN_HOST=0.0.0.0)
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # server processes

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from serving.answer import ModelRef
 from serving.config import cpu_count
 from serving.detections import Detections
 from serving.engines import Engine, EngineChoice, choose_engine, open_engine
@@ -274,7 +275,8 @@ class Detector:
     def _result(self, image: np.ndarray, detections: Detections, clock: StageClock,
                 cover: CoverMode) -> DetectionResult:
         height, width = image.shape[:2]
-        result = DetectionResult(detections, width, height, self.class_names, self.model_info)
+        result = DetectionResult(detections, width, height, self.class_names,
+                                 ModelRef.model_validate(self.model_info))
         if cover == "always" or (cover == "auto" and result.needs_vegetation()):
             result.vegetation = vegetation_mask(image, COVER_OPTIONS, full_resolution=False).mask
         clock.lap("cover")

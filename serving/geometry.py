@@ -16,10 +16,10 @@ def classwise_nms(dets: Detections, iou: float, max_det: int) -> Detections:
         return dets.sorted_by_score()[:max_det]
     xywh = dets.boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]
-    keep = cv2.dnn.NMSBoxesBatched(
+    kept_indices = cv2.dnn.NMSBoxesBatched(
         xywh.tolist(), dets.scores.tolist(), dets.class_ids.tolist(), 0.0, float(iou)
     )
-    keep = np.asarray(keep, np.int64).reshape(-1)
+    keep = np.asarray(kept_indices, np.int64).reshape(-1)
     kept = dets[keep].sorted_by_score()
     return kept[:max_det]
 

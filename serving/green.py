@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from serving.answer import ModelRef
 from serving.detections import Detections
 from serving.detector import DetectOptions
 from serving.result import DetectionResult
@@ -35,8 +36,8 @@ def green_detect(image: np.ndarray, options: VegetationOptions | None = None,
     dets = Detections(regions.boxes[order], regions.scores[order],
                       np.zeros(len(order), np.int64))
     height, width = image.shape[:2]
-    result = DetectionResult(dets, width, height, GREEN_CLASSES, green_model_info(options), vegetation=regions.mask,
-                             areas=regions.areas[order])
+    result = DetectionResult(dets, width, height, GREEN_CLASSES, ModelRef.model_validate(green_model_info(options)),
+                             vegetation=regions.mask, areas=regions.areas[order])
     result.timing_ms = {"inference": (time.perf_counter() - start) * 1000}
     return result
 

@@ -13,8 +13,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from serving.config import size_text
-from serving.errors import (ClientError, PayloadTooLarge, TooManyPixels, UndecodableImage,
-                            UnsupportedMediaType)
+from serving.errors import ClientError, PayloadTooLarge, TooManyPixels, UndecodableImage, UnsupportedMediaType
 
 # Media types the API accepts, and the Pillow format names that may hide behind them.
 SUPPORTED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff")

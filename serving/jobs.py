@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +42,8 @@ class FinetuneJobRequest(BaseModel):
 
     kind: Literal["finetune"] = "finetune"
     datasets: list[str] = Field(min_length=1, max_length=8, description="field datasets to learn from")
-    base: str | None = Field(None, pattern=NAME_PATTERN, description="the model to start from (default: the active one)")
+    base: str | None = Field(None, pattern=NAME_PATTERN,
+                             description="the model to start from (default: the active one)")
     name: str = Field(pattern=NAME_PATTERN, description="the candidate model's name")
     time_hours: float = Field(0.33, gt=0, le=24, description="hours for the whole job")
     imgsz: int | None = Field(None, ge=64, le=1280)
@@ -74,7 +75,7 @@ def mark_orphans_interrupted(catalogue: Catalogue) -> list[int]:
     """Running jobs whose child process is gone (the server that ran them stopped). A job
     claimed moments ago by another worker may not have its pid yet: it is left alone."""
     orphans = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for job in catalogue.list_jobs(state="running"):
         pid = job.progress.get("pid")
         just_claimed = pid is None and job.started is not None and (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Callable
 
 
-def _libc_malloc_trim() -> ctypes._CFuncPtr | None:
+def _libc_malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim if sys.platform == "linux" else None
     except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,7 +20,7 @@ class Thresholds(BaseModel):
 
     conf: float = Field(0.25, ge=0, le=1, description="minimum confidence of a detection")
     iou: float = Field(0.7, ge=0, le=1, description="NMS IoU above which the weaker box is dropped")
-    conf_source: Optional[str] = Field(
+    conf_source: str | None = Field(
         None, description="how conf was chosen, e.g. the confidence of maximum F1 on the val images")
 
 
@@ -52,7 +52,7 @@ class PrecisionCheck(BaseModel):
     map50: dict[str, float] = Field(description="val mAP50 per dataset")
     drop: dict[str, float] = Field(description="mAP50 lost per dataset against ONNX Runtime fp32 "
                                                "(negative: gained)")
-    latency_ms: Optional[float] = Field(None, ge=0, description="median forward pass of one input")
+    latency_ms: float | None = Field(None, ge=0, description="median forward pass of one input")
     cpu: str = Field("", description="the CPU it was measured on, with its relevant flags")
     measured: str = Field("", description="when (ISO date)")
 
@@ -77,23 +77,23 @@ class ModelCard(BaseModel):
 
     name: str = Field(min_length=1)
     version: str = ""
-    created: Optional[str] = None
+    created: str | None = None
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the .onnx file")
     task: Literal["detect"] = "detect"
     classes: list[str] = Field(min_length=1, description="class names in output order")
-    input_size: Optional[int] = Field(None, ge=32, description="square model input in pixels")
+    input_size: int | None = Field(None, ge=32, description="square model input in pixels")
     input_border: int = Field(0, ge=0, description=(
         "grey frame in model-input pixels kept around every image (it is fitted inside), as "
         "Ultralytics' validator pads its val images; 0: the image fills the input. Tiles of a "
         "big photo always fill it"))
-    output_layout: Optional[Literal["raw", "end2end"]] = None
+    output_layout: Literal["raw", "end2end"] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     precision: str = "fp32"
     training_data: list[dict[str, Any]] = Field(default_factory=list)
     training_recipe: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = Field(default_factory=dict, description="val scores per dataset")
     export_parity: dict[str, Any] = Field(default_factory=dict)
-    quantization: Optional[dict[str, Any]] = None
+    quantization: dict[str, Any] | None = None
     precision_checks: list[PrecisionCheck] = Field(default_factory=list, description=(
         "each engine and precision measured on the val splits; `auto` picks among the validated"))
     licence: str = "unknown"

@@ -7,18 +7,21 @@ notices on its next request and follows (serving/registry.py), in every worker p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from serving.cli_options import fail
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without the API's modules
+    from serving.api.schemas import ModelsAnswer
 
 models_app = typer.Typer(
     help="The models a server offers: list them, choose the active one, add or remove one.\n\n"
          "Example: weedscan models activate weedscan-field7",
     no_args_is_help=True)
 
-DirOption = Annotated[Optional[Path], typer.Option(
+DirOption = Annotated[Path | None, typer.Option(
     help="models folder (default: WEEDSCAN_MODELS_DIR, else models/)")]
 
 
@@ -28,7 +31,7 @@ def _dir(models_dir: Path | None) -> Path:
     return models_dir or Settings().models_dir
 
 
-def _checked_listing(folder: Path) -> object:
+def _checked_listing(folder: Path) -> ModelsAnswer:
     """GET /v1/models' answer for the folder, each model checked (sha256, ONNX session)."""
     from serving.api.schemas import BrokenModel, ListedModel, ModelsAnswer
     from serving.models_dir import check_model, default_active, model_files
@@ -65,11 +68,11 @@ def list_models(models_dir: DirOption = None,
     folder = _dir(models_dir)
     listing = _checked_listing(folder)
     if as_json:
-        typer.echo(listing.model_dump_json(exclude_none=True))  # type: ignore[attr-defined]
+        typer.echo(listing.model_dump_json(exclude_none=True))
         return
-    if not listing.models:  # type: ignore[attr-defined]
+    if not listing.models:
         fail(f"no model in {folder}")
-    for entry in listing.models:  # type: ignore[attr-defined]
+    for entry in listing.models:
         mark = "*" if entry.active else " "
         if isinstance(entry, BrokenModel):
             typer.echo(f"{mark} {entry.name:24} broken     {entry.reason}")
@@ -103,7 +106,7 @@ def activate(name: Annotated[str, typer.Argument(help="a model of the folder")],
 
 @models_app.command()
 def add(model: Annotated[Path, typer.Argument(help="MODEL.onnx, its card MODEL.json beside it")],
-        name: Annotated[Optional[str], typer.Option(
+        name: Annotated[str | None, typer.Option(
             help="its name in the folder (default: the card's)")] = None,
         replace: Annotated[bool, typer.Option("--replace", help="replace a model of that name "
                                               "(never the active one)")] = False,

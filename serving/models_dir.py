@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -119,7 +119,7 @@ def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
 def write_active(models_dir: Path, name: str) -> None:
     """Make `name` the active model of the folder, for every server that serves it."""
     choice = ActiveChoice(active=check_name(name),
-                          changed=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                          changed=datetime.now(UTC).isoformat(timespec="seconds"))
     _atomic_write(models_dir / ACTIVE_FILE, lambda tmp: tmp.write_text(choice.model_dump_json() + "\n"))
 
 

@@ -28,8 +28,15 @@ from serving.detector import Detector
 from serving.errors import ModelCardError
 from serving.memory import return_memory
 from serving.model_card import ModelCard, load_card
-from serving.models_dir import (ACTIVE_FILE, check_model, default_active, file_key, model_files,
-                                read_active, write_active)
+from serving.models_dir import (
+    ACTIVE_FILE,
+    check_model,
+    default_active,
+    file_key,
+    model_files,
+    read_active,
+    write_active,
+)
 
 log = logging.getLogger("weedscan")
 
@@ -156,8 +163,9 @@ class ModelRegistry:
                     detector = self._switch(name)
                 except Exception:  # noqa: BLE001 - its reason is in its slot
                     continue
+                broken = self.slot(chosen)
                 log.error("error: the active model %s is broken (%s); serving %s instead",
-                          chosen, self.slot(chosen).error if self.slot(chosen) else first, name)
+                          chosen, broken.error if broken else first, name)
                 return detector
             raise
 

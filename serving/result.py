@@ -7,8 +7,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from serving.answer import (Box, Detection, DetectAnswer, ImageSize, ModelRef,
-                            VegetationMaskRuns, wire_dict)
+from serving.answer import Box, DetectAnswer, Detection, ImageSize, ModelRef, VegetationMaskRuns, wire_dict
 from serving.detections import Detections
 from serving.geometry import lanes_hit, union_area
 from serving.vegetation import plant_cover

@@ -16,7 +16,6 @@ resolution (long side `work_side`, INTER_AREA) and the mask is upsampled back.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Literal
 

@@ -120,8 +120,7 @@ def test_models_doc_chain_follows_the_cards_lineage() -> None:
     chain; where git holds the ancestors' commits (not in a shallow clone) it is exactly what their
     cards render to."""
     from serving.model_card import ModelCard
-    from training.model_docs import (MODELS_DOC, SHIPPED_CARD, ancestor_cards, generated_block,
-                                     render_chain)
+    from training.model_docs import MODELS_DOC, SHIPPED_CARD, ancestor_cards, generated_block, render_chain
 
     card = ModelCard.model_validate_json(SHIPPED_CARD.read_bytes())
     block = generated_block(MODELS_DOC.read_text(), "chain")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional, get_args
+from typing import Annotated, get_args
 
 import typer
 
@@ -20,30 +20,37 @@ app = typer.Typer(name="weedscan", help="The trainer's commands (weedscan_cli mo
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(data_app, name="data")
 
-EVAL_RUNS = Path("runs/eval")
-PRECISION_CHECKS_HELP = ("also score each engine and precision this CPU offers on the val splits into "
-                         "the card (`weedscan precision`), so the server's auto may use those that kept accuracy")  # where eval reports go by default: under runs/, beside training's
+EVAL_RUNS = Path("runs/eval")  # where eval reports go by default: under runs/, beside training's
+PRECISION_CHECKS_HELP = ("also score each engine and precision this CPU offers on the val splits into the "
+                         "card (`weedscan precision`), so the server's auto may use those that kept accuracy")
 
 
 @app.command()
 def train(
-    data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML (or its folder); repeat for several datasets")] = [],
-    model: Annotated[str, typer.Option(help="architecture YAML: trained from scratch, or the one --weights fit")] = "yolo26n.yaml",
-    weights: Annotated[Optional[Path], typer.Option(help="starting weights: a local .pt, or an Ultralytics ONNX export (fp32 or int8), e.g. ../shared/pretrained/yolov8n-coco-int8.onnx")] = None,
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="YOLO data YAML (or its folder); repeat for several datasets")] = [],
+    model: Annotated[str, typer.Option(
+        help="architecture YAML: trained from scratch, or the one --weights fit")] = "yolo26n.yaml",
+    weights: Annotated[Path | None, typer.Option(
+        help="starting weights: a local .pt, or an Ultralytics ONNX export (fp32 or int8), e.g. "
+             "../shared/pretrained/yolov8n-coco-int8.onnx")] = None,
     imgsz: Annotated[int, typer.Option(min=32, help="training image size")] = 416,
     epochs: Annotated[int, typer.Option(min=1, help="epochs (ignored when --time is set)")] = 100,
-    time: Annotated[Optional[float], typer.Option(min=0.001, help="time budget in hours")] = None,
+    time: Annotated[float | None, typer.Option(min=0.001, help="time budget in hours")] = None,
     batch: Annotated[int, typer.Option(min=1, help="images per training batch")] = 16,
     device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    warmup_epochs: Annotated[float, typer.Option(min=0, help="LR warm-up epochs (shorten for a brief fine-tune)")] = 3.0,
+    warmup_epochs: Annotated[float, typer.Option(
+        min=0, help="LR warm-up epochs (shorten for a brief fine-tune)")] = 3.0,
     close_mosaic: Annotated[int, typer.Option(min=0, help="last epochs trained without mosaic")] = 5,
     repeat: Annotated[list[str], typer.Option(help="oversample a small dataset: NAME=COUNT (e.g. cwfid=8)")] = [],
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="bf16 autocast on CPU (default: only with native bf16)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads on CPU")] = None,
+    bf16: Annotated[bool | None, typer.Option(
+        "--bf16/--no-bf16", help="bf16 autocast on CPU (default: only with native bf16)")] = None,
     project: Annotated[Path, typer.Option(help="folder for runs")] = Path("runs/train"),
-    name: Annotated[str, typer.Option(help="run name: a new folder under --project (NAME-2 ... if taken)")] = "weedscan",
-    resume: Annotated[Optional[Path], typer.Option(help="carry on an interrupted run from its last.pt")] = None,
+    name: Annotated[str, typer.Option(
+        help="run name: a new folder under --project (NAME-2 ... if taken)")] = "weedscan",
+    resume: Annotated[Path | None, typer.Option(help="carry on an interrupted run from its last.pt")] = None,
 ) -> None:
     """Train a detector with Ultralytics, offline, with field-photo augmentations.
 
@@ -79,21 +86,34 @@ def train(
 
 @app.command()
 def finetune(
-    data: Annotated[list[Path], typer.Option("--data", help="the field's YOLO folder (images/train, labels/train, data.yaml; a val split is used as the gate) or its data YAML; repeat for several")] = [],
-    base: Annotated[Path, typer.Option(help="the served ONNX model to start from (with its card)")] = Path("models/weedscan.onnx"),
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="the field's YOLO folder (images/train, labels/train, data.yaml; a val split is used as the "
+                       "gate) or its data YAML; repeat for several")] = [],
+    base: Annotated[Path, typer.Option(
+        help="the served ONNX model to start from (with its card)")] = Path("models/weedscan.onnx"),
     name: Annotated[str, typer.Option(help="the candidate's name: DIR/NAME.onnx + NAME.json")] = "",
     models_dir: Annotated[Path, typer.Option(help="where the candidate is written")] = Path("models"),
-    time: Annotated[Optional[float], typer.Option(min=0.01, help="hours for the whole job (training, export, scoring)")] = 0.33,
-    imgsz: Annotated[Optional[int], typer.Option(min=64, help="training and model input size (default: the base's input, or the photos' long side where smaller)")] = None,
-    replay: Annotated[bool, typer.Option("--replay/--no-replay", help="train beside a sample of the base's public training sets, where present, so it keeps what it knew")] = True,
-    replay_data: Annotated[list[Path], typer.Option(help="a public YOLO set to replay (default: the base card's training data found in $WEEDSCAN_PUBLIC_DATA_DIRS or the data cache)")] = [],
-    lr0: Annotated[Optional[float], typer.Option(min=1e-6, help="initial learning rate (default: the recipe's)")] = None,
-    freeze: Annotated[Optional[int], typer.Option(min=0, help="first N layers kept frozen (default: the recipe's)")] = None,
+    time: Annotated[float | None, typer.Option(
+        min=0.01, help="hours for the whole job (training, export, scoring)")] = 0.33,
+    imgsz: Annotated[int | None, typer.Option(
+        min=64, help="training and model input size (default: the base's input, or the photos' long side where "
+                     "smaller)")] = None,
+    replay: Annotated[bool, typer.Option(
+        "--replay/--no-replay", help="train beside a sample of the base's public training sets, where present, so it "
+                                     "keeps what it knew")] = True,
+    replay_data: Annotated[list[Path], typer.Option(
+        help="a public YOLO set to replay (default: the base card's training data found in $WEEDSCAN_PUBLIC_DATA_DIRS "
+             "or the data cache)")] = [],
+    lr0: Annotated[float | None, typer.Option(min=1e-6, help="initial learning rate (default: the recipe's)")] = None,
+    freeze: Annotated[int | None, typer.Option(
+        min=0, help="first N layers kept frozen (default: the recipe's)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (gate photos, replay sample, training)")] = 0,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads on CPU")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads on CPU")] = None,
     project: Annotated[Path, typer.Option(help="folder for the job's run")] = Path("runs/finetune"),
     force: Annotated[bool, typer.Option(help="replace an existing DIR/NAME.onnx")] = False,
-    promote: Annotated[bool, typer.Option("--promote-if-better", help="make the candidate the folder's active model when the gate says it is better")] = False,
+    promote: Annotated[bool, typer.Option(
+        "--promote-if-better",
+        help="make the candidate the folder's active model when the gate says it is better")] = False,
 ) -> None:
     """Teach a model one field from a few labelled photos; the candidate is scored against the base.
 
@@ -136,14 +156,15 @@ def finetune(
 def export_command(
     weights: Annotated[Path, typer.Argument(help="trained weights (.pt)")],
     name: Annotated[str, typer.Option(help="model name: writes MODELS_DIR/NAME.onnx and NAME.json")] = "weedscan",
-    data: Annotated[list[Path], typer.Option("--data", help="datasets to evaluate on (default: those it was trained on)")] = [],
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="datasets to evaluate on (default: those it was trained on)")] = [],
     models_dir: Annotated[Path, typer.Option(help="where to write NAME.onnx and NAME.json")] = Path("models"),
     force: Annotated[bool, typer.Option(help="replace an existing NAME.onnx / NAME.json")] = False,
-    version: Annotated[Optional[str], typer.Option(help="model version (default: today's date)")] = None,
-    imgsz: Annotated[Optional[int], typer.Option(help="input size (default: the training size)")] = None,
-    compute: Annotated[Optional[str], typer.Option(help="what the training ran on, for the card")] = None,
+    version: Annotated[str | None, typer.Option(help="model version (default: today's date)")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="input size (default: the training size)")] = None,
+    compute: Annotated[str | None, typer.Option(help="what the training ran on, for the card")] = None,
     nms_free: Annotated[bool, typer.Option(help="YOLO26/v10: export the NMS-free end-to-end head")] = False,
-    input_border: Annotated[Optional[int], typer.Option(
+    input_border: Annotated[int | None, typer.Option(
         min=0, help="grey frame in input pixels kept around each image when served (default: half the stride)")] = None,
     precision_checks: Annotated[bool, typer.Option(help=PRECISION_CHECKS_HELP)] = True,
 ) -> None:
@@ -171,12 +192,12 @@ def eval_command(
     model: Annotated[Path, typer.Argument(help="ONNX model with its card beside it")],
     data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML; repeat for several")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "val",
-    report: Annotated[Optional[Path], typer.Option(
+    report: Annotated[Path | None, typer.Option(
         help="JSON report path (default: runs/eval/MODEL-SPLIT.json, as Ultralytics keeps its runs)")] = None,
     plots: Annotated[bool, typer.Option(
         "--plots", help="also write PR curve and confusion matrix PNGs, in REPORT-plots/ beside the report")] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing report")] = False,
-    input_border: Annotated[Optional[int], typer.Option(
+    input_border: Annotated[int | None, typer.Option(
         min=0, help="grey frame in input pixels round each image (default: the card's)")] = None,
     tile: Annotated[str, typer.Option(
         help="tile big images as the server does: auto (its default: photos much larger than the "
@@ -218,7 +239,7 @@ def eval_command(
 def quantize_command(
     model: Annotated[Path, typer.Argument(help="fp32 ONNX model with its card")],
     data: Annotated[list[Path], typer.Option("--data", help="datasets: train split calibrates, val split scores")],
-    out: Annotated[Optional[Path], typer.Option(help="output .onnx (default: NAME-int8.onnx beside the model)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output .onnx (default: NAME-int8.onnx beside the model)")] = None,
     calib: Annotated[int, typer.Option(min=1, help="calibration images")] = 256,
     keep_last_convs: Annotated[bool, typer.Option(help="keep the head's last convs in float")] = True,
     ops: Annotated[str, typer.Option(help="all: every operator with an int8 kernel; conv: convolutions only")] = "all",
@@ -269,9 +290,11 @@ def engine_and_precision(engine: str, precision: str) -> tuple[EngineRequest, Pr
 @app.command("precision")
 def precision_command(
     model: Annotated[Path, typer.Argument(help="ONNX model with its card")],
-    data: Annotated[list[Path], typer.Option("--data", help="YOLO data YAML; repeat for several (the model's val splits)")],
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="YOLO data YAML; repeat for several (the model's val splits)")],
     split: Annotated[str, typer.Option(help="train, val or test")] = "val",
-    record: Annotated[bool, typer.Option(help="write the checks into the model's card (the .onnx is not touched)")] = True,
+    record: Annotated[bool, typer.Option(
+        help="write the checks into the model's card (the .onnx is not touched)")] = True,
 ) -> None:
     """Score the model in each engine and precision this CPU offers, through the serving code,
     against ONNX Runtime in the file's own precision; record it in the card. The server's auto

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -79,9 +79,10 @@ def list_() -> None:
 @data_app.command()
 def fetch(
     name: Annotated[str, typer.Argument(help="dataset name, as in `weedscan data list`")],
-    cache_dir: Annotated[Optional[Path], typer.Option(help="cache folder (default ~/.cache/weedscan/datasets)")] = None,
-    url: Annotated[Optional[str], typer.Option(help="download from here instead of the card's url (http(s), file:// or a local path)")] = None,
-    sha256: Annotated[Optional[str], typer.Option(help="expected sha256 of the archive (overrides the card's)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache folder (default ~/.cache/weedscan/datasets)")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="download from here instead of the card's url (http(s), file:// or a local path)")] = None,
+    sha256: Annotated[str | None, typer.Option(help="expected sha256 of the archive (overrides the card's)")] = None,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check the archive's sha256")] = True,
 ) -> None:
     """Download a dataset, verify its checksum, extract it and convert it to YOLO (crop, weed).
@@ -105,7 +106,8 @@ def fetch(
 def import_(
     name: Annotated[str, typer.Argument(help="dataset name, as in `weedscan data list`")],
     source: Annotated[Path, typer.Option("--from", help="native release folder, or a YOLO folder with data.yaml")],
-    out: Annotated[Optional[Path], typer.Option(help="output folder (default: the cache, ~/.cache/weedscan/datasets/NAME)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="output folder (default: the cache, ~/.cache/weedscan/datasets/NAME)")] = None,
 ) -> None:
     """Convert a dataset you have (native release or YOLO folder) to YOLO on crop, weed.
 
@@ -127,12 +129,16 @@ def import_(
 @data_app.command("add-field")
 def add_field(
     name: Annotated[str, typer.Argument(help="the field dataset's name: 1-64 of a-z 0-9 _ -")],
-    source: Annotated[Path, typer.Option("--from", help="a YOLO or COCO export of CVAT, Label Studio or Roboflow: its folder, its zip, or the COCO JSON")],
-    crop: Annotated[Optional[str], typer.Option(help="the field's crop, free text (e.g. carrot); needed for a new dataset")] = None,
-    map_: Annotated[list[str], typer.Option("--map", help="map an exported class: NAME=crop|weed|drop (crop and weed map to themselves)")] = [],
+    source: Annotated[Path, typer.Option("--from", help="a YOLO or COCO export of CVAT, Label Studio or Roboflow: "
+                                                        "its folder, its zip, or the COCO JSON")],
+    crop: Annotated[str | None, typer.Option(
+        help="the field's crop, free text (e.g. carrot); needed for a new dataset")] = None,
+    map_: Annotated[list[str], typer.Option(
+        "--map", help="map an exported class: NAME=crop|weed|drop (crop and weed map to themselves)")] = [],
     licence: Annotated[str, typer.Option(help="the photos' licence, written into the dataset card")] = "private",
     append: Annotated[bool, typer.Option(help="add to an existing field dataset")] = False,
-    data_dir: Annotated[Optional[Path], typer.Option(help="the data folder (default: WEEDSCAN_DATA_DIR, else ~/.local/share/weedscan)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="the data folder (default: WEEDSCAN_DATA_DIR, else ~/.local/share/weedscan)")] = None,
 ) -> None:
     """Bring a field labelled elsewhere in as a field dataset (YOLO layout, card, catalogue).
 

@@ -207,7 +207,7 @@ def build_card(name: str, version: str, onnx_path: Path, inputs: OnnxInputs, rec
     return ModelCard(**without_absolute_paths({
         "name": name,
         "version": version,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sha256": sha256_of(onnx_path),
         "task": "detect",
         "classes": inputs.classes,
@@ -299,7 +299,8 @@ def measured_limitations(training_data: list[dict[str, Any]], metrics: dict[str,
     if any(d.get("name") == "cwfid" for d in training_data):
         limits.append("CWFID images are false-colour (red + near-infrared), not natural RGB.")
     if pretrained:
-        limits.append(f"Fine-tuned from {pretrained.get('file')} ({pretrained.get('description') or 'pretrained weights'}); "
+        description = pretrained.get("description") or "pretrained weights"
+        limits.append(f"Fine-tuned from {pretrained.get('file')} ({description}); "
                       "whether those are the official release cannot be proven from the file.")
     limits += [f"The only {'class is' if len(classes) == 1 else 'classes are'} {_quoted(classes)}: "
                "it tells no species apart.",

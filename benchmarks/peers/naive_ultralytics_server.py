@@ -45,5 +45,6 @@ def build_app(model: str, imgsz: int, conf: float, iou: float) -> FastAPI:
 
 
 if __name__ == "__main__":
-    model_path, port, size, conf_, iou_ = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+    model_path, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    conf_, iou_ = float(sys.argv[4]), float(sys.argv[5])
     uvicorn.run(build_app(model_path, size, conf_, iou_), host="127.0.0.1", port=port, log_level="warning")

@@ -13,11 +13,11 @@ from serving.api.headers import SecurityHeadersMiddleware
 from serving.api.metrics import Metrics, MetricsMiddleware
 from serving.api.origin import CrossSiteMiddleware, HostCheckMiddleware, default_allowed_hosts
 from serving.api.request_id import RequestIdMiddleware
-from serving.api.websocket import WebSocketAsHttp
 from serving.api.routes import datasets, detect, docs, jobs, models, page, system
 from serving.api.routes.page import STATIC_DIR
 from serving.api.service import InferenceService
 from serving.api.shedding import LoadShedder
+from serving.api.websocket import WebSocketAsHttp
 from serving.config import Settings
 from serving.detector import Detector
 from serving.fields.catalogue import Catalogue

@@ -36,8 +36,10 @@ class _Frame:
     options: DetectOptions
     future: asyncio.Future[FrameAnswer]
     loop: asyncio.AbstractEventLoop
-    image: np.ndarray | None = None
     decode_s: float = 0.0
+
+
+_Decoded = tuple[_Frame, np.ndarray]  # a frame and its decoded image
 
 
 class FrameBatcher:
@@ -72,69 +74,69 @@ class FrameBatcher:
         with self._lock:
             frames, self._queue = list(self._queue), deque()
         for frame in frames:
-            _settle(frame, exc=exc)
+            _settle(frame, exc)
 
     # --- on the inference lane ------------------------------------------------------------------
     def _run_queued(self) -> None:
         with self._lock:
             frames = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
         frames = [f for f in frames if not f.future.cancelled()]  # their clients have gone
-        batch: list[_Frame] = []
+        batch: list[tuple[Detector, _Decoded]] = []
         for frame in frames:
             start = time.perf_counter()
             try:
-                frame.image = decode_image(frame.data, self._max_pixels)
+                image = decode_image(frame.data, self._max_pixels)
             except Exception as exc:  # noqa: BLE001 - this frame's error, not the others'
-                _settle(frame, exc=exc)
+                _settle(frame, exc)
                 continue
             frame.decode_s = time.perf_counter() - start
-            height, width = frame.image.shape[:2]
+            height, width = image.shape[:2]
             detector = frame.detector
             if (isinstance(detector, Detector) and detector.dynamic_batch
                     and not detector.tiles(width, height, frame.options)):
-                batch.append(frame)
+                batch.append((detector, (frame, image)))
             else:  # green mode, a tiled frame or a fixed-batch model: on its own
-                self._detect_alone(frame)
-        for group in _by_detector(batch):
+                self._detect_alone(frame, image)
+        for detector, group in _by_detector(batch):
             if len(group) == 1:
-                self._detect_alone(group[0])
+                self._detect_alone(*group[0])
                 continue
             try:
-                results = group[0].detector.detect_frames(
-                    [f.image for f in group], [f.options for f in group])  # type: ignore[misc]
+                results = detector.detect_frames([image for _, image in group],
+                                                 [frame.options for frame, _ in group])
             except Exception as exc:  # noqa: BLE001 - every frame of the batch gets the error
-                for frame in group:
-                    _settle(frame, exc=exc)
+                for frame, _ in group:
+                    _settle(frame, exc)
                 continue
-            for frame, result in zip(group, results):
-                _settle(frame, value=(frame.image, frame.decode_s, result))
+            for (frame, image), result in zip(group, results):
+                _settle(frame, (image, frame.decode_s, result))
 
     @staticmethod
-    def _detect_alone(frame: _Frame) -> None:
+    def _detect_alone(frame: _Frame, image: np.ndarray) -> None:
         try:
-            result = frame.detector.detect(frame.image, frame.options)
+            result = frame.detector.detect(image, frame.options)
         except Exception as exc:  # noqa: BLE001
-            _settle(frame, exc=exc)
+            _settle(frame, exc)
             return
-        _settle(frame, value=(frame.image, frame.decode_s, result))
+        _settle(frame, (image, frame.decode_s, result))
 
 
-def _by_detector(frames: list[_Frame]) -> list[list[_Frame]]:
-    groups: dict[int, list[_Frame]] = {}
-    for frame in frames:
-        groups.setdefault(id(frame.detector), []).append(frame)
+def _by_detector(batch: list[tuple[Detector, _Decoded]]) -> list[tuple[Detector, list[_Decoded]]]:
+    groups: dict[int, tuple[Detector, list[_Decoded]]] = {}
+    for detector, decoded in batch:
+        groups.setdefault(id(detector), (detector, []))[1].append(decoded)
     return list(groups.values())
 
 
-def _settle(frame: _Frame, value: FrameAnswer | None = None, exc: Exception | None = None) -> None:
-    """Hand the answer to the frame's event loop (from the lane thread)."""
+def _settle(frame: _Frame, outcome: FrameAnswer | Exception) -> None:
+    """Hand the answer, or the error, to the frame's event loop (from the lane thread)."""
     def deliver() -> None:
         if frame.future.done():  # cancelled meanwhile: its client has gone
             return
-        if exc is not None:
-            frame.future.set_exception(exc)
+        if isinstance(outcome, Exception):
+            frame.future.set_exception(outcome)
         else:
-            frame.future.set_result(value)  # type: ignore[arg-type]
+            frame.future.set_result(outcome)
 
     try:
         frame.loop.call_soon_threadsafe(deliver)

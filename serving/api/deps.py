@@ -13,8 +13,8 @@ from fastapi import Depends, Request
 from serving.api.metrics import Metrics
 from serving.api.service import InferenceService
 from serving.config import Settings
-from serving.jobs import JobRunner
 from serving.fields.store import FieldStore
+from serving.jobs import JobRunner
 
 
 async def get_settings(request: Request) -> Settings:

@@ -9,7 +9,7 @@ per request over validating `request.query_params` by hand (benchmarks/RESULTS.m
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
 
@@ -91,7 +91,7 @@ async def request_tags(request_id: Annotated[FrameTag | None, Header(
         alias="X-Request-ID", description="echoed in the answer and as a response header: "
         f"1 to {FRAME_TAG_MAX} visible ASCII characters, no spaces")] = None) -> RequestTags:
     """The receive time and the X-Request-ID (422 when malformed); a route lists it first."""
-    return RequestTags(datetime.now(timezone.utc), request_id)
+    return RequestTags(datetime.now(UTC), request_id)
 
 
 async def annotate_query(params: Annotated[AnnotateParams, Query()],

@@ -348,7 +348,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 and not self._message_complete)
 
     def _make_room(self) -> None:
-        """Over the cap (lingering connections aside): close the connection idle longest (preferring those that never completed a request), else answer the upload that
+        """Over the cap (lingering connections aside): close the connection idle longest
+        (preferring those that never completed a request), else answer the upload that
         has sent least of its body with a 503 (a flood of bodies that never come must not shut
         out new clients, a liveness probe included), or refuse this new one when every other
         one has a whole request in (being answered, or held by the load shedder)."""

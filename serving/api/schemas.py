@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from serving.answer import (BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer,
-                            ErrorBody)
+from serving.answer import BatchAnswer, BatchError, BatchItem, DetectAnswer, ErrorAnswer, ErrorBody
 from serving.engines import EngineChoice
 from serving.model_card import ModelCard
 
@@ -42,7 +41,7 @@ class BrokenModel(BaseModel):
 
 class ModelsAnswer(BaseModel):
     active: str | None = Field(description="the model that answers requests naming none")
-    models: list[Annotated[Union[ListedModel, BrokenModel], Field(discriminator="state")]]
+    models: list[Annotated[ListedModel | BrokenModel, Field(discriminator="state")]]
 
 
 class Health(BaseModel):

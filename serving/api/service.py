@@ -148,7 +148,8 @@ class InferenceService:
             slot = self.registry.usable(name or "")
         except ModelUnavailable as exc:
             raise InvalidParameter(f"model: {exc}") from exc
-        return slot.name, slot.card  # type: ignore[return-value] - usable() has a card
+        assert slot.card is not None, "usable() returns only slots with a card"
+        return slot.name, slot.card
 
     async def detector_for(self, name: str) -> Detector:
         """The loaded detector of model `name` (resolve_model's); an unloaded one is loaded on
@@ -242,7 +243,9 @@ class InferenceService:
         check_pixels(header, self.settings.max_pixels)
         pixels = header.width * header.height
         runs = self._runs(detector, header.width, header.height, options)
-        cost = pixels if runs == 1 else max(pixels, runs * detector.input_size ** 2)  # type: ignore[union-attr]
+        cost = pixels  # one run: its decoded pixels
+        if runs > 1 and isinstance(detector, Detector):  # tiles (green mode runs once)
+            cost = max(pixels, runs * detector.input_size ** 2)
         with self._pixel_budget(pixels, cost):
             if len(data) <= INLINE_DECODE_MAX_BYTES and pixels <= SMALL_IMAGE_PIXELS and runs == 1:
                 # an untiled frame: decoded on the lane, and run with the other frames queued there

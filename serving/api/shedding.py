@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict, deque
+from typing import TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -38,6 +39,8 @@ from serving.api.errors import error_body
 from serving.api.headers import COMMON, PAGE_POLICY
 from serving.api.protocol import GuardedHttpToolsProtocol
 from serving.api.service import InferenceService
+
+_Key = TypeVar("_Key")  # what a client is remembered by: its connection or its address
 
 SHED_PATHS = frozenset({"/v1/detect", "/v1/detect/batch", "/v1/annotate"})
 EARLY_HOLD_MAX_S = 5.0  # the longest a refusal is held
@@ -149,7 +152,7 @@ class LoadShedder:
                 return
 
     @staticmethod
-    def _remember(store: OrderedDict, key: object, value: float) -> None:  # type: ignore[type-arg]
+    def _remember(store: OrderedDict[_Key, float], key: _Key, value: float) -> None:
         store[key] = value
         store.move_to_end(key)
         while len(store) > REMEMBERED_CLIENTS:

@@ -9,4 +9,5 @@ from serving.engines.base import Engine, EngineName, Precision
 from serving.engines.choose import EngineChoice, EngineChoiceError, choose_engine, open_engine
 from serving.engines.cpu import CpuFeatures
 
-__all__ = ["CpuFeatures", "Engine", "EngineChoice", "EngineChoiceError", "EngineName", "Precision", "choose_engine", "open_engine"]
+__all__ = ["CpuFeatures", "Engine", "EngineChoice", "EngineChoiceError", "EngineName", "Precision",
+           "choose_engine", "open_engine"]

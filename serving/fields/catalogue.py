@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,7 +83,7 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _stamp() -> str:
@@ -290,7 +290,7 @@ class Catalogue:
     def list_jobs(self, state: JobState | None = None, kind: str | None = None,
                   limit: int = 100) -> list[Job]:
         """Newest first."""
-        query, args = "SELECT * FROM jobs WHERE 1 = 1", []
+        query, args = "SELECT * FROM jobs WHERE 1 = 1", list[str]()
         if state is not None:
             query, args = query + " AND state = ?", [*args, state]
         if kind is not None:

@@ -113,7 +113,7 @@ def from_yolo(text: str, width: int, height: int) -> list[LabelBox]:
             continue
         box = Box(x1=round((cx - w / 2) * width, 2), y1=round((cy - h / 2) * height, 2),
                   x2=round((cx + w / 2) * width, 2), y2=round((cy + h / 2) * height, 2))
-        labels.append(LabelBox(class_name=CLASSES[cls], box=box))  # type: ignore[arg-type]
+        labels.append(LabelBox(class_name=CLASSES[cls], box=box))
     return labels
 
 

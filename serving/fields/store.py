@@ -23,14 +23,12 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field
 
-from serving.fields.catalogue import (Catalogue, DatasetRecord, DatasetTotals, ImageRecord, Split,
-                                      now)
-from serving.fields.errors import (DataDirUnavailable, DatasetExists, DatasetNotFound,
-                                   ImageNotFound, QuotaExceeded)
+from serving.errors import InvalidParameter
+from serving.fields.catalogue import Catalogue, DatasetRecord, DatasetTotals, ImageRecord, Split, now
+from serving.fields.errors import DataDirUnavailable, DatasetExists, DatasetNotFound, ImageNotFound, QuotaExceeded
 from serving.fields.files import atomic_write, remove_quietly
 from serving.fields.labels import CLASSES, LabelBox, class_counts, fit_to_image, from_yolo, to_yolo
 from serving.fields.names import check_name, is_image_id
-from serving.errors import InvalidParameter
 from serving.imaging import decode_image, read_header
 
 CATALOGUE_FILE = "catalogue.sqlite"

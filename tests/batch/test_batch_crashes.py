@@ -95,7 +95,8 @@ def test_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
 def test_without_prctl_a_worker_still_exits_when_its_parent_is_gone() -> None:
     """The portable fallback: the parent-PID watch (prctl is skipped as on macOS)."""
     child = ("import sys, time; from serving.batch.local_runner import die_with_parent; "
-             "sys.platform = 'darwin'; die_with_parent(int(sys.argv[1])); print('watching', flush=True); time.sleep(120)")
+             "sys.platform = 'darwin'; die_with_parent(int(sys.argv[1])); "
+             "print('watching', flush=True); time.sleep(120)")
     parent = ("import os, subprocess, sys, time; "
               f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]); "
               "print(p.pid, flush=True); time.sleep(120)")

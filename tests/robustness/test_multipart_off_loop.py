@@ -8,8 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.robustness.rawhttp import (
-    metric, nothing_received, open_socket, poll, read_response, request_head, status_of)
+from tests.robustness.rawhttp import metric, nothing_received, open_socket, poll, read_response, request_head, status_of
 from tests.serving.conftest import LiveServer
 
 BOUNDARY = "b0undary"

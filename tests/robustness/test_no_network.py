@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import images
-from tests import netguard
+from tests import images, netguard
 
 REPO = Path(__file__).resolve().parents[2]
 # Switches that would hide what the code does by itself: the tests run without them.
@@ -120,12 +119,13 @@ def test_the_subprocess_guard_is_installed_and_records(tmp_path: Path) -> None:
 
 
 def test_in_process_app_and_detector_make_no_attempt(shipped_model: Path) -> None:
+    from fastapi.testclient import TestClient
+
     from serving.api.app import create_app
     from serving.config import Settings
     from serving.detector import DetectOptions, Detector
     from serving.imaging import decode_image
     from tests.serving.conftest import wait_ready
-    from fastapi.testclient import TestClient
 
     jpeg = images.encode(images.field_like(640, 480), ".jpg")
     with netguard.guarded() as attempts:

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from fastapi.testclient import TestClient
 
-from serving.api.app import create_app
 from serving.api.admission import Pressure
+from serving.api.app import create_app
 from serving.config import Settings
 from tests import images
 from tests.robustness.rawhttp import metric, open_socket, poll, read_response, request_head, status_of

@@ -12,8 +12,15 @@ import httpx
 
 from tests import images
 from tests.robustness.rawhttp import (
-    metric, nothing_received, open_socket, poll, read_until_closed, request_head, stalled_upload,
-    status_of)
+    metric,
+    nothing_received,
+    open_socket,
+    poll,
+    read_until_closed,
+    request_head,
+    stalled_upload,
+    status_of,
+)
 from tests.serving.conftest import LiveServer
 
 JPEG = images.encode(images.field_like(320, 240), ".jpg")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.fields.catalogue import Catalogue
 from serving.fields import store as store_module
+from serving.fields.catalogue import Catalogue
 from serving.fields.errors import DataDirUnavailable, InvalidLabels, JobNotFound, QuotaExceeded
 from serving.fields.labels import LabelBox, parse_labels
 from serving.fields.store import FieldStore
@@ -116,7 +116,7 @@ def test_coordinates_must_be_finite_numbers(tmp_path: Path, value: str) -> None:
     store = FieldStore(tmp_path / "data", max_bytes=10 ** 9, max_pixels=10 ** 8)
     store.create_dataset("field", "carrot")
     photo = images.encode(images.field_like(200, 150, seed=6), ".jpg")
-    text = '[{"class_name": "weed", "box": {"x1": %s, "y1": 1, "x2": 9, "y2": 9}}]' % value
+    text = f'[{{"class_name": "weed", "box": {{"x1": {value}, "y1": 1, "x2": 9, "y2": 9}}}}]'
     if value == '"5"':  # a numeric string is a number to pydantic's lax mode: accepted
         assert store.add_image("field", photo, parse_labels(text)).labels[0].box.x1 == 5
         return

@@ -56,7 +56,7 @@ def test_frames_queued_together_run_as_one_batch_with_their_own_answers(service:
     broken = answers.pop(1)
     assert isinstance(broken, ClientError) and broken.code == "undecodable_image", broken
     alone = Detector(service.settings.model, threads=1)
-    for data, opts, answer in zip(FRAMES, OPTIONS, answers):
+    for opts, answer in zip(OPTIONS, answers):
         result, image = answer
         expected = alone.detect(image, opts)
         assert result.to_dict()["detections"] == expected.to_dict()["detections"]

@@ -4,7 +4,7 @@ the answer (the header also on every response, refusals included), and the recei
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,10 +21,10 @@ MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def check_tags(http: Any) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     response = http.post("/v1/detect", content=JPEG, params={"frame_id": "cam2/000417"},
                          headers={**RAW, "X-Request-ID": "3f9c2a7e-robot-a"})
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["frame_id"] == "cam2/000417" and answer["request_id"] == "3f9c2a7e-robot-a"

@@ -199,7 +199,8 @@ def test_real_field_regions_lie_on_the_labelled_plants(client: TestClient, share
         height, width = photo.shape[:2]
         for line in (path.parents[2] / "labels" / "val" / f"{path.stem}.txt").read_text().splitlines():
             _, cx, cy, w, h = (float(v) for v in line.split())
-            lx1, ly1, lx2, ly2 = (cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height
+            lx1, lx2 = (cx - w / 2) * width, (cx + w / 2) * width
+            ly1, ly2 = (cy - h / 2) * height, (cy + h / 2) * height
             found.append(any(d["box"]["x1"] < lx2 and lx1 < d["box"]["x2"] and d["box"]["y1"] < ly2
                              and ly1 < d["box"]["y2"] for d in answer["detections"]))
     assert np.mean(in_boxes) >= 0.85, in_boxes

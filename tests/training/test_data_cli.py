@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.training.data_samples import (shared_dataset, write_cwfid_release, write_yolo_dataset,
-                                         zip_folder)
+from tests.training.data_samples import shared_dataset, write_cwfid_release, write_yolo_dataset, zip_folder
 from training.cli import app
 from training.data.cards import CARDS_ENV
 

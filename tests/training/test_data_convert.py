@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.training.data_samples import (CWFID_SIZE, shared_dataset, write_cwfid_release,
-                                         write_sesame_release, write_yolo_dataset)
+from tests.training.data_samples import (
+    CWFID_SIZE,
+    shared_dataset,
+    write_cwfid_release,
+    write_sesame_release,
+    write_yolo_dataset,
+)
 from training.data.cards import CARDS_ENV, DatasetCard, load_card
 from training.data.check import check_dataset
 from training.data.convert import cwfid_boxes, detect_layout, import_dataset

@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.netguard import guarded
-from tests.training.data_samples import (TILE_SIZE, VOC_SIZE, voc_xml, write_labelme_release,
-                                         write_voc_release)
+from tests.training.data_samples import TILE_SIZE, VOC_SIZE, voc_xml, write_labelme_release, write_voc_release
 from training.cli import app
 from training.data.cards import CARDS_ENV, load_card, load_card_file
 from training.data.check import check_dataset

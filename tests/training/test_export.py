@@ -191,8 +191,7 @@ def test_the_same_architecture_with_other_weights_fails_parity_on_values(
 
     from serving.detector import Detector
     from serving.model_card import write_card
-    from training.export import (ParityError, build_card, check_parity, export_onnx, onnx_metadata,
-                                 raw_output_gap)
+    from training.export import ParityError, build_card, check_parity, export_onnx, onnx_metadata, raw_output_gap
     from training.offline import import_ultralytics
     from training.train import RunRecord
 

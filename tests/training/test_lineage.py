@@ -77,7 +77,8 @@ def test_a_run_records_the_lineage_of_its_start(shipped_model: Path, tmp_path: P
     from training.lineage import lineage_of_run
 
     assert lineage_of_run(None, None) == []  # from scratch
-    assert lineage_of_run(str(shipped_model), {"sha256": sha256_of(shipped_model)}) == lineage_from_parent(shipped_model)
+    recorded = lineage_of_run(str(shipped_model), {"sha256": sha256_of(shipped_model)})
+    assert recorded == lineage_from_parent(shipped_model)
     # the start file moved away since: what the run recorded of it
     gone = {"file": "yolov8n-coco-int8.onnx", "sha256": START_SHA, "source": "github.com/x @ 1",
             "licence": "AGPL-3.0 License (https://ultralytics.com/license)"}

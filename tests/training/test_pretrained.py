@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.netguard import guarded
-from training.evaluate import box_iou
 from tests.training.test_chain import make_dataset
+from training.evaluate import box_iou
 
 PRETRAINED = (Path(__file__).resolve().parents[2] / ".." / "shared" / "pretrained").resolve()
 COCO_FILES = ["yolov8n-coco-int8.onnx", "yolo11n-coco-int8.onnx", "yolo26n-coco-int8.onnx"]

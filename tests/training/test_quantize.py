@@ -28,8 +28,8 @@ def quantized_outputs_of(model_path: Path, op_type: str) -> int:
 def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped_model: Path,
                                                          ops: str) -> None:
     from serving.detector import DetectOptions, Detector
-    from serving.preprocess import letterbox, to_blob
     from serving.model_card import sha256_of
+    from serving.preprocess import letterbox, to_blob
     from training.cli import app
 
     model = tmp_path / "weedscan.onnx"

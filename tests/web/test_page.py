@@ -603,7 +603,9 @@ def with_gps(jpeg: bytes, lat: float, lon: float, fmt: str) -> bytes:
 
 
 def gps_line(lat: float, lon: float) -> str:
-    part = lambda v, plus, minus: f"{abs(v):.6f}°\u00a0{minus if v < 0 else plus}"
+    def part(v: float, plus: str, minus: str) -> str:
+        return f"{abs(v):.6f}°\u00a0{minus if v < 0 else plus}"
+
     return f"Taken at {part(lat, 'N', 'S')}, {part(lon, 'E', 'W')} (GPS in the photo)"
 
 
@@ -650,7 +652,10 @@ def test_green_on_brown_switch_asks_for_mode_green(browser: Any, web_server: Liv
     page.get_by_label("Choose photos").set_input_files([field.payload()])
     wait_finished(page)
     expect(card).to_have_attribute("data-status", "done")
-    detects = lambda: [u for u in requests if "/v1/detect" in u]
+
+    def detects() -> list[str]:
+        return [u for u in requests if "/v1/detect" in u]
+
     assert not any("mode=green" in u for u in detects())
     sent = len(detects())
     page.get_by_label("Every green plant").check()

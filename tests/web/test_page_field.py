@@ -195,7 +195,8 @@ def test_zoom_and_pan_in_the_large_view(walk: Walk) -> None:
     after = figure_box(page)
     assert zoom > 1.5 and after["width"] == pytest.approx(before["width"] * zoom, rel=0.01)
     # the photo point under the pointer stays under it
-    assert (point[0] - after["x"]) / after["width"] == pytest.approx((point[0] - before["x"]) / before["width"], abs=0.01)
+    assert ((point[0] - after["x"]) / after["width"]
+            == pytest.approx((point[0] - before["x"]) / before["width"], abs=0.01))
     # the boxes stay on their plants: the same place relative to the photo
     box = page.locator("#viewer svg.overlay g.box:not([hidden])").first.bounding_box()
     image = page.locator("#viewer-img").bounding_box()
@@ -345,7 +346,8 @@ def test_column_titles_fit_the_mode(browser: Any, web_server: LiveServer) -> Non
     context, page, _, errors = open_page(browser, web_server.url + "/")
     expect(page.locator("#model-info")).to_contain_text("Model:")
     page.get_by_label("Choose photos").set_input_files([
-        {"name": "plot.jpg", "mimeType": "image/jpeg", "buffer": images.encode(images.field_like(320, 240, seed=2), ".jpg")}])
+        {"name": "plot.jpg", "mimeType": "image/jpeg",
+         "buffer": images.encode(images.field_like(320, 240, seed=2), ".jpg")}])
     wait_finished(page)
     head, sessions = page.locator("#summary-head"), page.locator("#sessions thead")
     expect(head).to_contain_text("Weed cover")

@@ -25,10 +25,16 @@ from training.data.check import check_dataset
 from training.data.labelme import find_labelme_root, labelme_boxes, labelme_pairs
 from training.data.split import block_split, group_split, near_duplicate_groups, seeded_split
 from training.data.voc import find_voc_annotations, voc_boxes, voc_pairs
-from training.data.yolo import (Box, format_box, output_folder, parse_label_line,
-                                pixel_box_to_yolo, write_data_yaml, yaml_problem)
-from training.trainset import (IMAGE_SUFFIXES, DatasetError, YoloDataset, densest_label_folder,
-                               labels_folder)
+from training.data.yolo import (
+    Box,
+    format_box,
+    output_folder,
+    parse_label_line,
+    pixel_box_to_yolo,
+    write_data_yaml,
+    yaml_problem,
+)
+from training.trainset import IMAGE_SUFFIXES, DatasetError, YoloDataset, densest_label_folder, labels_folder
 
 _CWFID_IMAGE = re.compile(r"^(\d+)_image\.png$")
 _MASK_CHANNEL = {"crop": 1, "weed": 2}  # BGR channel of each plant type in NNN_annotation.png

@@ -17,7 +17,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from serving.model_card import sha256_of
-
 from training.data.cards import DatasetCard
 from training.data.convert import ImportResult, import_dataset
 from training.offline import weedscan_cache_dir

@@ -10,7 +10,7 @@ written to disk except by the POST / PUT / DELETE routes here.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -28,7 +28,7 @@ from serving.api.bodies import (
 from serving.api.deps import ServiceDep, get_fields
 from serving.api.schemas import ErrorAnswer
 from serving.errors import InvalidParameter, PayloadTooLarge, UnsupportedMediaType
-from serving.fields.catalogue import ImageRecord
+from serving.fields.catalogue import ImageRecord, Split
 from serving.fields.export import export_files, zip_chunks
 from serving.fields.labels import MAX_LABELS_BYTES, LabelBox, parse_labels
 from serving.fields.names import IMAGE_ID_PATTERN, NAME_PATTERN
@@ -170,7 +170,7 @@ async def save_image(request: Request, service: ServiceDep, name: str = DatasetN
         if split not in ("train", "val", "test"):
             raise InvalidParameter(f"split: {split[:20]!r} is not one of train, val, test")
         saved = await asyncio.to_thread(store.add_image, name, bytes(image.data), labels,
-                                        image.filename, split)
+                                        image.filename, cast(Split, split))  # checked above
     return Response(saved.model_dump_json(), status_code=201 if saved.created else 200,
                     media_type="application/json")
 

@@ -98,9 +98,11 @@ async def detect(tags: RequestTagsDep, request: Request, service: ServiceDep,
         data = await upload.image()
         with upload.slot():
             result, _ = await service.detect_bytes(data, query.options, query.green, model)
+    refs = _tags(tags, query)
     fix = read_gps(data)   # where the photo was taken, when its EXIF says (the page maps it)
-    return _json(result.answer(query.lanes, vegetation_mask=query.vegetation_mask,
-                               **_tags(tags, query), **({"gps": fix} if fix else {})))
+    if fix:
+        refs["gps"] = fix
+    return _json(result.answer(query.lanes, vegetation_mask=query.vegetation_mask, **refs))
 
 
 @router.post("/detect/batch", response_model=BatchAnswer, responses=_ERRORS,
