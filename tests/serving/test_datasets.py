@@ -47,6 +47,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client(shipped_model: Path, data_dir: Path) -> Iterator[TestClient]:
     with make_client(shipped_model, data_dir=data_dir) as c:
+        wait_ready(c.get)  # some tests also detect
         yield c
 
 
@@ -145,6 +146,7 @@ def test_exif_orientation_boxes_are_upright_pixels_and_the_photo_is_kept_as_sent
     image = saved.json()["image"]
     assert (image["width"], image["height"]) == (320, 240)  # as the detect answer gives it
     detect = client.post("/v1/detect", content=photo, headers={"Content-Type": "image/jpeg"})
+    assert detect.status_code == 200, detect.text
     assert detect.json()["image"] == {"width": 320, "height": 240}
     assert client.get(f"/v1/datasets/exif/images/{image['id']}?raw=1").content == photo
     # A box that fits only the stored (sideways) frame is outside the upright one.
