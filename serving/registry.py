@@ -254,7 +254,8 @@ class ModelRegistry:
         slot.card = detector.model_card
         slot.last_used = time.monotonic()
         slot.detector = detector
-        log.info("model %s loaded on %s", name, detector.providers)
+        choice = detector.engine_choice
+        log.info("model %s loaded on %s in %s (%s)", name, detector.providers, choice.precision, choice.reason)
         self._evict(keep=name)
         return detector
 

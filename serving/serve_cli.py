@@ -54,10 +54,11 @@ def serve(
     except ValidationError as exc:
         fail("; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     names = list(model_files(settings.models_dir))
+    choice = None
     try:
         if settings.model is not None:
             card = load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
-            choose_engine(card, settings.engine, settings.precision)  # and an engine it cannot run on
+            choice = choose_engine(card, settings.engine, settings.precision)  # and an engine it cannot run on
         elif not names:
             fail(f"no model (NAME.onnx with its card NAME.json) in {settings.models_dir}: "
                  "give --models-dir DIR or --model PATH")
@@ -65,6 +66,12 @@ def serve(
         fail(str(exc))
     active = (settings.model.name if settings.model
               else f"{default_active(settings.models_dir, names)}.onnx")
+    if choice is None:  # a models folder: its active model's problems are the registry's to report
+        try:
+            card = load_card(settings.models_dir / active)
+            choice = choose_engine(card, settings.engine, settings.precision)
+        except (ModelCardError, OSError):
+            pass
     # Worker processes build their app from the environment: hand the overrides down.
     for key, value in {**overrides, "serve_started": time.time()}.items():
         os.environ[f"WEEDSCAN_{key.upper()}"] = str(value)
@@ -72,6 +79,8 @@ def serve(
     typer.echo(f"weedscan: serving {active} (active) and the models of {settings.models_dir} on "
                f"http://{settings.host}:{settings.port}/ ({settings.workers} worker(s), "
                f"{settings.inference_threads()} inference threads each)")
+    if choice is not None:
+        typer.echo(f"weedscan: {active} runs on {choice.engine} in {choice.precision} ({choice.reason})")
     with worker_metrics_dir(settings.workers) as shared:
         if shared:
             typer.echo(f"weedscan: the workers add up their metrics in {shared}")

@@ -202,6 +202,8 @@ def test_without_openvino_the_server_answers_with_onnxruntime_fp32(tmp_path: Pat
         assert listed["engine"]["engine"] == "onnxruntime" and "OpenVINO is not installed" in listed["engine"]["reason"]
         metrics = server.http.get("/metrics").text
         assert 'engine="onnxruntime"' in metrics and 'precision="fp32"' in metrics
+        told = "weedscan.onnx runs on onnxruntime in fp32 (auto: fp32, because OpenVINO is not installed"
+        assert told in server.log()  # the operator is told at start
     finally:
         server.stop()
 
