@@ -116,6 +116,10 @@ class Detector:
         self.class_names: list[str] = list(self.model_card.classes)
         self.tiling = tiling or TilingConfig()
         self.engine_choice: EngineChoice = choose_engine(self.model_card, engine, precision)
+        # What each answer says about the model: the card's name, version and sha256, and the
+        # engine and precision that ran it (built once; every result shares it).
+        self.model_ref = ModelRef(**self.model_card.model_info(), engine=self.engine_choice.engine,
+                                  precision=self.engine_choice.precision)
         self.engine: Engine = open_engine(self.model_path, self.engine_choice,
                                           threads or cpu_count(), idle_spin)
         input_shape = self.engine.input_shape
@@ -135,10 +139,8 @@ class Detector:
 
     @property
     def model_info(self) -> dict[str, str]:
-        """What each answer says about the model: the card's name, version and sha256, and the
-        engine and precision that ran it."""
-        return {**self.model_card.model_info(), "engine": self.engine_choice.engine,
-                "precision": self.engine_choice.precision}
+        """The model reference as plain labels (metrics, logs)."""
+        return {k: str(v) for k, v in self.model_ref.model_dump(exclude_none=True).items()}
 
     @property
     def providers(self) -> list[str]:
@@ -275,8 +277,7 @@ class Detector:
     def _result(self, image: np.ndarray, detections: Detections, clock: StageClock,
                 cover: CoverMode) -> DetectionResult:
         height, width = image.shape[:2]
-        result = DetectionResult(detections, width, height, self.class_names,
-                                 ModelRef.model_validate(self.model_info))
+        result = DetectionResult(detections, width, height, self.class_names, self.model_ref)
         if cover == "always" or (cover == "auto" and result.needs_vegetation()):
             result.vegetation = vegetation_mask(image, COVER_OPTIONS, full_resolution=False).mask
         clock.lap("cover")

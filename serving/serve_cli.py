@@ -68,7 +68,7 @@ def serve(
               else f"{default_active(settings.models_dir, names)}.onnx")
     if choice is None:  # a models folder: its active model's problems are the registry's to report
         try:
-            card = load_card(settings.models_dir / active)
+            card = load_card(settings.models_dir / active, verify=False)  # the registry checks the sha256
             choice = choose_engine(card, settings.engine, settings.precision)
         except (ModelCardError, OSError):
             pass

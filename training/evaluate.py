@@ -300,7 +300,7 @@ def evaluate(model_path: Path, data_yamls: list[Path], split: str = "val",
         datasets[name] = summarize(stats, detector.class_names, conf, ds_plots)
         if ds_plots is not None:
             confusion_plot(stats, detector.class_names, conf, ds_plots / "confusion_matrix.png")
-    return EvalReport(model=ModelRef.model_validate(detector.model_info), split=split, conf=conf,
+    return EvalReport(model=detector.model_ref, split=split, conf=conf,
                       conf_source=source, tile=tile, datasets=datasets)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.engines.openvino_engine import openvino_available
 from tests import images, netguard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +143,7 @@ def test_in_process_app_and_detector_make_no_attempt(shipped_model: Path) -> Non
 # Each command also with the OpenVINO engine (its converter sends an event on import unless kept
 # from loading its telemetry: serving/engines/openvino_engine.py).
 ENGINES = ["auto", pytest.param("openvino", marks=pytest.mark.skipif(
-    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"))]
+    not openvino_available(), reason="the openvino extra is not installed"))]
 
 
 @pytest.mark.parametrize("engine", ENGINES)

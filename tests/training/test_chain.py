@@ -3,7 +3,6 @@ dataset -> data check -> train 1 epoch -> export -> eval -> served by `serving`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,10 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from serving.engines.openvino_engine import openvino_available
 from tests.netguard import guarded
 from tests.training.reports import eval_report
 
-HAVE_OPENVINO = importlib.util.find_spec("openvino") is not None
+HAVE_OPENVINO = openvino_available()
 
 
 def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> Path:

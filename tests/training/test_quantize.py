@@ -81,8 +81,7 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
 def test_quantize_scores_each_engine_against_the_fp32_source_offline(tmp_path: Path, shipped_model: Path) -> None:
     """The int8 copy's card says what it lost per val split against its fp32 source, in ONNX
     Runtime and (with the extra) OpenVINO; nothing reaches the network, OpenVINO included."""
-    import importlib.util
-
+    from serving.engines.openvino_engine import openvino_available
     from tests.netguard import guarded
     from training.cli import app
 
@@ -98,7 +97,7 @@ def test_quantize_scores_each_engine_against_the_fp32_source_offline(tmp_path: P
     assert attempts == [], f"network attempts: {attempts}"
     card = json.loads(out.with_suffix(".json").read_text())
     checks = {(c["engine"], c["precision"]): c for c in card["precision_checks"]}
-    have_openvino = importlib.util.find_spec("openvino") is not None
+    have_openvino = openvino_available()
     assert set(checks) == {("onnxruntime", "int8"), *([("openvino", "int8")] if have_openvino else [])}
     int8 = checks[("onnxruntime", "int8")]
     assert int8["map50"] == {"tiny": round(card["metrics"]["tiny"]["mAP50"], 4)}
