@@ -38,6 +38,7 @@ from serving.config import cpu_count  # noqa: E402
 from serving.detector import Detector  # noqa: E402
 from serving.engines.cpu import this_cpu  # noqa: E402
 from serving.engines.openvino_engine import openvino_available  # noqa: E402
+from serving.model_card import load_card  # noqa: E402
 from tests.serving.conftest import free_port  # noqa: E402
 
 AGREE_PX = 2.0
@@ -123,7 +124,9 @@ def bare_loop_rate(bare: Callable[[bytes, str], object], images: list, rounds: i
 
 
 def throughput(server: Server, images: list, rounds: int, clients: int) -> float:
-    def client(offset: int) -> int:
+    """Images/s of `clients` keep-alive clients, after one untimed round of the same load (a
+    server's steady state: the shapes and batches it meets under load are prepared)."""
+    def client(offset: int, rounds: int) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         for _ in range(rounds):
             for i in range(len(images)):
@@ -132,9 +135,12 @@ def throughput(server: Server, images: list, rounds: int, clients: int) -> float
         connection.close()
         return rounds * len(images)
 
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients), [1] * clients))
+    time.sleep(2.0)  # what the warm-up round started (OpenVINO's per-shape compiles) finishes
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        done = sum(pool.map(client, range(clients)))
+        done = sum(pool.map(client, range(clients), [rounds] * clients))
     return done / (time.perf_counter() - start)
 
 
@@ -164,6 +170,8 @@ def main() -> None:
         variants["weedscan openvino fp32"] = {"WEEDSCAN_ENGINE": "openvino", "WEEDSCAN_PRECISION": "fp32"}
         if this_cpu().native_bf16:
             variants["weedscan openvino bf16"] = {"WEEDSCAN_ENGINE": "openvino", "WEEDSCAN_PRECISION": "bf16"}
+        if load_card(args.model, verify=False).variant("openvino", "int8"):
+            variants["weedscan openvino int8"] = {"WEEDSCAN_ENGINE": "openvino", "WEEDSCAN_PRECISION": "int8"}
     servers = {name: weedscan(env) for name, env in variants.items()}
     servers["naive"] = Server([sys.executable, str(REPO / "benchmarks" / "peers" / "naive_ultralytics_server.py"),
                                str(args.model), str(port2 := free_port()), str(size), str(conf), str(iou)],

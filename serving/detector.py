@@ -115,12 +115,13 @@ class Detector:
         self.model_card: ModelCard = load_card(self.model_path, verify=verify)
         self.class_names: list[str] = list(self.model_card.classes)
         self.tiling = tiling or TilingConfig()
-        self.engine_choice: EngineChoice = choose_engine(self.model_card, engine, precision)
+        self.engine_choice: EngineChoice = choose_engine(self.model_card, engine, precision,
+                                                         model_path=self.model_path, verify=verify)
         # What each answer says about the model: the card's name, version and sha256, and the
         # engine and precision that ran it (built once; every result shares it).
         self.model_ref = ModelRef(**self.model_card.model_info(), engine=self.engine_choice.engine,
                                   precision=self.engine_choice.precision)
-        self.engine: Engine = open_engine(self.model_path, self.engine_choice,
+        self.engine: Engine = open_engine(self.model_path, self.model_card, self.engine_choice,
                                           threads or cpu_count(), idle_spin)
         input_shape = self.engine.input_shape
         self.input_size = int(self.model_card.input_size or input_shape[2] or 0)

@@ -55,6 +55,7 @@ class PrecisionCheck(BaseModel):
     latency_ms: float | None = Field(None, ge=0, description="median forward pass of one input")
     cpu: str = Field("", description="the CPU it was measured on, with its relevant flags")
     measured: str = Field("", description="when (ISO date)")
+    file: str = Field("", description="the variant file that ran (ModelVariant.file); empty: the .onnx")
 
     @property
     def max_drop(self) -> float:
@@ -64,6 +65,42 @@ class PrecisionCheck(BaseModel):
     def validated(self) -> bool:
         """Kept accuracy on every val split: `auto` may choose it."""
         return bool(self.drop) and self.max_drop <= MAX_VALIDATED_DROP
+
+
+class ModelVariant(BaseModel):
+    """The same network in another form, made from the card's .onnx and kept beside it: an
+    OpenVINO IR in int8 (`weedscan quantize --engine openvino`). Its files carry the model's name,
+    so they move and go with it; `auto` runs it only if its PrecisionCheck is validated."""
+
+    engine: Literal["openvino"]
+    precision: Literal["int8"]
+    file: str = Field(pattern=r"^[^/\\]+\.xml$", description="the IR's graph, in the model's folder")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of `file`")
+    weights_file: str = Field(pattern=r"^[^/\\]+\.bin$", description="the IR's weights, beside it")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of `weights_file`")
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the .onnx it was made from")
+    method: dict[str, Any] = Field(default_factory=dict, description="how it was made (quantizer, "
+                                                                     "calibration, layers kept in float)")
+
+    def paths(self, model_path: Path) -> tuple[Path, Path]:
+        return model_path.parent / self.file, model_path.parent / self.weights_file
+
+    def problem(self, model_path: Path, verify: bool = True) -> str | None:
+        """Why this variant cannot run beside `model_path` (a file missing, or not the file its
+        card names, or made from another .onnx), None when it can."""
+        graph, weights = self.paths(model_path)
+        for path, expected in ((graph, self.sha256), (weights, self.weights_sha256)):
+            if not path.is_file():
+                return f"{path.name} is missing"
+            if verify and sha256_of(path) != expected:
+                return f"sha256 of {path.name} does not match the card"
+        return None
+
+
+def variant_file_names(model_name: str, engine: str, precision: str) -> tuple[str, str]:
+    """NAME.ENGINE-PRECISION.xml/.bin: the files of a variant of model NAME."""
+    stem = f"{model_name}.{engine}-{precision}"
+    return f"{stem}.xml", f"{stem}.bin"
 
 
 class ModelCard(BaseModel):
@@ -96,6 +133,9 @@ class ModelCard(BaseModel):
     quantization: dict[str, Any] | None = None
     precision_checks: list[PrecisionCheck] = Field(default_factory=list, description=(
         "each engine and precision measured on the val splits; `auto` picks among the validated"))
+    variants: list[ModelVariant] = Field(default_factory=list, description=(
+        "other forms of this network kept beside the .onnx (an OpenVINO int8 IR); each has its "
+        "precision check"))
     licence: str = "unknown"
     lineage: list[LineageEntry] = Field(default_factory=list, description=(
         "ancestors from the immediate parent back to the pretrained start (empty: trained "
@@ -106,6 +146,11 @@ class ModelCard(BaseModel):
     def precision_check(self, engine: str, precision: str) -> PrecisionCheck | None:
         return next((c for c in self.precision_checks
                      if c.engine == engine and c.precision == precision), None)
+
+    def variant(self, engine: str, precision: str) -> ModelVariant | None:
+        """The variant of this engine and precision made from this very file, if the card has one."""
+        return next((v for v in self.variants if v.engine == engine and v.precision == precision
+                     and v.source_sha256 == self.sha256), None)
 
     def file_precision(self) -> Literal["fp32", "int8"]:
         """What the file's weights are: int8 for a quantized file (`weedscan quantize`)."""

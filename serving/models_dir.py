@@ -1,4 +1,5 @@
-"""The models folder on disk (WEEDSCAN_MODELS_DIR): NAME.onnx + NAME.json pairs and the active choice.
+"""The models folder on disk (WEEDSCAN_MODELS_DIR): NAME.onnx + NAME.json pairs (and a model's
+variants, NAME.openvino-int8.xml/.bin) and the active choice.
 
 One module for what `weedscan serve` (serving/registry.py) and `weedscan models` both need:
 which files are models, whether one is good (card, sha256, an ONNX Runtime session whose outputs
@@ -20,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from serving.errors import ModelCardError
-from serving.model_card import ModelCard, card_json, card_path_for, load_card
+from serving.model_card import ModelCard, ModelVariant, card_json, card_path_for, load_card, variant_file_names
 
 # A model's name is its file's stem: no path separator, no leading dot (hidden and temporary
 # files, `.active.json`), so no name can reach outside the folder.
@@ -116,6 +117,10 @@ def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def _atomic_copy(source: Path, target: Path) -> None:
+    _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
 def write_active(models_dir: Path, name: str) -> None:
     """Make `name` the active model of the folder, for every server that serves it."""
     choice = ActiveChoice(active=check_name(name),
@@ -123,10 +128,25 @@ def write_active(models_dir: Path, name: str) -> None:
     _atomic_write(models_dir / ACTIVE_FILE, lambda tmp: tmp.write_text(choice.model_dump_json() + "\n"))
 
 
+def _variants_for(card: ModelCard, source: Path, name: str) -> list[tuple[ModelVariant, Path, Path]]:
+    """The card's variants that can go with the model (files beside it, intact), renamed for NAME:
+    (the variant as the new card names it, its graph, its weights)."""
+    moved = []
+    for variant in card.variants:
+        if variant.source_sha256 != card.sha256 or variant.problem(source) is not None:
+            continue  # a variant that cannot run here is left behind, not carried into the folder
+        graph, weights = variant.paths(source)
+        graph_name, weights_name = variant_file_names(name, variant.engine, variant.precision)
+        moved.append((variant.model_copy(update={"file": graph_name, "weights_file": weights_name}),
+                      graph, weights))
+    return moved
+
+
 def add_model(models_dir: Path, source: Path, name: str | None = None, replace: bool = False) -> Path:
-    """Copy SOURCE.onnx and its card into the folder as NAME (default: the card's name), after
-    checking them; the card's name becomes NAME. FileExistsError for a name already there unless
-    `replace` (never the active model); ModelCardError for a bad model."""
+    """Copy SOURCE.onnx, its card and its variants (an OpenVINO int8 IR) into the folder as NAME
+    (default: the card's name), after checking them; the card's name becomes NAME. FileExistsError
+    for a name already there unless `replace` (never the active model); ModelCardError for a bad
+    model. A variant whose files are missing or altered is dropped from the copied card."""
     card = check_model(source)
     name = check_name(name or card.name)
     target = models_dir / f"{name}.onnx"
@@ -136,23 +156,34 @@ def add_model(models_dir: Path, source: Path, name: str | None = None, replace: 
     if replace and read_active(models_dir) == name:
         raise FileExistsError(f"{name} is the active model of {models_dir}; activate another first")
     models_dir.mkdir(parents=True, exist_ok=True)
-    card = card.model_copy(update={"name": name})
+    variants = _variants_for(card, source, name)
+    for variant, graph, weights in variants:  # before the card that names them
+        _atomic_copy(weights, models_dir / variant.weights_file)
+        _atomic_copy(graph, models_dir / variant.file)
+    card = card.model_copy(update={"name": name, "variants": [v for v, _, _ in variants]})
     # The card first: the folder shows the model only once NAME.onnx is there, with its card.
     _atomic_write(card_path_for(target), lambda tmp: tmp.write_text(card_json(card)))
-    _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+    _atomic_copy(source, target)
     return target
 
 
 def remove_model(models_dir: Path, name: str) -> None:
-    """Delete NAME.onnx and its card; refuses the active model (ValueError)."""
+    """Delete NAME.onnx, its card and its variants' files; refuses the active model (ValueError)."""
     check_name(name)
     target = models_dir / f"{name}.onnx"
     if not target.is_file():
         raise FileNotFoundError(f"no model named {name} in {models_dir}")
     if read_active(models_dir) == name:
         raise ValueError(f"{name} is the active model of {models_dir}; activate another first")
-    target.unlink()  # the model is gone for a server's next scan; its card goes after it
+    try:
+        variants = load_card(target, verify=False).variants
+    except ModelCardError:
+        variants = []
+    target.unlink()  # the model is gone for a server's next scan; its card and variants go after it
     card_path_for(target).unlink(missing_ok=True)
+    for variant in variants:
+        for path in variant.paths(target):
+            path.unlink(missing_ok=True)
 
 
 def default_active(models_dir: Path, names: list[str]) -> str | None:

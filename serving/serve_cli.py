@@ -58,7 +58,8 @@ def serve(
     try:
         if settings.model is not None:
             card = load_card(settings.model)  # refuse a missing model or a sha256 mismatch before starting
-            choice = choose_engine(card, settings.engine, settings.precision)  # and an engine it cannot run on
+            # and an engine it cannot run on (a variant's files are looked for, hashed by the server)
+            choice = choose_engine(card, settings.engine, settings.precision, model_path=settings.model)
         elif not names:
             fail(f"no model (NAME.onnx with its card NAME.json) in {settings.models_dir}: "
                  "give --models-dir DIR or --model PATH")
@@ -69,7 +70,8 @@ def serve(
     if choice is None:  # a models folder: its active model's problems are the registry's to report
         try:
             card = load_card(settings.models_dir / active, verify=False)  # the registry checks the sha256
-            choice = choose_engine(card, settings.engine, settings.precision)
+            choice = choose_engine(card, settings.engine, settings.precision,
+                                   model_path=settings.models_dir / active)
         except (ModelCardError, OSError):
             pass
     # Worker processes build their app from the environment: hand the overrides down.

@@ -240,7 +240,14 @@ def quantize_command(
     model: Annotated[Path, typer.Argument(help="fp32 ONNX model with its card")],
     data: Annotated[list[Path], typer.Option("--data", help="datasets: train split calibrates, val split scores")],
     out: Annotated[Path | None, typer.Option(help="output .onnx (default: NAME-int8.onnx beside the model)")] = None,
-    calib: Annotated[int, typer.Option(min=1, help="calibration images")] = 256,
+    engine: Annotated[str, typer.Option(help=(
+        "onnxruntime: an int8 copy of the model (NAME-int8.onnx, a model of its own); openvino: an "
+        "int8 variant of the model itself (NAME.openvino-int8.xml/.bin beside it, in its card), made "
+        "with NNCF's accuracy control, which the server's auto runs where OpenVINO is installed"))] = "onnxruntime",
+    calib: Annotated[int | None, typer.Option(
+        min=1, help="calibration images (default: 256; 300 shared between the datasets for openvino)")] = None,
+    max_drop: Annotated[float, typer.Option(
+        min=0, help="openvino: most mAP50 the variant may lose on any val split")] = 0.01,
     keep_last_convs: Annotated[bool, typer.Option(help="keep the head's last convs in float")] = True,
     ops: Annotated[str, typer.Option(help="all: every operator with an int8 kernel; conv: convolutions only")] = "all",
     method: Annotated[str, typer.Option(help="activation ranges: minmax, percentile or entropy")] = "minmax",
@@ -249,6 +256,8 @@ def quantize_command(
 ) -> None:
     """Make an int8 copy of an ONNX model (static quantization calibrated on training images)
     and score it; ship it only if it holds accuracy and runs faster (benchmarks/bench_int8.py).
+    With --engine openvino, make the model's int8 variant instead: NNCF quantizes it for OpenVINO,
+    reverting layers to float until no val split loses more than --max-drop mAP50.
 
     Example: weedscan quantize models/weedscan.onnx --data ../shared/data/sesame --data ../shared/data/cwfid
     """
@@ -259,6 +268,12 @@ def quantize_command(
     require_train_extra(scoring=True)  # onnx and Ultralytics: say what to install, no traceback
     if not model.is_file():
         fail(f"model not found: {model}")
+    if engine == "openvino":
+        quantize_variant(model, data, out, calib or 300, max_drop)
+        return
+    if engine != "onnxruntime":
+        fail(f"--engine: onnxruntime or openvino, not {engine!r}")
+    calib = calib or 256
     out = out or model.with_name(f"{model.stem}-int8.onnx")
     if ops not in ("all", "conv"):
         fail(f"--ops takes all or conv, got '{ops}'")
@@ -276,6 +291,30 @@ def quantize_command(
     except (ModelCardError, DatasetError) as exc:
         fail(str(exc))
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def quantize_variant(model: Path, data: list[Path], out: Path | None, calib: int, max_drop: float) -> None:
+    """`quantize --engine openvino`: the int8 variant beside the model, recorded in its card."""
+    from serving.errors import ModelCardError
+    from serving.model_card import load_card
+    from training.precision import format_checks
+    from training.quantize_openvino import quantize_openvino, require_nncf
+    from training.trainset import DatasetError
+
+    if out is not None:
+        fail("--out is for an int8 copy (--engine onnxruntime); the openvino variant is written "
+             "beside the model, as NAME.openvino-int8.xml/.bin")
+    require_nncf()
+    try:
+        variant = quantize_openvino(model, data, calib, max_drop, on_progress=typer.echo)
+    except (ModelCardError, DatasetError, ValueError) as exc:
+        fail(str(exc))
+    card = load_card(model)
+    check = card.precision_check("openvino", "int8")
+    typer.echo(format_checks([c for c in card.precision_checks if c.engine == "openvino"]))
+    verdict = ("the server's auto will run it where OpenVINO is installed" if check and check.validated
+               else f"it lost more than {max_drop} mAP50 on a split, so auto will not run it")
+    typer.echo(f"wrote {variant.file} and {variant.weights_file} beside {model.name}, in its card: {verdict}")
 
 
 def engine_and_precision(engine: str, precision: str) -> tuple[EngineRequest, PrecisionRequest]:

@@ -20,17 +20,21 @@ from training.evaluate import EvalReport, evaluate
 LATENCY_RUNS = 30
 
 
-def combinations_to_check(card: ModelCard, cpu: CpuFeatures, have_openvino: bool
-                          ) -> list[tuple[EngineName, Precision]]:
+def combinations_to_check(card: ModelCard, cpu: CpuFeatures, have_openvino: bool,
+                          model_path: Path | None = None) -> list[tuple[EngineName, Precision]]:
     """What this machine can measure for this file besides the reference (ONNX Runtime in the
-    file's precision): OpenVINO in the file's precision, and in bf16 for an fp32 file on a CPU
-    with native bf16 (elsewhere bf16 is emulated: slow, and not what `auto` would choose)."""
+    file's precision): OpenVINO in the file's precision, in bf16 for an fp32 file on a CPU with
+    native bf16 (elsewhere bf16 is emulated: slow, and not what `auto` would choose), and the
+    card's int8 variant where its files are beside `model_path`."""
     if not have_openvino:
         return []
     own = card.file_precision()
     combos: list[tuple[EngineName, Precision]] = [("openvino", own)]
     if own == "fp32" and cpu.native_bf16:
         combos.append(("openvino", "bf16"))
+    variant = card.variant("openvino", "int8") if own == "fp32" else None
+    if variant is not None and model_path is not None and variant.problem(model_path) is None:
+        combos.append(("openvino", "int8"))
     return combos
 
 
@@ -53,11 +57,13 @@ def map50_of(report: EvalReport) -> dict[str, float]:
 
 def check_precisions(model_path: Path, data_yamls: list[Path], split: str = "val",
                      threads: int | None = None, reference_map50: dict[str, float] | None = None,
-                     scored: EvalReport | None = None) -> list[PrecisionCheck]:
+                     scored: EvalReport | None = None,
+                     combinations: list[tuple[EngineName, Precision]] | None = None) -> list[PrecisionCheck]:
     """Score ONNX Runtime in the file's own precision and every other combination this machine
     can run, on `split`. `reference_map50`: the fp32 scores to measure drops against (an int8
     file's source), else the file itself on ONNX Runtime. `scored`: that ONNX Runtime score when
-    the caller already has it (export does), so it is not measured twice."""
+    the caller already has it (export does), so it is not measured twice. `combinations`: only
+    these, against `reference_map50` (which it then needs)."""
     card = load_card(model_path)
     cpu = this_cpu()
     own = card.file_precision()
@@ -70,15 +76,22 @@ def check_precisions(model_path: Path, data_yamls: list[Path], split: str = "val
         report = evaluate(model_path, data_yamls, split, threads=threads, engine=engine, precision=precision)
         return map50_of(report), latency(engine, precision)
 
-    own_scores = (map50_of(scored), latency("onnxruntime", own)) if scored else measure("onnxruntime", own)
-    baseline = reference_map50 or own_scores[0]
+    if combinations is not None:
+        if reference_map50 is None:
+            raise ValueError("checking chosen combinations needs the fp32 reference scores")
+        measured = [(e, p, measure(e, p)) for e, p in combinations]
+    else:
+        own_scores = (map50_of(scored), latency("onnxruntime", own)) if scored else measure("onnxruntime", own)
+        combos = combinations_to_check(card, cpu, openvino_available(), model_path)
+        measured = [("onnxruntime", own, own_scores), *[(e, p, measure(e, p)) for e, p in combos]]
+    baseline = reference_map50 or measured[0][2][0]
     checks = []
-    for engine, precision, (scores, took) in [
-            ("onnxruntime", own, own_scores),
-            *[(e, p, measure(e, p)) for e, p in combinations_to_check(card, cpu, openvino_available())]]:
+    for engine, precision, (scores, took) in measured:
         drop = {name: round(baseline[name] - scores[name], 4) for name in scores if name in baseline}
+        variant = card.variant(engine, precision) if own == "fp32" and precision == "int8" else None
         checks.append(PrecisionCheck(engine=engine, precision=precision, map50=scores, drop=drop,
-                                     latency_ms=round(took, 2), cpu=cpu.summary(), measured=today))
+                                     latency_ms=round(took, 2), cpu=cpu.summary(), measured=today,
+                                     file=variant.file if variant else ""))
     return checks
 
 

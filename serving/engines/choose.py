@@ -1,9 +1,11 @@
 """What `auto` means for one model on this machine, and opening the engine it names.
 
-`auto` runs an fp32 file in bf16 on OpenVINO where the CPU multiplies bf16 natively, OpenVINO
-is installed and the model card shows bf16 kept its accuracy (PrecisionCheck.validated); else
-in fp32 on ONNX Runtime, as weedscan always has. An int8 file (`weedscan quantize`) runs as int8.
-A forced choice is obeyed, and the choice says what the card measured it to cost.
+`auto` runs the fastest form of a model whose accuracy the card shows kept
+(PrecisionCheck.validated), where OpenVINO is installed: the card's int8 variant (an OpenVINO
+IR made by `weedscan quantize --engine openvino`), else the fp32 file in bf16 where the CPU
+multiplies bf16 natively; else the fp32 file on ONNX Runtime, as weedscan always has. An int8
+.onnx file (`weedscan quantize`) runs as int8. A forced choice is obeyed, and the choice says
+what the card measured it to cost.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from serving.engines.cpu import CpuFeatures, this_cpu
 from serving.engines.onnxruntime_engine import OnnxRuntimeEngine
 from serving.engines.openvino_engine import OpenVinoEngine, openvino_available
 from serving.errors import ModelCardError
-from serving.model_card import ModelCard
+from serving.model_card import ModelCard, ModelVariant
 
 log = logging.getLogger("weedscan.engines")
 
@@ -39,6 +41,8 @@ class EngineChoice(BaseModel):
     precision: Precision
     requested_engine: EngineRequest = "auto"
     requested_precision: PrecisionRequest = "auto"
+    file: str | None = Field(None, description="the variant file that runs (ModelVariant.file); "
+                                               "None: the model's .onnx")
     validated: bool | None = Field(None, description=(
         "the card shows this precision kept accuracy on every val split; None: fp32 on ONNX "
         "Runtime, the reference the others are measured against"))
@@ -61,9 +65,25 @@ def _checked(card: ModelCard, engine: EngineName, precision: Precision) -> tuple
                              f"against fp32 ({worst}), measured on {check.cpu or 'an unrecorded CPU'}")
 
 
+def _variant_problem(card: ModelCard, precision: Precision, model_path: Path | None,
+                     verify: bool) -> tuple[ModelVariant | None, str | None]:
+    """The card's OpenVINO variant in `precision` and why it cannot run (None: it can)."""
+    variant = card.variant("openvino", precision)
+    if variant is None:
+        return None, f"the card has no OpenVINO {precision} variant"
+    if model_path is None:
+        return variant, None
+    problem = variant.problem(model_path, verify)
+    return variant, (f"its OpenVINO {precision} variant cannot run: {problem}" if problem else None)
+
+
 def choose_engine(card: ModelCard, engine: EngineRequest = "auto", precision: PrecisionRequest = "auto",
-                  cpu: CpuFeatures | None = None, have_openvino: bool | None = None) -> EngineChoice:
-    """The engine and precision for this model; EngineChoiceError when the request cannot be met."""
+                  cpu: CpuFeatures | None = None, have_openvino: bool | None = None,
+                  model_path: Path | None = None, verify: bool = False) -> EngineChoice:
+    """The engine and precision for this model; EngineChoiceError when the request cannot be met.
+
+    `model_path`: where the model lies, so a variant's files are looked for beside it (and, with
+    `verify`, their sha256 checked); None takes the card's variants as present."""
     cpu = cpu or this_cpu()
     have_openvino = openvino_available() if have_openvino is None else have_openvino
     asked = {"requested_engine": engine, "requested_precision": precision}
@@ -78,9 +98,24 @@ def choose_engine(card: ModelCard, engine: EngineRequest = "auto", precision: Pr
         validated, why = _cost(card, chosen, "int8")
         return EngineChoice(engine=chosen, precision="int8", validated=validated, reason=why, **asked)
 
+    int8_variant, int8_problem = _variant_problem(card, "int8", model_path, verify)
     if precision == "int8":
-        raise EngineChoiceError(f"{card.name} is an fp32 file: make an int8 copy with `weedscan quantize` "
-                                "and serve that model for int8")
+        if int8_variant is None:
+            raise EngineChoiceError(
+                f"{card.name} is an fp32 file with no int8 variant: make one with `weedscan quantize "
+                "--engine openvino` (an OpenVINO IR beside it), or an int8 copy with `weedscan quantize` "
+                "and serve that model")
+        if engine == "onnxruntime":
+            raise EngineChoiceError(f"the int8 variant of {card.name} is an OpenVINO IR: serve it with "
+                                    "WEEDSCAN_ENGINE=openvino (or auto)")
+        if not have_openvino:
+            raise EngineChoiceError(f"the int8 variant of {card.name} needs OpenVINO, which is not "
+                                    f"installed ({OPENVINO_INSTALL})")
+        if int8_problem:
+            raise EngineChoiceError(f"{card.name}: {int8_problem}")
+        validated, why = _checked(card, "openvino", "int8")
+        return EngineChoice(engine="openvino", precision="int8", file=int8_variant.file,
+                            validated=validated, reason=why, **asked)
     if precision == "bf16":
         if engine == "onnxruntime":
             raise EngineChoiceError("ONNX Runtime runs fp32 and int8 files; bf16 needs "
@@ -96,27 +131,41 @@ def choose_engine(card: ModelCard, engine: EngineRequest = "auto", precision: Pr
         validated, why = _cost(card, chosen, "fp32")
         return EngineChoice(engine=chosen, precision="fp32", validated=validated, reason=why, **asked)
 
-    # precision auto: bf16 where it pays and was validated, else fp32
-    if engine in ("auto", "openvino") and have_openvino and cpu.native_bf16:
-        check = card.precision_check("openvino", "bf16")
-        if check is not None and check.validated:
+    # precision auto: the fastest that kept accuracy: the int8 variant, then bf16, then fp32
+    passed_over: list[str] = []
+    if engine in ("auto", "openvino") and have_openvino:
+        int8_check = card.precision_check("openvino", "int8")
+        if int8_variant is not None and int8_problem is None and int8_check is not None and int8_check.validated:
+            return EngineChoice(engine="openvino", precision="int8", file=int8_variant.file, validated=True,
+                                reason="auto: " + _checked(card, "openvino", "int8")[1], **asked)
+        if int8_problem:
+            passed_over.append(int8_problem)
+        elif int8_check is None or not int8_check.validated:
+            passed_over.append("the card shows no validated int8")
+        bf16_check = card.precision_check("openvino", "bf16")
+        if cpu.native_bf16 and bf16_check is not None and bf16_check.validated:
             return EngineChoice(engine="openvino", precision="bf16", validated=True,
                                 reason="auto: " + _checked(card, "openvino", "bf16")[1], **asked)
+        passed_over.append("this CPU has no native bf16" if not cpu.native_bf16
+                           else "the card shows no validated bf16")
+    elif not have_openvino:
+        passed_over.append("OpenVINO is not installed")
     fallback: EngineName = "openvino" if engine == "openvino" else "onnxruntime"
     validated, why = _cost(card, fallback, "fp32")
-    if not have_openvino:
-        because = "OpenVINO is not installed"
-    elif not cpu.native_bf16:
-        because = "this CPU has no native bf16"
-    else:
-        because = "the card shows no validated bf16"
+    because = "; ".join(passed_over) or "ONNX Runtime was asked for"
     return EngineChoice(engine=fallback, precision="fp32", validated=validated,
                         reason=f"auto: fp32, because {because} ({why})", **asked)
 
 
-def open_engine(model_path: Path, choice: EngineChoice, threads: int, idle_spin: bool) -> Engine:
+def open_engine(model_path: Path, card: ModelCard, choice: EngineChoice, threads: int,
+                idle_spin: bool) -> Engine:
     if choice.validated is False:
         log.warning("%s runs on %s %s: %s", model_path.name, choice.engine, choice.precision, choice.reason)
+    variant = card.variant(choice.engine, choice.precision) if choice.file else None
+    if variant is not None:
+        graph, weights = variant.paths(model_path)
+        return OpenVinoEngine(str(graph), choice.precision, threads, idle_spin, weights_path=str(weights),
+                              input_size=card.input_size)
     if choice.engine == "openvino":
-        return OpenVinoEngine(str(model_path), choice.precision, threads, idle_spin)
+        return OpenVinoEngine(str(model_path), choice.precision, threads, idle_spin, input_size=card.input_size)
     return OnnxRuntimeEngine(str(model_path), choice.precision, threads, idle_spin)

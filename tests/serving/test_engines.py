@@ -35,7 +35,7 @@ def bf16_check(drop: float) -> PrecisionCheck:
 
 def card_with(shipped_model: Path, *checks: PrecisionCheck, precision: str | None = None) -> ModelCard:
     card = ModelCard.model_validate_json(shipped_model.with_suffix(".json").read_bytes())
-    update: dict[str, object] = {"precision_checks": list(checks)}
+    update: dict[str, object] = {"precision_checks": list(checks), "variants": []}
     if precision:
         update["precision"] = precision
     return card.model_copy(update=update)
@@ -82,9 +82,11 @@ def test_the_shipped_card_says_what_each_precision_costs(shipped_model: Path) ->
     assert card.precision_checks, "run `weedscan precision models/weedscan.onnx --data ...`"
     for check in card.precision_checks:
         assert set(check.drop) == set(card.metrics), check
-    bf16 = card.precision_check("openvino", "bf16")
-    expected = "bf16" if bf16 is not None and bf16.validated else "fp32"
-    assert choose_engine(card, cpu=AVX512_BF16, have_openvino=True).precision == expected
+    int8, bf16 = card.precision_check("openvino", "int8"), card.precision_check("openvino", "bf16")
+    expected = ("int8" if card.variant("openvino", "int8") and int8 is not None and int8.validated
+                else "bf16" if bf16 is not None and bf16.validated else "fp32")
+    choice = choose_engine(card, cpu=AVX512_BF16, have_openvino=True, model_path=shipped_model, verify=True)
+    assert choice.precision == expected
 
 
 # --- forced choices ------------------------------------------------------------------------------
@@ -140,6 +142,13 @@ def _matched_boxes(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(np.abs(b - box).max(axis=1).min() for box in a))
 
 
+def share_matched(a: np.ndarray, b: np.ndarray, tolerance: float) -> float:
+    """The share of boxes in `a` with a box in `b` within `tolerance` px on every side."""
+    if len(a) == 0:
+        return 1.0
+    return sum(bool(len(b)) and float(np.abs(b - box).max(axis=1).min()) < tolerance for box in a) / len(a)
+
+
 @needs_openvino
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_native_bf16)])
 def test_openvino_finds_what_onnxruntime_finds(shipped_model: Path, shared_data: Path, precision: str) -> None:
@@ -150,16 +159,25 @@ def test_openvino_finds_what_onnxruntime_finds(shipped_model: Path, shared_data:
     reference = Detector(shipped_model, threads=2, engine="onnxruntime", precision="fp32")
     detector = Detector(shipped_model, threads=2, engine="openvino", precision=precision)  # type: ignore[arg-type]
     assert detector.model_info["engine"] == "openvino" and detector.model_info["precision"] == precision
-    assert detector.providers == ["OpenVINO CPU"] and detector.frame_stride == reference.frame_stride
+    assert detector.providers == ["OpenVINO CPU"]
+    # OpenVINO runs a fixed square input (faster than a dynamic one): frames are letterboxed
+    # into the whole square, not padded only to the stride as for ONNX Runtime
+    assert detector.frame_stride is None and reference.frame_stride == 32
     photos = sorted((shared_data / "cwfid" / "images" / "val").glob("*"))[:2]
     photos += sorted((shared_data / "sesame" / "images" / "val").glob("*"))[:2]
-    tolerance = 1.0 if precision == "fp32" else 12.0  # px; bf16 rounds every activation
     for photo in photos:
         image = cv2.imread(str(photo))
+        same_input = image.shape[0] == image.shape[1] and precision == "fp32"  # a square photo: same letterbox
+        tolerance = 1.0 if same_input else 12.0  # px; bf16 rounds every activation
         want = reference.detect(image, DetectOptions(conf=0.5)).detections
         got = detector.detect(image, DetectOptions(conf=0.5)).detections
-        assert abs(len(got.boxes) - len(want.boxes)) <= (0 if precision == "fp32" else 2), photo.name
-        assert _matched_boxes(np.asarray(want.boxes), np.asarray(got.boxes)) < tolerance, photo.name
+        want_boxes, got_boxes = np.asarray(want.boxes), np.asarray(got.boxes)
+        if same_input:
+            assert len(got_boxes) == len(want_boxes), photo.name
+            assert _matched_boxes(want_boxes, got_boxes) < tolerance, photo.name
+        else:  # a box near the threshold may cross it: most, not all, are found again
+            assert abs(len(got_boxes) - len(want_boxes)) <= 2, photo.name
+            assert share_matched(want_boxes, got_boxes, tolerance) >= 0.8, photo.name
     # several frames at once (the frame batcher's path) answer as one at a time does
     frames = [images.field_like(640, 480, seed) for seed in range(2)]
     together = detector.detect_frames(frames, [DetectOptions()] * 2)
