@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--throughput-rounds", type=int, default=4,
+                        help="rounds of the images per client in the timed throughput run")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "peers.md")
     args = parser.parse_args()
 
@@ -206,11 +208,11 @@ def main() -> None:
     # The bare loop before each server's turn and after the last, so that a shared machine's
     # drift shows in its spread instead of in one server's ratio.
     bare = bare_loop_path(args.model, int(threads))
-    bare_rates = [bare_loop_rate(bare, images, max(1, args.rounds // 2))]
+    bare_rates = [bare_loop_rate(bare, images, args.throughput_rounds)]
     rates = {}
     for name, server in servers.items():
-        rates[name] = throughput(server, images, max(1, args.rounds // 2), args.clients)
-        bare_rates.append(bare_loop_rate(bare, images, max(1, args.rounds // 2)))
+        rates[name] = throughput(server, images, args.throughput_rounds, args.clients)
+        bare_rates.append(bare_loop_rate(bare, images, args.throughput_rounds))
     bare_rate = float(np.median(bare_rates))
     rss = {name: rss_mb(server.process.pid) for name, server in servers.items()}
     for server in servers.values():
@@ -221,7 +223,9 @@ def main() -> None:
              f"Model `{args.model.name}` (input {size}), {len(images)} val images (sesame JPEG, CWFID as JPEG) x "
              f"{args.rounds} interleaved rounds, one keep-alive stdlib client per path, each call after "
              f"{IDLE_BEFORE_CALL_S * 1000:.0f} ms idle (so no path runs while a peer's threads still spin); then "
-             f"{args.clients} concurrent clients per server. Every server gets all {threads} cores. "
+             f"{args.clients} concurrent keep-alive clients per server, {args.throughput_rounds} rounds each "
+             "timed after one untimed round (the server's steady state). Every server gets all "
+             f"{threads} cores. "
              f"`weedscan` is the default (`auto`: here {chosen['engine']} {chosen['precision']}); the "
              "others force WEEDSCAN_ENGINE/WEEDSCAN_PRECISION. The bare loop: decode + letterbox + "
              f"ONNX Runtime fp32 one image after another in one process, measured before each server's "
