@@ -47,6 +47,9 @@ MIN_GATE_PHOTOS = 2
 MIN_TRAIN_PHOTOS = 2
 # Export, parity check and the gate's scoring run after training inside the same --time budget.
 FINISHING_RESERVE_HOURS = 0.02
+# A number of batches after which training stops even with time left: a dry run of the whole job
+# (the tests run each job so). Unset: the time budget, or the epochs, end training.
+MAX_BATCHES_ENV = "WEEDSCAN_FINETUNE_MAX_BATCHES"
 
 
 class FinetuneError(Exception):
@@ -180,6 +183,28 @@ def _learning_rate_by_time(lrf: float) -> Callable[[Any], None]:
     return on_train_batch_start
 
 
+def _stop_after(batches: int) -> Callable[[Any], None]:
+    """Ends training after `batches` batches: the epoch then closes as at the end of the time
+    budget (validation, checkpoint, progress), and the job goes on to export and scoring."""
+    done = 0
+
+    def on_train_batch_end(trainer: Any) -> None:  # noqa: ANN401 - Ultralytics' trainer
+        nonlocal done
+        done += 1
+        if done >= batches:
+            trainer.stop = True
+    return on_train_batch_end
+
+
+def max_batches_from_env() -> int | None:
+    value = os.environ.get(MAX_BATCHES_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise FinetuneError(f"{MAX_BATCHES_ENV}={value!r}: a whole number of batches, at least 1")
+    return int(value)
+
+
 class FinetuneReport(BaseModel):
     """The job's report; the candidate's card carries it as `finetune`."""
 
@@ -216,6 +241,7 @@ class FinetuneConfig:
     project: Path = Path("runs/finetune")
     max_forgetting: float = 0.03  # largest mAP50 a replayed val set may lose for "better"
     force: bool = False
+    max_batches: int | None = None  # None: $WEEDSCAN_FINETUNE_MAX_BATCHES, or no cap
 
 
 def _checked_label(label: Path) -> None:
@@ -456,6 +482,7 @@ def finetune(config: FinetuneConfig, progress: Callable[[str], None] = print,
 
     started = time.time()
     recipe = config.recipe or Recipe()
+    max_batches = config.max_batches or max_batches_from_env()
     target = config.models_dir / f"{config.name}.onnx"
     if not config.force and (target.exists() or card_path_for(target).exists()):
         raise FinetuneError(f"{target} exists; choose another --name or pass --force")
@@ -494,6 +521,9 @@ def finetune(config: FinetuneConfig, progress: Callable[[str], None] = print,
     callbacks: dict[str, Callable[[Any], None]] = {"on_train_batch_start": _learning_rate_by_time(recipe.lrf)}
     if on_epoch:
         callbacks["on_fit_epoch_end"] = _progress_callback(started, deadline, on_epoch)
+    if max_batches:
+        progress(f"training stops after {max_batches} batch(es), time left or not")
+        callbacks["on_train_batch_end"] = _stop_after(max_batches)
     best = train(train_config, prepare_data=prepare, callbacks=callbacks)
     run_dir = run_dir_of(train_config)
     # The last weights, not best.pt: best.pt is chosen on the gate photos, which would then

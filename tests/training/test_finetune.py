@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,40 @@ def test_the_gate_wants_a_field_gain_and_little_forgetting() -> None:
     assert not verdict([_row("field", 0.5, 0.4)], 0.03)[0]
 
 
+def tiny_public_sets(root: Path, names: tuple[str, ...] = ("sesame", "cwfid")) -> Path:
+    """Small stand-ins for the base's public training sets, under the names its card gives them:
+    replayed and scored as the real ones would be, in a fraction of the time."""
+    for name in names:
+        make_dataset(root / name, train=4, val=2, size=96)
+    return root
+
+
+def test_replayed_sets_are_found_in_the_given_folders_then_the_cache_then_beside_the_checkout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import finetune
+
+    given, cache, checkout = tmp_path / "given", tmp_path / "cache", tmp_path / "checkout"
+    for folder, names in ((given, ("sesame",)), (cache / "datasets", ("sesame", "cwfid")),
+                          (checkout, ("sesame", "cwfid", "potato-uav"))):
+        for name in names:
+            (folder / name).mkdir(parents=True)
+            (folder / name / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n")
+    monkeypatch.setenv("WEEDSCAN_PUBLIC_DATA_DIRS", f"{tmp_path / 'nowhere'}{os.pathsep}{given}")
+    monkeypatch.setenv("WEEDSCAN_CACHE", str(cache))
+    monkeypatch.setattr(finetune, "CHECKOUT_DATA_DIR", checkout)
+    assert finetune.find_replay_data(["sesame", "cwfid", "potato-uav", "never-fetched"]) == [
+        given / "sesame" / "data.yaml", cache / "datasets" / "cwfid" / "data.yaml",
+        checkout / "potato-uav" / "data.yaml"]
+
+
+def stop_training_after(monkeypatch: pytest.MonkeyPatch, batches: int) -> None:
+    """The job trains a few batches, not the whole time budget; everything after training
+    (checkpoint, export, parity, the gate's scoring) runs as in a full job."""
+    from training.finetune import MAX_BATCHES_ENV
+
+    monkeypatch.setenv(MAX_BATCHES_ENV, str(batches))
+
+
 @pytest.mark.slow
 def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, shipped_model: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +154,8 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     from training.cli import app
 
     monkeypatch.setenv("WEEDSCAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("WEEDSCAN_PUBLIC_DATA_DIRS", raising=False)
+    monkeypatch.setenv("WEEDSCAN_PUBLIC_DATA_DIRS", str(tiny_public_sets(tmp_path / "public")))
+    stop_training_after(monkeypatch, 2)
     monkeypatch.chdir(tmp_path)
     field = field_without_val(tmp_path / "field", 8)
     models_dir = tmp_path / "candidates"
@@ -140,9 +176,10 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     report = json.loads((models_dir / "myfield.json").read_text())["finetune"]
     assert report["base"]["sha256"] == base.sha256
     assert report["field"][0]["train_photos"] == 6 and report["field"][0]["gate_photos"] == 2
-    roles = [row["role"] for row in report["gate"]]
-    assert roles[0] == "field" and set(roles[1:]) <= {"replay"}, roles
-    assert len(roles) - 1 == len(report["replay"]), "each replayed set's val split is scored"
+    assert [(row["role"], row["dataset"]) for row in report["gate"]] == [
+        ("field", "field"), ("replay", "sesame"), ("replay", "cwfid")], "each replayed set's val split is scored"
+    assert report["replay"] == ["sesame", "cwfid"]
+    assert report["epochs_completed"] == 2, "two batches: an epoch is one batch of this field and replay mix"
     trained = json.loads((tmp_path / "runs" / "finetune" / "myfield" / "weedscan_train.json").read_text())
     args = trained["ultralytics_args"]
     assert args["nbs"] == args["batch"], "one optimizer step per batch"
@@ -150,6 +187,28 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     detector = Detector(candidate, threads=1)
     assert detector.class_names == ["crop", "weed"]
     assert not [p for p in models_dir.iterdir() if p.name.startswith(".")], "no staging left behind"
+
+
+def test_a_batch_cap_ends_training_and_a_bad_one_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from training.finetune import MAX_BATCHES_ENV, _stop_after, max_batches_from_env
+
+    trainer = SimpleNamespace(stop=False)
+    stop = _stop_after(3)
+    for _ in range(2):
+        stop(trainer)
+    assert not trainer.stop
+    stop(trainer)
+    assert trainer.stop
+    monkeypatch.delenv(MAX_BATCHES_ENV, raising=False)
+    assert max_batches_from_env() is None
+    monkeypatch.setenv(MAX_BATCHES_ENV, " 4 ")
+    assert max_batches_from_env() == 4
+    for bad in ("0", "-1", "two", "1.5"):
+        monkeypatch.setenv(MAX_BATCHES_ENV, bad)
+        with pytest.raises(FinetuneError, match=MAX_BATCHES_ENV):
+            max_batches_from_env()
 
 
 def test_the_learning_rate_follows_the_time_budget_not_the_epochs() -> None:
