@@ -1,6 +1,7 @@
 """The field loop over real HTTP, on tiny data: save labelled photos -> queue a fine-tuning job ->
 follow its progress -> the candidate appears with the gate's comparison -> activate it -> the next
-photo is answered by it. The job really trains (a short time budget), in a child process."""
+photo is answered by it. The job really trains, in a child process: a few batches
+(WEEDSCAN_FINETUNE_MAX_BATCHES), then export and scoring as in a full job."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from tests.serving.conftest import LiveServer
 from tests.serving.registry_helpers import models_folder
 from tests.training.test_chain import make_dataset
+from training.finetune import MAX_BATCHES_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +24,7 @@ def test_save_finetune_follow_promote_and_answer(tmp_path: Path) -> None:
     synthetic = tmp_path / "synthetic"
     make_dataset(synthetic, train=6, val=0)
     models = models_folder(tmp_path)
-    live = LiveServer(None, env={"WEEDSCAN_DATA_DIR": str(tmp_path / "data")},
+    live = LiveServer(None, env={"WEEDSCAN_DATA_DIR": str(tmp_path / "data"), MAX_BATCHES_ENV: "2"},
                       args=["--models-dir", str(models)], log_path=tmp_path / "server.log")
     try:
         http = live.http

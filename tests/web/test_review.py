@@ -1,9 +1,10 @@
 """Review mode and field datasets on the page, in headless Chromium against a real
 server with a data folder of its own: correct a photo's boxes (draw, switch, delete, undo), save
 it to a new field dataset, reload, find exactly those boxes stored (on the page and through the
-API), relabel and delete a saved photo. The teach test runs the whole loop with a real (short)
-fine-tuning job: correct -> save -> fine-tune with progress -> compare -> promote -> the next
-photo is answered by the new model."""
+API), relabel and delete a saved photo. The teach test runs the whole loop with a real fine-tuning
+job (a few batches, WEEDSCAN_FINETUNE_MAX_BATCHES, replaying small stand-ins for the public sets):
+correct -> save -> fine-tune with progress -> compare -> promote -> the next photo is answered by
+the new model."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ import pytest
 
 from tests.serving.conftest import LiveServer
 from tests.serving.registry_helpers import models_folder
+from tests.training.test_finetune import tiny_public_sets
 from tests.web.test_page import open_page, synthetic_jpeg, wait_finished
+from training.finetune import MAX_BATCHES_ENV
 
 sync_api = pytest.importorskip("playwright.sync_api", exc_type=ImportError,
                                reason="Playwright for Python is not installed")
@@ -34,8 +37,9 @@ TOLERANCE = 1.5   # image pixels: where a drag lands, after the browser's roundi
 @pytest.fixture(scope="module")
 def server(browser: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("review")
-    live = LiveServer(None, env={"WEEDSCAN_DATA_DIR": str(root / "data")},
-                      args=["--models-dir", str(models_folder(root))], log_path=root / "server.log")
+    env = {"WEEDSCAN_DATA_DIR": str(root / "data"), MAX_BATCHES_ENV: "2",
+           "WEEDSCAN_PUBLIC_DATA_DIRS": str(tiny_public_sets(root / "public"))}
+    live = LiveServer(None, env=env, args=["--models-dir", str(models_folder(root))], log_path=root / "server.log")
     yield live
     live.stop()
 
@@ -261,7 +265,7 @@ def yolo_boxes(label_file: Path, width: int, height: int) -> list[dict[str, Any]
 def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, server: LiveServer,
                                                                  tmp_path: Path) -> None:
     """The whole loop with a real fine-tuning job (a 1.7-minute budget, about the least that leaves
-    time to train, on 6 tiny photos)."""
+    time to train, on 6 tiny photos; it stops after two batches)."""
     from tests.training.test_chain import make_dataset
 
     synthetic = tmp_path / "synthetic"
@@ -331,6 +335,8 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         expect(compare).to_be_visible()
         field_row = compare.locator('tr[data-role="field"][data-dataset="discs"]')
         expect(field_row).to_have_count(1)
+        for public in ("sesame", "cwfid"):  # what the candidate may have forgotten
+            expect(compare.locator(f'tr[data-role="replay"][data-dataset="{public}"]')).to_have_count(1)
         result = http.get(f"/v1/jobs/{job.get_attribute('data-id')}").json()["result"]
         gate = next(g for g in result["gate"] if g["role"] == "field")
         for who in ("base", "candidate"):
