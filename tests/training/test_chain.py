@@ -67,10 +67,12 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         record = json.loads((tmp_path / "runs" / "chain" / "weedscan_train.json").read_text())
         assert record["config"]["imgsz"] == 96 and record["versions"]["ultralytics"]
 
+        # The first export without the precision checks, the forced one below with them.
         exported = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
-                                       str(models_dir), "--nms-free"])
+                                       str(models_dir), "--nms-free", "--no-precision-checks"])
         assert exported.exit_code == 0, exported.output
         first_card = (models_dir / "tiny.json").read_text()
+        assert json.loads(first_card)["precision_checks"] == []
         again = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
                                     str(models_dir), "--nms-free"])
         assert again.exit_code != 0 and "exists" in again.output and "--force" in again.output
