@@ -82,11 +82,19 @@ def test_a_checked_export_replaces_the_model_and_its_card_together(
                             raw_output_max_relative_gap=0.0)
 
     monkeypatch.setattr(export_module, "check_parity", parity)
-    monkeypatch.setattr(export_module, "evaluate", lambda *a, **k: eval_report(
-        conf=0.3, conf_source="max-f1", tiny=dataset_scores(mAP50=0.5, conf=0.3)))
+    scored = eval_report(conf=0.3, conf_source="max-f1", tiny=dataset_scores(mAP50=0.5, conf=0.3))
+    monkeypatch.setattr(export_module, "evaluate", lambda *a, **k: scored)
+    # Each engine and precision is scored by tests/training/test_chain.py; here, that the export
+    # asks for it on the model being checked, with the score it already has.
+    precision_checks: list[tuple[Path, list[Path], object]] = []
+    monkeypatch.setattr(export_module, "check_precisions", lambda model, yamls, split, scored=None:
+                        precision_checks.append((model, yamls, scored)) or [])
     with pytest.raises(export_module.ExistingModelError, match="--force"):
         export_module.export(exported.with_suffix(".pt"), "weedscan", [data_yaml], models)
     path = export_module.export(exported.with_suffix(".pt"), "weedscan", [data_yaml], models, force=True)
+    [(checked, yamls, given)] = precision_checks
+    assert checked.parent.parent == models and checked.parent.name.startswith(".") and checked.name == path.name
+    assert yamls == [data_yaml] and given is scored
     assert path == models / "weedscan.onnx" and path.read_bytes() == exported.read_bytes()
     assert sorted(p.name for p in models.iterdir()) == ["weedscan.json", "weedscan.onnx"]
     card = json.loads((models / "weedscan.json").read_text())
