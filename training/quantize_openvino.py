@@ -171,7 +171,6 @@ def quantize_openvino(model_path: Path, data_yamls: list[Path], calib_count: int
     say(f"reference: ONNX Runtime fp32 on the {split} splits")
     reference = map50_of(evaluate(model_path, data_yamls, split, threads=threads,
                                   engine="onnxruntime", precision="fp32"))
-    # The OpenVINO engine's detector letterboxes into the fixed square input it serves with.
     scorer = _Scorer(model_path, data_yamls, split, threads, reference)
     say(f"calibration: letterboxing about {calib_count} training images as served")
     calibration = served_inputs(scorer.detector, calibration_images(data_yamls, calib_count))
@@ -183,7 +182,6 @@ def quantize_openvino(model_path: Path, data_yamls: list[Path], calib_count: int
 
     decoding = head_nodes_to_keep_float(onnx.load(str(model_path)), keep_last_convs=False)
     network = ov.Core().read_model(str(model_path))
-    network.reshape({0: ov.PartialShape([-1 if d is None else d for d in scorer.detector.engine.input_shape])})
     started = time.perf_counter()
     say(f"quantizing with accuracy control (at most {max_drop} mAP50 lost on any {split} split)")
     quantized = nncf.quantize_with_accuracy_control(

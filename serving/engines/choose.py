@@ -164,8 +164,7 @@ def open_engine(model_path: Path, card: ModelCard, choice: EngineChoice, threads
     variant = card.variant(choice.engine, choice.precision) if choice.file else None
     if variant is not None:
         graph, weights = variant.paths(model_path)
-        return OpenVinoEngine(str(graph), choice.precision, threads, idle_spin, weights_path=str(weights),
-                              input_size=card.input_size)
+        return OpenVinoEngine(str(graph), choice.precision, threads, idle_spin, weights_path=str(weights))
     if choice.engine == "openvino":
-        return OpenVinoEngine(str(model_path), choice.precision, threads, idle_spin, input_size=card.input_size)
+        return OpenVinoEngine(str(model_path), choice.precision, threads, idle_spin)
     return OnnxRuntimeEngine(str(model_path), choice.precision, threads, idle_spin)

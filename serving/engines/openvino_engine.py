@@ -43,28 +43,25 @@ def _dims(partial_shape: object) -> tuple[int | None, ...]:
 
 
 class OpenVinoEngine:
-    """The model compiled for a fixed square input (the card's input size; the image is
-    letterboxed into it), once per batch size it meets, up to STATIC_BATCHES of them: OpenVINO's
-    CPU plugin runs a fixed shape much faster than a dynamic one, and a fixed shape gives one
-    photo the same boxes whatever the server ran before. A batch size met first compiles on the
-    spot (once per server); beyond STATIC_BATCHES, batches run on the model compiled with a
-    dynamic batch size, so no client can make the server compile without end."""
+    """The model compiled once for any input shape, and once more for each of the first
+    STATIC_SHAPES input shapes it meets: OpenVINO's CPU plugin runs a fixed shape faster than a
+    dynamic one. A shape met first compiles on the spot, once per server (a camera's frames share
+    one shape; the warm-up compiles the square one), so one photo gets the same boxes whatever the
+    server ran before it; shapes beyond STATIC_SHAPES run on the dynamic model, so no client can
+    make the server compile without end."""
 
     name: EngineName = "openvino"
-    STATIC_BATCHES = 8
+    STATIC_SHAPES = 8
 
     def __init__(self, model_path: str, precision: Precision, threads: int, idle_spin: bool,
-                 weights_path: str | None = None, input_size: int | None = None) -> None:
-        """`weights_path`: an IR's .bin, named because OpenVINO would otherwise guess it.
-        `input_size`: the square input a model with a dynamic height and width is fixed to."""
+                 weights_path: str | None = None) -> None:
+        """`weights_path`: an IR's .bin, named because OpenVINO would otherwise guess it."""
         ov = import_openvino()
 
         self.precision: Precision = precision
         self._core = ov.Core()
         model = (self._core.read_model(model_path, weights_path) if weights_path
                  else self._core.read_model(model_path))
-        if input_size and any(d is None for d in _dims(model.inputs[0].get_partial_shape())[2:]):
-            model.reshape({0: ov.PartialShape([-1, 3, input_size, input_size])})
         self._config = {
             "INFERENCE_PRECISION_HINT": _PRECISION_HINTS[precision],
             "INFERENCE_NUM_THREADS": threads,
@@ -82,23 +79,23 @@ class OpenVinoEngine:
         self.stride = int(model.get_rt_info(["framework", "stride"]).astype(str)) if has_stride else 32
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one run at a time: runs from several threads take turns
-        self._by_batch: dict[int, Any] = {}  # batch size -> the infer request of its own compile
+        self._by_shape: dict[tuple[int, ...], Any] = {}  # input shape -> the request of its own compile
 
     def run(self, blob: np.ndarray) -> np.ndarray:
         with self._lock:
-            request = self._request_for(blob.shape[0])
+            request = self._request_for(tuple(blob.shape))
             outputs = request.infer({0: blob})
             return np.array(outputs[0])  # a copy: the request's buffer is reused
 
-    def _request_for(self, batch: int) -> Any:  # noqa: ANN401 - an openvino InferRequest
-        request = self._by_batch.get(batch)
+    def _request_for(self, shape: tuple[int, ...]) -> Any:  # noqa: ANN401 - an openvino InferRequest
+        request = self._by_shape.get(shape)
         if request is not None:
             return request
-        if self.input_shape[0] is not None or len(self._by_batch) >= self.STATIC_BATCHES:
+        if all(d is not None for d in self.input_shape) or len(self._by_shape) >= self.STATIC_SHAPES:
             return self._request
         model = self._model.clone()
-        model.reshape({0: [batch, *self.input_shape[1:]]})
-        request = self._by_batch[batch] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        model.reshape({0: list(shape)})
+        request = self._by_shape[shape] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
         return request
 
     def providers(self) -> list[str]:

@@ -161,6 +161,7 @@ def test_the_shipped_int8_variant_finds_what_onnxruntime_fp32_finds(shipped_mode
     reference = Detector(shipped_model, threads=2, engine="onnxruntime", precision="fp32")
     detector = Detector(shipped_model, threads=2, engine="openvino", precision="int8")
     assert (detector.model_info["engine"], detector.model_info["precision"]) == ("openvino", "int8")
+    assert detector.frame_stride == reference.frame_stride
     photos = sorted((shared_data / "sesame" / "images" / "val").glob("*"))[:3]
     photos += sorted((shared_data / "cwfid" / "images" / "val").glob("*"))[:2]
     matched = total = 0.0
