@@ -60,6 +60,7 @@ from serving.model_card import PrecisionCheck, load_card, sha256_of, write_card
 from serving.preprocess import letterbox, to_blob
 from training.evaluate import EvalReport, evaluate
 from training.quantize import calibration_images, head_nodes_to_keep_float
+from training.quantize_openvino import CompiledModelEngine
 from training.trainset import YoloDataset
 
 SHARED = REPO.parent / "shared" / "data"
@@ -286,9 +287,7 @@ class Quantizer:
             self._ov_detector = Detector(self.model_path, threads=self.args.threads, engine="openvino",
                                          precision="fp32")
         detector = self._ov_detector
-        detector.engine.compiled = compiled
-        detector.engine._output = output
-        detector.engine._request = compiled.create_infer_request()
+        detector.engine = CompiledModelEngine(compiled, detector.engine)  # type: ignore[assignment]
         maps = {}
         for yaml_path in DATA_YAMLS:
             dataset = YoloDataset.from_yaml(yaml_path)

@@ -88,7 +88,7 @@ class _RecordingEngine:
         return self.inner.run(blob)
 
 
-class _CompiledEngine:
+class CompiledModelEngine:
     """An OpenVINO compiled model (NNCF's attempt) in the Engine shape, for scoring it through
     the serving detector."""
 
@@ -141,7 +141,7 @@ class _Scorer:
         if len(blobs) < self.count:  # a ranking subset, or NNCF probing what the function returns
             return 1.0, outputs
         original = self.detector.engine
-        self.detector.engine = _CompiledEngine(compiled, original)  # type: ignore[assignment]
+        self.detector.engine = CompiledModelEngine(compiled, original)  # type: ignore[assignment]
         try:
             scores = {d.name: float(summarize(collect(self.detector, d, self.split), self.detector.class_names,
                                               self.detector.default_conf).mAP50) for d in self.datasets}
@@ -214,5 +214,5 @@ def quantize_openvino(model_path: Path, data_yamls: list[Path], calib_count: int
     return variant
 
 
-__all__ = ["NNCF_MISSING", "calibration_images", "quantize_openvino",
+__all__ = ["NNCF_MISSING", "CompiledModelEngine", "calibration_images", "quantize_openvino",
            "require_nncf", "served_inputs"]
