@@ -81,4 +81,6 @@ def shipped_model() -> Path:
 def detector(shipped_model: Path) -> Detector:
     from serving.detector import Detector
 
-    return Detector(shipped_model, threads=2)
+    # The reference, ONNX Runtime fp32: what the comparisons with Ultralytics rest on (auto may run
+    # the card's int8 variant on OpenVINO; tests/serving/test_engine*.py cover the other engines).
+    return Detector(shipped_model, threads=2, engine="onnxruntime", precision="fp32")

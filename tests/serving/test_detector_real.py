@@ -38,7 +38,8 @@ def test_boxes_match_ultralytics_onnx_predict(shipped_model: Path, shared_data: 
     import_ultralytics()
     from ultralytics import YOLO
 
-    detector = Detector(shipped_model, threads=2, input_border=0)
+    # ONNX Runtime fp32, as Ultralytics runs the .onnx (auto may run the card's int8 variant)
+    detector = Detector(shipped_model, threads=2, input_border=0, engine="onnxruntime", precision="fp32")
     yolo = YOLO(str(shipped_model), task="detect")
     paths = val_images(shared_data, "sesame", "*.jpeg")[:8] + val_images(shared_data, "cwfid", "*.png")[:3]
     compared = 0
@@ -63,7 +64,7 @@ def test_the_cards_border_moves_no_box_off_its_plant(detector: Detector, shipped
     """The grey frame shrinks the image inside the input; boxes still come back on the same plants
     in the photo's pixels: each confident box away from the edges has a twin without the border."""
     assert detector.input_border > 0, "the shipped card keeps a border round each image"
-    filled = Detector(shipped_model, threads=2, input_border=0)
+    filled = Detector(shipped_model, threads=2, input_border=0, engine="onnxruntime", precision="fp32")
     compared = 0
     for path in val_images(shared_data, "sesame", "*.jpeg")[:6] + val_images(shared_data, "cwfid", "*.png")[:2]:
         image = cv2.imread(str(path))

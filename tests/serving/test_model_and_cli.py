@@ -27,6 +27,7 @@ def copy_model(shipped_model: Path, folder: Path) -> Path:
 
 
 def test_cpu_is_always_the_fallback_provider(detector: Detector) -> None:
+    """ONNX Runtime's providers end with its CPU one (the `detector` fixture runs ONNX Runtime)."""
     providers = available_providers()
     assert providers[-1] == "CPUExecutionProvider"
     assert detector.providers[-1] == "CPUExecutionProvider"
