@@ -86,8 +86,9 @@ class ModelVariant(BaseModel):
         return model_path.parent / self.file, model_path.parent / self.weights_file
 
     def problem(self, model_path: Path, verify: bool = True) -> str | None:
-        """Why this variant cannot run beside `model_path` (a file missing, or not the file its
-        card names, or made from another .onnx), None when it can."""
+        """Why this variant cannot run beside `model_path` (a file missing, or, with `verify`, not
+        the file the card names), None when it can. ModelCard.variant already skips a variant
+        made from another .onnx."""
         graph, weights = self.paths(model_path)
         for path, expected in ((graph, self.sha256), (weights, self.weights_sha256)):
             if not path.is_file():

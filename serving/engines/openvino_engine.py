@@ -8,6 +8,7 @@ the CPU multiplies bf16 natively (AVX-512 BF16, AMX), so the file stays the fp32
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import threading
 from types import ModuleType
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from serving.engines.base import EngineName, Precision
+
+log = logging.getLogger("weedscan.engines")
 
 _PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the file's own int8 layers
 # `import openvino` imports its model converter, which sends a Google Analytics event unless a
@@ -93,9 +96,14 @@ class OpenVinoEngine:
             return request
         if all(d is not None for d in self.input_shape) or len(self._by_shape) >= self.STATIC_SHAPES:
             return self._request
-        model = self._model.clone()
-        model.reshape({0: list(shape)})
-        request = self._by_shape[shape] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        try:
+            model = self._model.clone()
+            model.reshape({0: list(shape)})
+            request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        except RuntimeError as exc:  # that shape keeps running on the dynamic model
+            log.warning("OpenVINO could not compile input shape %s (%s); it runs on the dynamic model", shape, exc)
+            request = self._request
+        self._by_shape[shape] = request
         return request
 
     def providers(self) -> list[str]:

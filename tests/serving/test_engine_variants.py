@@ -200,3 +200,39 @@ def test_a_server_runs_the_shipped_int8_variant_by_default_and_onnxruntime_when_
             assert f"weedscan.onnx runs on {engine} in {precision}" in server.log()
         finally:
             server.stop()
+
+
+# --- OpenVINO compiles per input shape, a bounded number of times -------------------------------
+
+@needs_openvino
+def test_openvino_compiles_each_new_shape_once_up_to_its_cap_then_runs_dynamic(shipped_model: Path) -> None:
+    from serving.engines.openvino_engine import OpenVinoEngine
+
+    engine = OpenVinoEngine(str(shipped_model), "fp32", threads=2, idle_spin=False)
+    engine.STATIC_SHAPES = 2
+    shapes = [(1, 3, 416, 416), (1, 3, 320, 416), (1, 3, 256, 416)]
+    blobs = [np.random.default_rng(i).random(shape, np.float32) for i, shape in enumerate(shapes)]
+    first = [engine.run(blob) for blob in blobs]
+    assert list(engine._by_shape) == shapes[:2]  # the third shape ran on the dynamic model
+    static_requests = dict(engine._by_shape)
+    again = [engine.run(blob) for blob in blobs]
+    assert engine._by_shape == static_requests  # no compile the second time round
+    for a, b in zip(first, again):  # the same input gives the same output whatever ran before
+        assert np.array_equal(a, b)
+    # a static compile computes what the dynamic model computes, up to float rounding
+    dynamic = np.array(engine._request.infer({0: blobs[0]})[0])
+    assert np.allclose(dynamic, first[0], atol=0.05)
+
+
+@needs_openvino
+def test_a_shape_openvino_cannot_compile_runs_on_the_dynamic_model(shipped_model: Path, monkeypatch) -> None:
+    from serving.engines.openvino_engine import OpenVinoEngine
+
+    engine = OpenVinoEngine(str(shipped_model), "fp32", threads=2, idle_spin=False)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no kernel for this shape")
+
+    monkeypatch.setattr(engine._core, "compile_model", refuse)
+    output = engine.run(np.zeros((1, 3, 320, 416), np.float32))
+    assert output.shape[:2] == (1, 6) and engine._by_shape[(1, 3, 320, 416)] is engine._request
