@@ -51,6 +51,8 @@ def train(
     name: Annotated[str, typer.Option(
         help="run name: a new folder under --project (NAME-2 ... if taken)")] = "weedscan",
     resume: Annotated[Path | None, typer.Option(help="carry on an interrupted run from its last.pt")] = None,
+    plots: Annotated[bool, typer.Option(
+        "--plots/--no-plots", help="write Ultralytics' PNG plots (labels, curves, results) into the run")] = True,
 ) -> None:
     """Train a detector with Ultralytics, offline, with field-photo augmentations.
 
@@ -76,7 +78,7 @@ def train(
                              time=time, batch=batch, device=device, seed=seed,
                              warmup_epochs=warmup_epochs, close_mosaic=close_mosaic,
                              repeats=parse_repeats(repeat), threads=threads, bf16=bf16,
-                             project=str(project), name=name)
+                             project=str(project), name=name, plots=plots)
         try:
             best = run_training(config)
         except DatasetError as exc:

@@ -59,13 +59,15 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         assert checked.exit_code == 0, checked.output
 
         trained = runner.invoke(app, ["train", "--data", str(data_yaml), "--model", "yolo26n.yaml",
-                                      "--imgsz", "96", "--epochs", "1", "--batch", "4",
+                                      "--imgsz", "96", "--epochs", "1", "--batch", "4", "--no-plots",
                                       "--project", str(tmp_path / "runs"), "--name", "chain"])
         assert trained.exit_code == 0, trained.output
         weights = tmp_path / "runs" / "chain" / "weights" / "best.pt"
         assert weights.is_file()
         record = json.loads((tmp_path / "runs" / "chain" / "weedscan_train.json").read_text())
         assert record["config"]["imgsz"] == 96 and record["versions"]["ultralytics"]
+        # Ultralytics' plots (on by default: test_pretrained.py and test_resume.py train with them)
+        assert record["config"]["plots"] is False and not list((tmp_path / "runs" / "chain").glob("*.png"))
 
         # The first export without the precision checks, the forced one below with them.
         exported = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",

@@ -232,6 +232,7 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
     assert (earlier / "results.csv").read_text() == "earlier run\n" and len(list(earlier.iterdir())) == 1
     assert attempts == [], f"network attempts: {attempts}"
     assert weights.is_file()
+    assert (weights.parent.parent / "results.png").is_file(), "Ultralytics' plots, on by default"
     from serving.model_card import sha256_of
     from training.export import OnnxInputs, build_card, run_record_for
 
