@@ -17,10 +17,20 @@ from typing import Any
 import numpy as np
 
 from serving.engines.base import EngineName, Precision
+from serving.engines.cpu import this_cpu
 
 log = logging.getLogger("weedscan.engines")
 
-_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the file's own int8 layers
+_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def precision_hint(precision: Precision) -> str:
+    """OpenVINO's inference precision for the layers a file holds in float. An int8 model keeps
+    a few in float (its stem and the head's decoding): where the CPU multiplies bf16 natively
+    they run in bf16, as the precision check that validated the variant measured them there."""
+    if precision == "int8" and this_cpu().native_bf16:
+        return "bf16"
+    return _PRECISION_HINTS[precision]
 # `import openvino` imports its model converter, which sends a Google Analytics event unless a
 # consent file in the user's home says no. Its own fallback when the telemetry package cannot be
 # imported is a stub that sends nothing; a None entry in sys.modules makes that import fail.
@@ -66,7 +76,7 @@ class OpenVinoEngine:
         model = (self._core.read_model(model_path, weights_path) if weights_path
                  else self._core.read_model(model_path))
         self._config = {
-            "INFERENCE_PRECISION_HINT": _PRECISION_HINTS[precision],
+            "INFERENCE_PRECISION_HINT": precision_hint(precision),
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
