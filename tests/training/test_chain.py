@@ -66,7 +66,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         assert weights.is_file()
         record = json.loads((tmp_path / "runs" / "chain" / "weedscan_train.json").read_text())
         assert record["config"]["imgsz"] == 96 and record["versions"]["ultralytics"]
-        # Ultralytics' plots (on by default: test_pretrained.py and test_resume.py train with them)
+        # Ultralytics' plots (on by default: test_pretrained.py trains with them)
         assert record["config"]["plots"] is False and not list((tmp_path / "runs" / "chain").glob("*.png"))
 
         # The first export without the precision checks, the forced one below with them.

@@ -36,7 +36,7 @@ def test_resume_finishes_an_interrupted_run(tmp_path: Path, monkeypatch: pytest.
 
     runner = CliRunner()
     args = ["train", "--data", str(data_yaml), "--model", "yolov8n.yaml", "--imgsz", "64",
-            "--epochs", "2", "--batch", "2", "--project", str(tmp_path / "runs"), "--name", "r"]
+            "--epochs", "2", "--batch", "2", "--no-plots", "--project", str(tmp_path / "runs"), "--name", "r"]
     monkeypatch.setattr(bf16, "make_trainer_class", make_interrupting)
     interrupted = runner.invoke(app, args)
     assert isinstance(interrupted.exception, Interrupted)
