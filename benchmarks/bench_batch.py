@@ -122,7 +122,7 @@ def main() -> None:
         f"- load average before the run: {load_before:.1f}",
         f"- python {platform.python_version()}, onnxruntime "
         f"{__import__('onnxruntime').__version__}, model {DEFAULT_MODEL.name} "
-        f"(input {json.loads(DEFAULT_MODEL.with_suffix('.json').read_text()).get('input_size')})",
+        f"(input {json.loads(DEFAULT_MODEL.with_suffix('.json').read_text(encoding='utf-8')).get('input_size')})",
         f"- images: {count} ({args.sesame} sesame 512x512, {args.cwfid} CWFID 1296x966)",
         f"- {ray_note}",
         "- times end to end: worker start-up and model loading included; HTTP excludes server start",
@@ -135,7 +135,7 @@ def main() -> None:
         "",
     ]
     save_result(RESULTS, "\n".join(lines))
-    print(RESULTS.read_text())
+    print(RESULTS.read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ SETTINGS = (16, 8, 4, 2, 1)
 
 
 def resident_mb() -> float:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+    return int(Path("/proc/self/status").read_text(encoding="utf-8").split("VmRSS:")[1].split()[0]) / 1024
 
 
 def memory_probe(model: Path, max_batch: int, threads: int) -> dict[str, float]:

@@ -40,7 +40,7 @@ from training.trainset import YoloDataset, labels_folder  # noqa: E402
 def has_weed(dataset: YoloDataset, image: Path) -> bool:
     source = dataset.splits["train"]
     label = labels_folder(source) / image.relative_to(source).with_suffix(".txt")
-    return label.is_file() and any(line.split()[:1] == ["1"] for line in label.read_text().splitlines())
+    return label.is_file() and any(line.split()[:1] == ["1"] for line in label.read_text(encoding="utf-8").splitlines())
 
 
 def field_sample(field: Path, k: int, seed: int, out: Path, with_val: bool) -> Path:
@@ -62,7 +62,7 @@ def field_sample(field: Path, k: int, seed: int, out: Path, with_val: bool) -> P
                 if path.exists():
                     os.symlink(path.resolve(), folder / path.name)
     (root / "data.yaml").write_text("train: images/train\n" + ("val: images/val\n" if with_val else "")
-                                    + "names: [crop, weed]\n")
+                                    + "names: [crop, weed]\n", encoding="utf-8")
     return root
 
 
@@ -72,9 +72,9 @@ def base_at_size(base: Path, size: int, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / f"{base.stem}-{size}.onnx"
     shutil.copyfile(base, copy)
-    card = json.loads(base.with_suffix(".json").read_text())
+    card = json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
     card.update(name=copy.stem, input_size=size)
-    copy.with_suffix(".json").write_text(json.dumps(card))
+    copy.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     return copy
 
 
@@ -101,7 +101,7 @@ def main() -> None:
     replay_val = [r for r in args.replay if "val" in YoloDataset.from_yaml(r).splits]
     header = provenance()
     base_replay = scores(args.base, replay_val, "val")
-    base_input = json.loads(args.base.with_suffix(".json").read_text()).get("input_size")
+    base_input = json.loads(args.base.with_suffix(".json").read_text(encoding="utf-8")).get("input_size")
     rescaled = args.imgsz and args.imgsz != base_input
     base_same_scale = (scores(base_at_size(args.base, args.imgsz, args.work / "bases"), replay_val, "val")
                        if rescaled else base_replay)
@@ -164,7 +164,7 @@ def main() -> None:
              "scale change)." if rescaled else "."), "",
     ])
     save_result(args.out, text)
-    (args.out.with_suffix(".json")).write_text(json.dumps(records, indent=2))
+    (args.out.with_suffix(".json")).write_text(json.dumps(records, indent=2), encoding="utf-8")
     print(text)
 
 

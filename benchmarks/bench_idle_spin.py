@@ -55,7 +55,7 @@ def main() -> None:
         provenance() + f"; {args.threads} threads, {args.rounds} alternating rounds, "
         f"{args.window:.2f} s watched after each 640x480 run.", "",
         "| detector | CPU ms in the window, median | max |", "|---|---|---|", *rows, ""])
-    (RESULTS_DIR / "idle_spin.md").write_text(text)
+    (RESULTS_DIR / "idle_spin.md").write_text(text, encoding="utf-8")
     print(text)
 
 

@@ -72,7 +72,7 @@ def main() -> None:
                 detector.detect(frame, DetectOptions(tile="off"))
                 times[name].append(time.perf_counter() - start)
 
-    cards = {k: json.loads(d.model_path.with_suffix(".json").read_text()) for k, d in detectors.items()}
+    cards = {k: json.loads(d.model_path.with_suffix(".json").read_text(encoding="utf-8")) for k, d in detectors.items()}
     datasets = sorted(cards["fp32"].get("metrics", {}))
     lines = ["## int8 vs fp32 (`benchmarks/bench_int8.py`)", "", header, "",
              f"{len(frames)} val images x {args.rounds} rounds, interleaved, {args.threads} threads; "

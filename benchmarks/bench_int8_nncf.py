@@ -583,12 +583,13 @@ def main() -> None:
     if args.output.resolve().parent == RESULTS_DIR.resolve():
         save_result(args.output, text)
     else:
-        args.output.write_text(text)
+        args.output.write_text(text, encoding="utf-8")
     for variant in variants:
         out = variant_path(args.out_dir, variant)
         record_checks(out, {e: (scores[f"{variant}: {e} int8"], times[f"{variant}: {e} int8"]["median"])
                             for e in engines_for(variant)}, fp32)
-    (args.out_dir / "scores.json").write_text(json.dumps({"scores": scores, "times": times}, indent=1))
+    (args.out_dir / "scores.json").write_text(json.dumps({"scores": scores, "times": times}, indent=1),
+                                              encoding="utf-8")
 
     # The best int8 model (within the bar and fastest, else the smallest worst loss) is kept as
     # weedscan-int8-nncf.onnx (or .xml + .bin), with its card.

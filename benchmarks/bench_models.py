@@ -57,7 +57,7 @@ def main() -> None:
             detector.detect(frame, DetectOptions(tile="off"))
             times[i].append(time.perf_counter() - start)
 
-    cards = [json.loads(d.model_path.with_suffix(".json").read_text()) for d in detectors]
+    cards = [json.loads(d.model_path.with_suffix(".json").read_text(encoding="utf-8")) for d in detectors]
     datasets = sorted({name for card in cards for name in card.get("metrics", {})})
     reference = stats_ms(times[0])["median"]
     lines = [f"## {args.title} (`benchmarks/bench_models.py`)", "", header, "",

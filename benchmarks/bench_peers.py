@@ -55,7 +55,7 @@ class Server:
     def __init__(self, command: list[str], port: int, ready_path: str, route: str,
                  parse: Callable[[dict], Answer], env: dict[str, str] | None = None) -> None:
         self.port, self.route, self.parse = port, route, parse
-        self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
+        self.log = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         start = time.perf_counter()
         self.process = subprocess.Popen(command, env={**os.environ, **(env or {})},
                                         stdout=self.log, stderr=subprocess.STDOUT)

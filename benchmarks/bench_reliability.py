@@ -107,7 +107,7 @@ def measure(fresh: bool) -> tuple[list[Figures], str]:
     WORK.mkdir(parents=True, exist_ok=True)
     cache = WORK / "figures.json"
     if cache.is_file() and not fresh:
-        kept = json.loads(cache.read_text())
+        kept = json.loads(cache.read_text(encoding="utf-8"))
         if isinstance(kept, dict):
             return [Figures(**row) for row in kept["rows"]], kept["provenance"]
     where = provenance()
@@ -121,7 +121,7 @@ def measure(fresh: bool) -> tuple[list[Figures], str]:
                         rows.append(figures(detector, model, field, image))
             print(f"{model} {field}: {sum(r.model == model and r.field == field for r in rows)} photos",
                   flush=True)
-    cache.write_text(json.dumps({"provenance": where, "rows": [asdict(r) for r in rows]}))
+    cache.write_text(json.dumps({"provenance": where, "rows": [asdict(r) for r in rows]}), encoding="utf-8")
     return rows, where
 
 

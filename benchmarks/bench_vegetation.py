@@ -70,13 +70,13 @@ def extract_masks(git_dir: Path, out_dir: Path) -> tuple[str, int]:
     commit = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True, check=True).stdout.strip()
     (out_dir / "SOURCE.txt").write_text(f"github.com/cwfid/dataset @ {commit}: annotations and "
-                                        f"masks of images {' '.join(numbers)} (train/val only)\n")
+                                        f"masks of images {' '.join(numbers)} (train/val only)\n", encoding="utf-8")
     return commit, len(numbers)
 
 
 def label_boxes(path: Path, width: int, height: int) -> dict[int, np.ndarray]:
     label = path.parents[2] / "labels" / path.parent.name / f"{path.stem}.txt"
-    rows = [[float(v) for v in line.split()] for line in label.read_text().splitlines() if line.strip()]
+    rows = [[float(v) for v in line.split()] for line in label.read_text(encoding="utf-8").splitlines() if line.strip()]
     out: dict[int, list[list[float]]] = {0: [], 1: []}
     for cls, cx, cy, w, h in rows:
         out[int(cls)].append([(cx - w / 2) * width, (cy - h / 2) * height,
@@ -107,7 +107,7 @@ def main() -> None:
         commit, count = extract_masks(args.extract_from, args.masks)
         print(f"extracted masks of {count} train/val images from cwfid/dataset @ {commit} into {args.masks}")
     source = args.masks / "SOURCE.txt"
-    source_note = source.read_text().split(":")[0] if source.exists() else "github.com/cwfid/dataset"
+    source_note = source.read_text(encoding="utf-8").split(":")[0] if source.exists() else "github.com/cwfid/dataset"
 
     paths = sorted(SHARED.glob("images/*/cwfid_*.png"))
     samples = []

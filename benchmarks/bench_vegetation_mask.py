@@ -86,7 +86,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         *rows, ""])
     out = RESULTS_DIR / "vegetation_mask.md"
-    out.write_text(text)
+    out.write_text(text, encoding="utf-8")
     print(f"wrote {out}")
 
 

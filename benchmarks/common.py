@@ -29,7 +29,7 @@ def provenance() -> str:
         commit = "unknown"
     cpu = platform.processor() or "unknown CPU"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -49,12 +49,12 @@ def stats_ms(seconds: list[float]) -> dict[str, float]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -69,14 +69,14 @@ def assemble_results() -> Path:
             "machine it ran on. Timings come from a shared, noisy 2-core machine: compare rows of "
             "one section (measured side by side in one run), not numbers across sections.", ""]
     for part in parts:
-        body += [part.read_text().strip(), ""]
-    RESULTS_MD.write_text("\n".join(body))
+        body += [part.read_text(encoding="utf-8").strip(), ""]
+    RESULTS_MD.write_text("\n".join(body), encoding="utf-8")
     return RESULTS_MD
 
 
 def save_result(path: Path, text: str) -> None:
     """Write one benchmark's section (results/NAME.md) and bring RESULTS.md up to date."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     if path.parent.resolve() == RESULTS_DIR.resolve():
         assemble_results()

@@ -52,9 +52,9 @@ def run_one(recipe: str, train_on: str, score_on: str, hours: float, imgsz: int)
              str(models), "--force", "--data", str(DATA[train_on]))
     report = WORK / f"{name}-on-{score_on}.json"
     weedscan("eval", str(models / f"{name}.onnx"), "--data", str(DATA[score_on]), "--report", str(report))
-    seen = json.loads((models / f"{name}.json").read_text())["metrics"][train_on]
-    unseen = json.loads(report.read_text())["datasets"][score_on]
-    epochs = json.loads((models / f"{name}.json").read_text())["training_recipe"]["epochs_completed"]
+    seen = json.loads((models / f"{name}.json").read_text(encoding="utf-8"))["metrics"][train_on]
+    unseen = json.loads(report.read_text(encoding="utf-8"))["datasets"][score_on]
+    epochs = json.loads((models / f"{name}.json").read_text(encoding="utf-8"))["training_recipe"]["epochs_completed"]
     return {"recipe": recipe, "train_on": train_on, "score_on": score_on, "hours": hours,
             "imgsz": imgsz, "epochs": epochs, "seen_mAP50": seen["mAP50"],
             "unseen_mAP50": unseen["mAP50"], "unseen_mAP50-95": unseen["mAP50-95"],
@@ -70,7 +70,7 @@ def main() -> None:
 
     WORK.mkdir(parents=True, exist_ok=True)
     scores_file = WORK / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+    scores = json.loads(scores_file.read_text(encoding="utf-8")) if scores_file.is_file() else {}
     header = provenance()
     recipes = ["old", "new"] if args.recipe == "both" else [args.recipe]
     for recipe in recipes:
@@ -78,7 +78,7 @@ def main() -> None:
             key = f"{recipe}:{train_on}->{score_on}:{args.hours}h:{args.imgsz}"
             if key not in scores:
                 scores[key] = run_one(recipe, train_on, score_on, args.hours, args.imgsz)
-                scores_file.write_text(json.dumps(scores, indent=2))
+                scores_file.write_text(json.dumps(scores, indent=2), encoding="utf-8")
 
     lines = ["## Cross-field check (`benchmarks/cross_field.py`)", "", header, "",
              "Each model is trained on one dataset only and scored (`weedscan eval`, val split) on the "

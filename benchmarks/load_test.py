@@ -257,7 +257,7 @@ async def open_loop(url: str, image: tuple[str, bytes, str], phase: Phase, rate:
 
 def warning_lines(log_path: Path) -> int:
     return sum(" WARNING " in line or line.startswith("WARNING") for line in
-               log_path.read_text(errors="replace").splitlines())
+               log_path.read_text(encoding="utf-8", errors="replace").splitlines())
 
 
 def run_phase(server: LiveServer, phase: Coroutine[None, None, Phase]) -> Phase:

@@ -206,7 +206,7 @@ def load_card(model_path: Path, verify: bool = True) -> ModelCard:
 def write_card(model_path: Path, card: ModelCard) -> Path:
     """The one writer of NAME.json (validated again, so no tool can write a card serving refuses)."""
     path = card_path_for(model_path)
-    path.write_text(card_json(card))
+    path.write_text(card_json(card), encoding="utf-8")
     return path
 
 

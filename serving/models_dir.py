@@ -125,7 +125,8 @@ def write_active(models_dir: Path, name: str) -> None:
     """Make `name` the active model of the folder, for every server that serves it."""
     choice = ActiveChoice(active=check_name(name),
                           changed=datetime.now(UTC).isoformat(timespec="seconds"))
-    _atomic_write(models_dir / ACTIVE_FILE, lambda tmp: tmp.write_text(choice.model_dump_json() + "\n"))
+    _atomic_write(models_dir / ACTIVE_FILE,
+                  lambda tmp: tmp.write_text(choice.model_dump_json() + "\n", encoding="utf-8"))
 
 
 def _variants_for(card: ModelCard, source: Path, name: str) -> list[tuple[ModelVariant, Path, Path]]:
@@ -162,7 +163,7 @@ def add_model(models_dir: Path, source: Path, name: str | None = None, replace: 
         _atomic_copy(graph, models_dir / variant.file)
     card = card.model_copy(update={"name": name, "variants": [v for v, _, _ in variants]})
     # The card first: the folder shows the model only once NAME.onnx is there, with its card.
-    _atomic_write(card_path_for(target), lambda tmp: tmp.write_text(card_json(card)))
+    _atomic_write(card_path_for(target), lambda tmp: tmp.write_text(card_json(card), encoding="utf-8"))
     _atomic_copy(source, target)
     return target
 

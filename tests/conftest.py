@@ -4,6 +4,8 @@ processes a run uses."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,25 @@ TRAINING = ("tests/training/",)
 # cores, spinning threads take the CPU the others need. Speed only; results are the same.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("KMP_BLOCKTIME", "0")
+ENGINE_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One OpenVINO compile cache for the whole run (its test processes inherit the variable):
+    each server, CLI run and detector of the suite otherwise compiles the same model and shapes
+    again. Removed at the end; a cache the caller set is used as it is."""
+    if hasattr(config, "workerinput") or os.environ.get("WEEDSCAN_ENGINE_CACHE"):
+        return
+    folder = tempfile.mkdtemp(prefix="weedscan-test-engine-cache-")
+    os.environ["WEEDSCAN_ENGINE_CACHE"] = folder
+    config.stash[ENGINE_CACHE] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(ENGINE_CACHE, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("WEEDSCAN_ENGINE_CACHE", None)
 
 
 def trains(nodeid: str) -> bool:

@@ -131,7 +131,7 @@ def install_from_env() -> None:
     def write(event: str, kind: str = "", target: str = "") -> None:
         line = json.dumps({"pid": os.getpid(), "event": event, "kind": kind, "target": target,
                            "argv": sys.argv[:4]})
-        with open(path, "a") as log:  # noqa: PTH123 - no pathlib at interpreter start-up
+        with open(path, "a", encoding="utf-8") as log:  # noqa: PTH123 - no pathlib at interpreter start-up
             log.write(line + "\n")
 
     Guard(lambda kind, target: write("attempt", kind, target)).install()
@@ -140,13 +140,13 @@ def install_from_env() -> None:
 
 def write_sitecustomize(folder: Path) -> Path:
     """Write this module as `folder/sitecustomize.py`, which installs the guard at start-up."""
-    source = Path(__file__).read_text()
+    source = Path(__file__).read_text(encoding="utf-8")
     target = folder / "sitecustomize.py"
-    target.write_text(source + "\n\ninstall_from_env()\n")
+    target.write_text(source + "\n\ninstall_from_env()\n", encoding="utf-8")
     return target
 
 
 def read_log(path: Path) -> tuple[list[dict], list[dict]]:
     """(processes that installed the guard, attempts they made)."""
-    events = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    events = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
     return ([e for e in events if e["event"] == "installed"], [e for e in events if e["event"] == "attempt"])

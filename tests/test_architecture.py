@@ -46,7 +46,7 @@ def test_serving_source_has_no_heavy_imports() -> None:
 
     root = Path(serving.__file__).parent
     for path in root.rglob("*.py"):
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         for name in HEAVY:
             assert f"import {name}" not in text and f"from {name}" not in text, f"{path} imports {name}"
 

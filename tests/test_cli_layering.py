@@ -16,7 +16,7 @@ TOOLKIT = "serving.cli_options"
 def imports_of(path: Path) -> set[str]:
     """Every module a file imports, at the top or inside a function."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -42,7 +42,7 @@ def test_the_toolkit_holds_no_command_and_no_http_layer() -> None:
     imported = imports_of(path)
     assert not [m for m in imported if m.startswith(("serving.api", "uvicorn", "fastapi"))], imported
     assert not imported & COMMAND_MODULES
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     assert "app" not in {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
                          for t in node.targets if isinstance(t, ast.Name)}
 

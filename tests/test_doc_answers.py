@@ -19,7 +19,7 @@ EXAMPLE = re.compile(r"```bash\n(?P<request>[^`]*?/v1/detect[^`]*?)```\s*```json
 def examples() -> list[tuple[str, str, str]]:
     found = []
     for doc in DOCS:
-        for match in EXAMPLE.finditer(doc.read_text()):
+        for match in EXAMPLE.finditer(doc.read_text(encoding="utf-8")):
             found.append((doc.relative_to(REPO).as_posix(), match["request"], match["answer"]))
     return found
 

@@ -25,7 +25,7 @@ def heading_anchor(heading: str) -> str:
 def anchors_of(path: Path) -> set[str]:
     in_code = False
     anchors = set()
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("```"):
             in_code = not in_code
         elif not in_code and line.startswith("#"):
@@ -34,15 +34,15 @@ def anchors_of(path: Path) -> set[str]:
 
 
 def readme_commands() -> list[str]:
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     return re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)[:2]
 
 
 def test_readme_is_a_short_front_door() -> None:
-    lines = README.read_text().splitlines()
+    lines = README.read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 200
     for guide in ("docs/api.md", "docs/operations.md", "docs/training.md", "docs/models.md", "docs/cli.md"):
-        assert f"]({guide}" in README.read_text(), guide
+        assert f"]({guide}" in README.read_text(encoding="utf-8"), guide
 
 
 def test_readme_opens_with_the_serve_and_the_test_command() -> None:
@@ -53,14 +53,14 @@ def test_readme_opens_with_the_serve_and_the_test_command() -> None:
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     _, test = readme_commands()
-    ci = (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test in ci.splitlines()
 
 
 @pytest.mark.parametrize("doc", [README, *DOCS], ids=lambda p: p.name)
 def test_every_link_and_anchor_resolves(doc: Path) -> None:
     broken = []
-    for target in LINK.findall(doc.read_text()):
+    for target in LINK.findall(doc.read_text(encoding="utf-8")):
         if re.match(r"[a-z]+://", target) or target.startswith("mailto:"):
             continue
         file_part, _, anchor = target.partition("#")
@@ -75,7 +75,7 @@ def test_every_link_and_anchor_resolves(doc: Path) -> None:
 def test_operations_guide_names_every_setting() -> None:
     from serving.config import Settings
 
-    text = (ROOT / "docs" / "operations.md").read_text()
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     internal = {"serve_started"}  # set by `weedscan serve` for its own workers
     missing = [name for name in Settings.model_fields
                if name not in internal and f"WEEDSCAN_{name.upper()}" not in text]
@@ -83,10 +83,10 @@ def test_operations_guide_names_every_setting() -> None:
 
 
 def test_operations_guide_names_every_metric() -> None:
-    source = (ROOT / "serving" / "api" / "metrics.py").read_text()
+    source = (ROOT / "serving" / "api" / "metrics.py").read_text(encoding="utf-8")
     metrics = set(re.findall(r'"(weedscan_[a-z_]+)"', source))
     assert metrics
-    text = (ROOT / "docs" / "operations.md").read_text()
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     missing = sorted(m for m in metrics if f"`{m}`" not in text)
     assert not missing, f"docs/operations.md does not document {missing}"
 
@@ -99,7 +99,7 @@ def test_models_doc_says_what_the_shipped_card_says() -> None:
     from training.model_docs import MODELS_DOC, SHIPPED_CARD, generated_block, render_card
 
     card = ModelCard.model_validate_json(SHIPPED_CARD.read_bytes())
-    assert generated_block(MODELS_DOC.read_text(), "card") == render_card(card)
+    assert generated_block(MODELS_DOC.read_text(encoding="utf-8"), "card") == render_card(card)
 
 
 def test_models_doc_check_notices_a_changed_card() -> None:
@@ -110,9 +110,9 @@ def test_models_doc_check_notices_a_changed_card() -> None:
     changed = card.model_copy(deep=True)
     first = next(iter(changed.metrics))
     changed.metrics[first]["mAP50"] = changed.metrics[first]["mAP50"] - 0.05
-    assert generated_block(MODELS_DOC.read_text(), "card") != render_card(changed)
+    assert generated_block(MODELS_DOC.read_text(encoding="utf-8"), "card") != render_card(changed)
     changed = card.model_copy(update={"input_size": (card.input_size or 0) + 32})
-    assert generated_block(MODELS_DOC.read_text(), "card") != render_card(changed)
+    assert generated_block(MODELS_DOC.read_text(encoding="utf-8"), "card") != render_card(changed)
 
 
 def test_models_doc_chain_follows_the_cards_lineage() -> None:
@@ -123,7 +123,7 @@ def test_models_doc_chain_follows_the_cards_lineage() -> None:
     from training.model_docs import MODELS_DOC, SHIPPED_CARD, ancestor_cards, generated_block, render_chain
 
     card = ModelCard.model_validate_json(SHIPPED_CARD.read_bytes())
-    block = generated_block(MODELS_DOC.read_text(), "chain")
+    block = generated_block(MODELS_DOC.read_text(encoding="utf-8"), "chain")
     positions = [block.index(f"`{entry.sha256[:16]}…`") for entry in card.lineage]
     assert positions == sorted(positions) and card.lineage
     fine_tuned = [e for e in card.lineage if e.relation == "fine-tuned from"]
@@ -140,7 +140,7 @@ def test_docs_commands_use_data_a_user_can_get() -> None:
 
     cards = {p.stem for p in (ROOT / "datasets").glob("*.yaml")}
     for doc in [README, *DOCS]:
-        text = doc.read_text()
+        text = doc.read_text(encoding="utf-8")
         if doc.name == "models.md":  # the lineage quotes the card's sources verbatim
             text = text.replace(generated_block(text, "chain"), "")
         assert "../shared" not in text and "/work/" not in text, doc.name

@@ -24,7 +24,7 @@ def test_the_settings_count_mebibytes() -> None:
 @pytest.mark.parametrize("doc", [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))],
                          ids=lambda p: p.name)
 def test_docs_state_those_limits_in_mib(doc: Path) -> None:
-    for number, line in enumerate(doc.read_text().splitlines(), 1):
+    for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
         if any(name in line for name in MB_SETTINGS):
             assert not re.search(r"\d\s*MB\b", line), f"{doc.name}:{number} says MB: {line.strip()}"
 

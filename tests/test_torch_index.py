@@ -68,7 +68,8 @@ def test_the_pins_accept_the_cpu_builds() -> None:
     """pip picks the `+cpu` build only if the project's torch pins admit it and it sorts first."""
     import tomllib
 
-    train = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    train = project["optional-dependencies"]["train"]
     for name in ("torch", "torchvision"):
         spec = next(SpecifierSet(r[len(name):].split(";")[0].strip()) for r in train
                     if r.startswith(name) and r[len(name)] in "<>=!~ ")
@@ -77,5 +78,5 @@ def test_the_pins_accept_the_cpu_builds() -> None:
 
 
 def test_the_readme_install_commands_use_it() -> None:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "$(python3 tools/torch_index.py)" in text.split("```bash")[2]

@@ -18,7 +18,7 @@ _NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 def cpu_has_any_flag(wanted: tuple[str, ...]) -> bool:
     """Whether /proc/cpuinfo lists any of these CPU flags (False where it cannot be read)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return False
     return any(flag in flags for flag in wanted)

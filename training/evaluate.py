@@ -90,9 +90,9 @@ class ImageStats:
 
 def read_labels(label_file: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """YOLO label file -> (classes, xyxy pixel boxes)."""
-    if not label_file.is_file() or not label_file.read_text().strip():
+    if not label_file.is_file() or not label_file.read_text(encoding="utf-8").strip():
         return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
-    rows = np.array([line.split()[:5] for line in label_file.read_text().splitlines() if line.strip()],
+    rows = np.array([line.split()[:5] for line in label_file.read_text(encoding="utf-8").splitlines() if line.strip()],
                     np.float32)
     cls = rows[:, 0].astype(np.int64)
     cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
@@ -317,4 +317,4 @@ def format_table(report: EvalReport) -> str:
 
 def write_report(report: EvalReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.model_dump(mode="json", by_alias=True), indent=2))
+    path.write_text(json.dumps(report.model_dump(mode="json", by_alias=True), indent=2), encoding="utf-8")

@@ -77,7 +77,7 @@ def run_record_for(weights: Path) -> RunRecord:
     record = RunRecord.read(run_dir)
     results = run_dir / "results.csv"
     if results.is_file():
-        with results.open() as handle:
+        with results.open(encoding="utf-8") as handle:
             record.epochs_completed = sum(1 for _ in csv.DictReader(handle))
     return record
 
@@ -183,7 +183,7 @@ def _dataset_entry(yaml_path: str, split: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": ds.name, "split": split, "images": len(ds.images(split))}
     card_file = DATASET_CARDS_DIR / f"{ds.name}.yaml"
     if card_file.is_file():
-        card = yaml.safe_load(card_file.read_text()) or {}
+        card = yaml.safe_load(card_file.read_text(encoding="utf-8")) or {}
         for key in ("title", "homepage", "licence", "license", "citation"):
             if card.get(key):
                 entry["licence" if key == "license" else key] = card[key]

@@ -246,7 +246,7 @@ class FinetuneConfig:
 
 def _checked_label(label: Path) -> None:
     try:
-        lines = label.read_text().splitlines()
+        lines = label.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise FinetuneError(f"label file {label} cannot be read: {exc}") from exc
     for number, line in enumerate(lines, 1):
@@ -365,7 +365,7 @@ def _link_photos(photos: list[FieldPhoto], root: Path, split: str) -> list[str]:
         if photo.label:
             os.symlink(photo.label.resolve(), label)
         else:
-            label.write_text("")
+            label.write_text("", encoding="utf-8")
         listed.append(str(link))
     return listed
 
@@ -396,7 +396,7 @@ def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path
         _link_photos(field_split.gate, root, "gate")
         gate_yaml = root / "data.yaml"
         gate_yaml.write_text(yaml.safe_dump({"path": str(root), "train": "images/train",
-                                             "val": "images/gate", "names": CANONICAL_CLASSES}))
+                                             "val": "images/gate", "names": CANONICAL_CLASSES}), encoding="utf-8")
         gate_yamls.append(gate_yaml)
     pools: list[list[str]] = []
     for data_yaml in replay:
@@ -417,11 +417,12 @@ def write_training_set(folder: Path, fields: list[FieldSplit], replay: list[Path
     train_list = (field_train * repeats)[:field_slots]
     train_list += replay_list
     gate_list = [str(p) for y in gate_yamls for p in sorted((y.parent / "images" / "gate").iterdir())]
-    (folder / "train.txt").write_text("\n".join(train_list) + "\n")
-    (folder / "val.txt").write_text("\n".join(gate_list) + "\n")
+    (folder / "train.txt").write_text("\n".join(train_list) + "\n", encoding="utf-8")
+    (folder / "val.txt").write_text("\n".join(gate_list) + "\n", encoding="utf-8")
     data_yaml = folder / "data.yaml"
     data_yaml.write_text(yaml.safe_dump({"path": str(folder), "train": "train.txt", "val": "val.txt",
-                                         "names": dict(enumerate(CANONICAL_CLASSES))}, sort_keys=False))
+                                         "names": dict(enumerate(CANONICAL_CLASSES))}, sort_keys=False),
+                         encoding="utf-8")
     return data_yaml, gate_yamls
 
 
@@ -469,7 +470,7 @@ def promote_if_better(report: FinetuneReport, models_dir: Path, name: str) -> bo
 
 def _epochs_completed(run_dir: Path) -> int | None:
     results = run_dir / "results.csv"
-    return max(0, len(results.read_text().splitlines()) - 1) if results.is_file() else None
+    return max(0, len(results.read_text(encoding="utf-8").splitlines()) - 1) if results.is_file() else None
 
 
 def finetune(config: FinetuneConfig, progress: Callable[[str], None] = print,
@@ -549,13 +550,13 @@ def finetune(config: FinetuneConfig, progress: Callable[[str], None] = print,
             scoring_note=("AP on the held-out photos only; with a few photos it is noisy (one photo "
                           "can move it by tenths): read it with the counts and look at the photos"))
         card_file = card_path_for(staged)
-        card = json.loads(card_file.read_text())
+        card = json.loads(card_file.read_text(encoding="utf-8"))
         card["lineage"] = [entry.model_dump() if hasattr(entry, "model_dump") else entry
                            for entry in lineage_from_parent(config.base)]
         card["finetune"] = report.model_dump(mode="json")
-        card_file.write_text(json.dumps(card, indent=2) + "\n")
+        card_file.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         load_card(staged)  # the card serving will read: valid, and its sha256 still matches
-        (run_dir / "finetune_report.json").write_text(report.model_dump_json(indent=2))
+        (run_dir / "finetune_report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
         if not config.force and (target.exists() or card_path_for(target).exists()):
             raise ExistingModelError(f"{target} appeared during the job; pass --force to replace it")
         os.replace(staged, target)

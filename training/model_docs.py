@@ -249,10 +249,10 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=MODELS_DOC)
     args = parser.parse_args()
     card = ModelCard.model_validate_json(args.card.read_bytes())
-    text = args.doc.read_text()
+    text = args.doc.read_text(encoding="utf-8")
     text = replace_block(text, "card", render_card(card))
     text = replace_block(text, "chain", render_chain(card, ancestor_cards(card)))
-    args.doc.write_text(text)
+    args.doc.write_text(text, encoding="utf-8")
     print(f"wrote {args.doc}")
 
 

@@ -101,7 +101,7 @@ def _source_note(path: Path) -> str:
     """The row naming this file in a SOURCE.md beside it, if there is one."""
     source_md = path.parent / "SOURCE.md"
     if source_md.is_file():
-        for line in source_md.read_text().splitlines():
+        for line in source_md.read_text(encoding="utf-8").splitlines():
             if path.name in line and "|" in line:
                 cells = [c.replace("`", "").strip() for c in line.strip().strip("|").split("|")]
                 found = [c for c in cells if "github.com" in c or "@" in c]

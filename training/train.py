@@ -70,7 +70,7 @@ class RunRecord(BaseModel):
 
     def write(self, run_dir: Path) -> None:
         (run_dir / RUN_RECORD).write_text(json.dumps(self.model_dump(mode="json", exclude_unset=True),
-                                                     indent=2))
+                                                     indent=2), encoding="utf-8")
 
     @classmethod
     def read(cls, run_dir: Path) -> RunRecord:
@@ -130,7 +130,7 @@ def _starting_weights(config: TrainConfig, data_yaml: Path) -> tuple[str | None,
         return None, None
     from training.pretrained import starting_checkpoint
 
-    train_list = (data_yaml.parent / "train.txt").read_text().split()
+    train_list = (data_yaml.parent / "train.txt").read_text(encoding="utf-8").split()
     calibration = [Path(p) for p in sorted(set(train_list))][::max(1, len(set(train_list)) // 64)]
     checkpoint, origin = starting_checkpoint(Path(config.weights), calibration,
                                              run_dir_of(config) / "pretrained")

@@ -38,7 +38,7 @@ class YoloDataset:
         if not path.is_file():
             raise DatasetError(f"dataset YAML not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise DatasetError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict) or "names" not in data:
@@ -106,12 +106,12 @@ def build_training_set(yamls: list[str | Path], out_dir: str | Path,
     if not lists["train"]:
         raise DatasetError("no training images found in " + ", ".join(map(str, yamls)))
     for split, files in lists.items():
-        (out / f"{split}.txt").write_text("\n".join(files) + "\n")
+        (out / f"{split}.txt").write_text("\n".join(files) + "\n", encoding="utf-8")
     data_yaml = out / "data.yaml"
     data_yaml.write_text(yaml.safe_dump({
         "path": str(out), "train": "train.txt", "val": "val.txt" if lists["val"] else "train.txt",
         "names": dict(enumerate(CANONICAL_CLASSES)),
-    }, sort_keys=False))
+    }, sort_keys=False), encoding="utf-8")
     return data_yaml
 
 

@@ -57,6 +57,6 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
 def this_cpu() -> CpuFeatures:
     """This machine's CPU; no flags where /proc/cpuinfo cannot be read (then fp32 is chosen)."""
     try:
-        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text(encoding="utf-8"))
     except OSError:
         return CpuFeatures(model=platform.processor() or "unknown")

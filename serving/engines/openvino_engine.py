@@ -7,10 +7,15 @@ the CPU multiplies bf16 natively (AVX-512 BF16, AMX), so the file stays the fp32
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import locale
 import logging
+import os
 import sys
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -51,6 +56,43 @@ def import_openvino() -> ModuleType:
     return openvino
 
 
+CACHE_ENV = "WEEDSCAN_ENGINE_CACHE"
+_LOCALE_SWITCHING_CALLS = threading.Lock()
+
+
+@contextlib.contextmanager
+def locale_kept() -> Iterator[None]:
+    """One OpenVINO read or compile at a time per process, the locale as it was afterwards.
+    compile_model saves the process-wide C locale, sets "C" and restores what it saved: two at once
+    (a model loading while the inference thread compiles a new shape) can save each other's "C"
+    and leave the process there for good. While the locale is "C", a text file opened without an
+    explicit encoding is ASCII, which is why every text read and write names UTF-8 (ruff PLW1514)."""
+    with _LOCALE_SWITCHING_CALLS:
+        before = locale.setlocale(locale.LC_ALL)
+        try:
+            yield
+        finally:
+            if locale.setlocale(locale.LC_ALL) != before:
+                locale.setlocale(locale.LC_ALL, before)
+
+
+def compile_cache_dir() -> Path | None:
+    """Where OpenVINO keeps what it compiled ($WEEDSCAN_ENGINE_CACHE), so that a restarted
+    server, another worker or the next CLI run loads a model and its input shapes instead of
+    compiling them again. Unset, or a folder that cannot be made: nothing is written. The folder
+    holds compiled models only (keyed by model, shape and settings), never an image."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if not value:
+        return None
+    folder = Path(value).expanduser().resolve()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("%s=%s cannot be used (%s): OpenVINO compiles without a cache", CACHE_ENV, value, exc)
+        return None
+    return folder
+
+
 def _dims(partial_shape: object) -> tuple[int | None, ...]:
     return tuple(d.get_length() if d.is_static else None for d in partial_shape)  # type: ignore[attr-defined]
 
@@ -73,8 +115,12 @@ class OpenVinoEngine:
 
         self.precision: Precision = precision
         self._core = ov.Core()
-        model = (self._core.read_model(model_path, weights_path) if weights_path
-                 else self._core.read_model(model_path))
+        cache = compile_cache_dir()
+        if cache is not None:
+            self._core.set_property({"CACHE_DIR": str(cache)})
+        with locale_kept():
+            model = (self._core.read_model(model_path, weights_path) if weights_path
+                     else self._core.read_model(model_path))
         self._config = {
             "INFERENCE_PRECISION_HINT": precision_hint(precision),
             "INFERENCE_NUM_THREADS": threads,
@@ -82,7 +128,8 @@ class OpenVinoEngine:
             "PERFORMANCE_HINT": "LATENCY",
         }
         self._model = model
-        self.compiled = self._core.compile_model(model, "CPU", self._config)
+        with locale_kept():
+            self.compiled = self._core.compile_model(model, "CPU", self._config)
         del idle_spin  # OpenVINO's threads sleep between runs already
         self.input_name: str = model.inputs[0].get_any_name()
         self.input_shape = _dims(model.inputs[0].get_partial_shape())
@@ -109,7 +156,8 @@ class OpenVinoEngine:
         try:
             model = self._model.clone()
             model.reshape({0: list(shape)})
-            request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+            with locale_kept():
+                request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
         except RuntimeError as exc:  # that shape keeps running on the dynamic model
             log.warning("OpenVINO could not compile input shape %s (%s); it runs on the dynamic model", shape, exc)
             request = self._request

@@ -75,7 +75,7 @@ def make_survey(root: Path, real: bool = True) -> Survey:
     broken = root / "flight1" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     images.append(broken)
-    (root / "flight1" / "notes.txt").write_text("not an image: skipped")
+    (root / "flight1" / "notes.txt").write_text("not an image: skipped", encoding="utf-8")
     (root / "flight1" / "._north_east.jpg").write_bytes(b"macOS resource fork: skipped")
     copied: list[Path] = []
     if real and (SHARED_DATA / "sesame").is_dir():

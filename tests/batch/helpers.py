@@ -24,11 +24,11 @@ def error_lines(result: Result) -> list[str]:
 
 
 def read_jsonl(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / outputs.JSONL).read_text().splitlines()]
+    return [json.loads(line) for line in (out / outputs.JSONL).read_text(encoding="utf-8").splitlines()]
 
 
 def read_csv(out: Path) -> list[dict[str, str]]:
-    with (out / outputs.SUMMARY_CSV).open(newline="") as handle:
+    with (out / outputs.SUMMARY_CSV).open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 

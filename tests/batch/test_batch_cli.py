@@ -67,7 +67,7 @@ def test_batch_writes_jsonl_csv_and_geojson(survey: Survey, tmp_path: Path, dete
             assert float(row["weed_cover"]) == record["weed_cover"]
             assert float(row["weed_box_cover"]) == record["weed_box_cover"]
 
-    collection = json.loads((out / outputs.GEOJSON).read_text())
+    collection = json.loads((out / outputs.GEOJSON).read_text(encoding="utf-8"))
     check_geojson(collection)
     features = collection["features"]
     assert [f["properties"]["file"] for f in features] == sorted(str(p) for p in survey.geotagged)
@@ -96,7 +96,7 @@ def test_limit_then_resume_after_a_half_written_line(survey: Survey, tmp_path: P
     first = run_cli(survey.root, "--out", out, "--workers", "1", "--limit", "3", "--no-progress")
     assert "3 image(s) processed, 0 already done" in first.stderr, first.output
     assert len(read_jsonl(out)) == 3
-    with (out / outputs.JSONL).open("a") as log:  # what a run killed mid-write leaves
+    with (out / outputs.JSONL).open("a", encoding="utf-8") as log:  # what a run killed mid-write leaves
         log.write('{"path": "' + str(survey.images[-1]) + '", "model": {"na')
 
     second = run_cli(survey.root, "--out", out, "--workers", "1", "--no-progress")
@@ -135,7 +135,7 @@ def test_a_killed_run_resumes_with_each_image_once(tmp_path: Path) -> None:
     assert f"{40 - done_before} image(s) processed, {done_before} already done" in result.stderr
     paths = [r["path"] for r in read_jsonl(out)]
     assert paths == sorted(str(p) for p in root.iterdir())  # every image exactly once
-    assert len(json.loads((out / outputs.GEOJSON).read_text())["features"]) == 40
+    assert len(json.loads((out / outputs.GEOJSON).read_text(encoding="utf-8"))["features"]) == 40
 
 
 def test_retry_errors_reruns_fixed_images(tmp_path: Path) -> None:
@@ -233,8 +233,8 @@ def test_asking_for_the_default_conf_by_its_value_resumes_the_same_run(tmp_path:
     same = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", default_conf,
                    "--iou", default_iou, "--limit", "1")
     assert same.exit_code == 0 and "1 image(s) processed, 1 already done" in same.stderr, same.output
-    options = json.loads((out / outputs.OPTIONS_JSON).read_text())
-    (out / outputs.OPTIONS_JSON).write_text(json.dumps({**options, "conf": None, "iou": None}))
+    options = json.loads((out / outputs.OPTIONS_JSON).read_text(encoding="utf-8"))
+    (out / outputs.OPTIONS_JSON).write_text(json.dumps({**options, "conf": None, "iou": None}), encoding="utf-8")
     older = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", default_conf)
     assert older.exit_code == 0 and "0 image(s) processed, 2 already done" in older.stderr, older.output
     other = run_cli(root, "--out", out, "--workers", "1", "--no-progress", "--conf", "0.9")
@@ -249,15 +249,15 @@ def test_results_of_another_model_are_not_mixed_in(tmp_path: Path) -> None:
     old = {"path": "/old.jpg", "model": {"name": "old", "version": "1", "sha256": "0" * 64},
            "image": {"width": 1, "height": 1}, "detections": [], "counts": {}, "weed_cover": 0.0,
            "weed_box_cover": 0.0}
-    (out / outputs.JSONL).write_text(json.dumps(old) + "\n")
+    (out / outputs.JSONL).write_text(json.dumps(old) + "\n", encoding="utf-8")
     result = run_cli(tmp_path / "one", "--out", out)
     assert result.exit_code == 2
     assert error_lines(result)[0].startswith(f"error: {out} holds results of another model (old")
     # A whole line that is no record (another tool's file) is refused, not dropped.
-    (out / outputs.JSONL).write_text(json.dumps({"path": "/old.jpg", "score": 1}) + "\n")
+    (out / outputs.JSONL).write_text(json.dumps({"path": "/old.jpg", "score": 1}) + "\n", encoding="utf-8")
     foreign = run_cli(tmp_path / "one", "--out", out)
     assert foreign.exit_code == 2 and "line 1 of" in error_lines(foreign)[0], foreign.output
-    assert "score" in (out / outputs.JSONL).read_text(), "left as it was"
+    assert "score" in (out / outputs.JSONL).read_text(encoding="utf-8"), "left as it was"
 
 
 

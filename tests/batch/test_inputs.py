@@ -28,7 +28,7 @@ def test_globs_files_and_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_a_named_file_is_taken_whatever_its_type(tmp_path: Path) -> None:
     note = tmp_path / "notes.txt"
-    note.write_text("x")
+    note.write_text("x", encoding="utf-8")
     assert find_images([note]) == [str(note)]
 
 

@@ -43,7 +43,7 @@ EXPECTED = {"a_good.jpg": None, "b_fifo.jpg": "not_a_regular_file",
 
 
 def _codes(out: Path) -> dict[str, str | None]:
-    records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "detections.jsonl").read_text(encoding="utf-8").splitlines()]
     return {Path(r["path"]).name: r.get("error", {}).get("code") for r in records}
 
 

@@ -33,7 +33,7 @@ def test_ray_run_matches_the_local_run(survey: Survey, tmp_path: Path, local_ray
 
     assert [r["path"] for r in read_jsonl(on_ray)] == [str(p) for p in survey.images]
     for name in (outputs.JSONL, outputs.SUMMARY_CSV, outputs.GEOJSON):
-        assert (on_ray / name).read_text() == (local / name).read_text(), name
+        assert (on_ray / name).read_text(encoding="utf-8") == (local / name).read_text(encoding="utf-8"), name
 
 
 def test_ray_resumes_a_local_run(survey: Survey, tmp_path: Path, local_ray: Any) -> None:

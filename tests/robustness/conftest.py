@@ -15,7 +15,7 @@ def rss_bytes(pid: int) -> int:
     """Resident set size of a process (Linux /proc; psutil elsewhere)."""
     status = Path(f"/proc/{pid}/status")
     if status.is_file():
-        for line in status.read_text().splitlines():
+        for line in status.read_text(encoding="utf-8").splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     import psutil  # only where /proc is missing

@@ -119,7 +119,7 @@ def test_an_idle_flood_past_the_file_limit_does_not_lock_out_new_clients(
                f"{shipped_model} --host 127.0.0.1 --port {port}")
     env = {**os.environ, "WEEDSCAN_THREADS": "1", "WEEDSCAN_MAX_CONNECTIONS": "200",
            "WEEDSCAN_HEADER_TIMEOUT_S": "600"}
-    with log_path.open("w") as log:
+    with log_path.open("w", encoding="utf-8") as log:
         server = subprocess.Popen(["sh", "-c", command], env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
     idle: list = []
@@ -134,6 +134,6 @@ def test_an_idle_flood_past_the_file_limit_does_not_lock_out_new_clients(
             sock.close()
         server.terminate()
         server.wait(timeout=30)
-    text = log_path.read_text()
+    text = log_path.read_text(encoding="utf-8")
     assert "open-file limit" in text and "Traceback" not in text, text[-3000:]
     assert "accept" not in text.lower(), text[-3000:]  # no "socket.accept() out of resources"

@@ -25,10 +25,10 @@ def damaged_model(shipped_model: Path, folder: Path, hash_matches: bool) -> Path
     model = folder / ("matching.onnx" if hash_matches else "mismatched.onnx")
     data = shipped_model.read_bytes()[:300_000]
     model.write_bytes(data)
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
     if hash_matches:
         card["sha256"] = hashlib.sha256(data).hexdigest()
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     return model
 
 
@@ -40,7 +40,7 @@ def test_serve_with_a_damaged_model_says_why_on_readyz(shipped_model: Path, tmp_
     model = damaged_model(shipped_model, tmp_path, hash_matches=True)
     port = free_port()
     log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
+    with log_path.open("w", encoding="utf-8") as log:
         server = subprocess.Popen([*CLI, "serve", "--model", str(model), "--host", "127.0.0.1",
                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -61,7 +61,7 @@ def test_serve_with_a_damaged_model_says_why_on_readyz(shipped_model: Path, tmp_
     finally:
         server.terminate()
         server.wait(timeout=30)
-    text = log_path.read_text()
+    text = log_path.read_text(encoding="utf-8")
     assert "Traceback" not in text, text
     assert len([line for line in text.splitlines() if "the model did not load" in line]) == 1, text
 

@@ -86,7 +86,7 @@ def test_cli_batch_and_detect_on_slivers_answer_every_image(tmp_path: Path) -> N
     run = _cli("batch", survey, "--out", out, "--mode", "green", "--workers", "1", "--no-progress")
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
-    records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "detections.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [Path(r["path"]).name for r in records] == ["a.jpg", "sliver.png"]
     assert all("error" not in r for r in records), records
     detect = _cli("detect", survey / "sliver.png", "--mode", "green", "--save-dir", tmp_path / "drawn")

@@ -82,7 +82,7 @@ _INET = re.compile(r"(connect|sendto|sendmsg)\(.*sa_family=AF_INET6?,.*?"
 def outbound_syscalls(trace: Path) -> list[str]:
     """Syscalls in an strace log that address anything but loopback."""
     found = []
-    for line in trace.read_text().splitlines():
+    for line in trace.read_text(encoding="utf-8").splitlines():
         match = _INET.search(line)
         if match and not netguard.is_loopback_host(match["v4"] or match["v6"]):
             found.append(line.strip())
@@ -182,8 +182,10 @@ needs_trace = pytest.mark.skipif(not (STRACE and NETNS),
                                  reason="needs strace and `unshare -n` (root) to trace native code safely")
 
 
+# Traced, `auto` stands for OpenVINO: it runs the card's int8 variant there where the extra is
+# installed (engine_that_runs), so the two cover both engines' native code.
 @needs_trace
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ["auto", "onnxruntime"])
 def test_weedscan_serve_makes_no_outbound_syscall(tmp_path: Path, shipped_model: Path, engine: str) -> None:
     # Native telemetry uploaders start on a timer some seconds after start-up: keep the server
     # up for a while after the first requests.
@@ -214,7 +216,7 @@ def test_outbound_syscalls_are_recognised(tmp_path: Path) -> None:
         '1 connect(5, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), '
         'inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1\n'
         '1 connect(5, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), '
-        'inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0\n')
+        'inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0\n', encoding="utf-8")
     assert len(outbound_syscalls(trace)) == 2
 
 
@@ -248,7 +250,7 @@ def test_ultralytics_is_imported_with_every_telemetry_switch_off(tmp_path: Path)
     assert found["env"]["YOLO_AUTOINSTALL"].lower() == "false" and found["autoinstall"] is False
     assert Path(found["env"]["YOLO_CONFIG_DIR"]).is_relative_to(tmp_path / "cache")
     assert found["online"] is False and found["events_enabled"] is False
-    on_disk = json.loads(Path(found["settings_file"]).read_text())
+    on_disk = json.loads(Path(found["settings_file"]).read_text(encoding="utf-8"))
     assert Path(found["settings_file"]).is_relative_to(tmp_path / "cache")
     assert on_disk["sync"] is False and not any(on_disk.get(k) for k in found["settings"])
     installed, attempts = netguard.read_log(log)

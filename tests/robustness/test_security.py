@@ -182,7 +182,7 @@ def test_oversized_upload_is_refused_before_the_body_arrives(
 def _requirements() -> list[str]:
     import tomllib
 
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     found = list(project.get("dependencies", []))
     for extra in project.get("optional-dependencies", {}).values():
         found += extra

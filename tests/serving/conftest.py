@@ -92,14 +92,14 @@ class LiveServer:
     def _start(self, command: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(self.port)],
                                         env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
         self.http = httpx.Client(base_url=self.url, timeout=60)
 
     def log(self) -> str:
         self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace", encoding="utf-8")
 
     def stop(self) -> str:
         """Stop the server; returns everything it logged."""
@@ -112,7 +112,7 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace", encoding="utf-8")
 
 
 @pytest.fixture(scope="session")

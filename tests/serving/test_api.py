@@ -32,7 +32,7 @@ def test_detect_raw_answer_follows_the_contract(client: TestClient, shipped_mode
     response = detect_raw(client, conf=0.01)
     assert response.status_code == 200
     body = response.json()
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
     assert {k: body["model"][k] for k in ("name", "version", "sha256")} == {
         "name": card["name"], "version": card["version"], "sha256": card["sha256"]}
     assert body["model"]["engine"] in ("onnxruntime", "openvino")
@@ -117,7 +117,7 @@ def test_annotate_returns_the_drawn_image(client: TestClient, fmt: str, media: s
 
 
 def test_models_health_ready_docs(client: TestClient, shipped_model: Path) -> None:
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
     models = client.get("/v1/models").json()["models"]
     assert models[0]["sha256"] == card["sha256"] and models[0]["classes"] == card["classes"]
     assert client.get("/healthz").json() == {"status": "ok"}

@@ -85,7 +85,7 @@ def test_save_list_read_relabel_delete(client: TestClient, data_dir: Path) -> No
     assert image["bytes"] == len(PHOTO) and image["id"] == image["sha256"][:16]
     folder = data_dir / "roundtrip"
     assert (folder / image["file"]).read_bytes() == PHOTO  # stored as sent
-    lines = (folder / "labels" / "train" / f"{image['id']}.txt").read_text().splitlines()
+    lines = (folder / "labels" / "train" / f"{image['id']}.txt").read_text(encoding="utf-8").splitlines()
     assert lines == ["1 0.187500 0.291667 0.312500 0.416667", "0 0.781250 0.687500 0.312500 0.541667"]
 
     listed = client.get("/v1/datasets/roundtrip/images").json()
@@ -103,10 +103,10 @@ def test_save_list_read_relabel_delete(client: TestClient, data_dir: Path) -> No
     assert relabelled.json()["image"]["counts"] == {"crop": 0, "weed": 2}
     info = client.get("/v1/datasets/roundtrip").json()
     assert (info["images"], info["counts"], info["splits"]) == (1, {"crop": 0, "weed": 2}, {"train": 1})
-    card = yaml.safe_load((folder / "card.yaml").read_text())
+    card = yaml.safe_load((folder / "card.yaml").read_text(encoding="utf-8"))
     assert card["counts"] == {"crop": 0, "weed": 2} and card["crop"] == "sugar beet"
     assert card["licence"] == "private" and card["images"] == 1
-    data_yaml = yaml.safe_load((folder / "data.yaml").read_text())
+    data_yaml = yaml.safe_load((folder / "data.yaml").read_text(encoding="utf-8"))
     assert data_yaml == {"train": "images/train", "nc": 2, "names": ["crop", "weed"]}
 
     assert client.delete(f"/v1/datasets/roundtrip/images/{image['id']}").status_code == 204
@@ -132,7 +132,7 @@ def test_a_photo_saved_twice_is_one_image_with_the_new_labels(client: TestClient
     moved = save(client, "twice", labels=[CROP], split="val")
     assert moved.status_code == 200 and moved.json()["image"]["split"] == "val"
     assert files_under(data_dir / "twice" / "images") == ["train", "val", f"val/{listed[0]['id']}.jpg"]
-    assert yaml.safe_load((data_dir / "twice" / "data.yaml").read_text())["val"] == "images/val"
+    assert yaml.safe_load((data_dir / "twice" / "data.yaml").read_text(encoding="utf-8"))["val"] == "images/val"
     info = client.get("/v1/datasets/twice").json()
     assert info["images"] == 1 and info["splits"] == {"val": 1}
 
@@ -279,9 +279,9 @@ def test_export_is_a_zip_in_the_yolo_layout(client: TestClient, tmp_path: Path) 
             f"export/images/val/{second['id']}.png", f"export/labels/val/{second['id']}.txt"])
         archive.extractall(tmp_path)
     assert (tmp_path / first["file"].replace("images/", "export/images/", 1)).read_bytes() == PHOTO
-    data = yaml.safe_load((tmp_path / "export" / "data.yaml").read_text())
+    data = yaml.safe_load((tmp_path / "export" / "data.yaml").read_text(encoding="utf-8"))
     assert data == {"train": "images/train", "val": "images/val", "nc": 2, "names": ["crop", "weed"]}
-    assert (tmp_path / "export" / "labels" / "val" / f"{second['id']}.txt").read_text() == ""
+    assert (tmp_path / "export" / "labels" / "val" / f"{second['id']}.txt").read_text(encoding="utf-8") == ""
     assert_error(client.get("/v1/datasets/nosuchset/export"), 404, "dataset_not_found")
 
 
@@ -300,7 +300,7 @@ def test_full_quota_is_507_and_nothing_is_stored(shipped_model: Path, tmp_path: 
 
 def test_unusable_data_folder_is_503_naming_it(shipped_model: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
+    blocker.write_text("not a folder", encoding="utf-8")
     with make_client(shipped_model, data_dir=blocker / "data") as c:
         assert c.get("/v1/datasets").json() == {"datasets": []}
         response = create(c, "field")

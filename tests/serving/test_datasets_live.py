@@ -72,9 +72,9 @@ def test_detect_writes_nothing_then_save_list_export_round_trip(server: tuple[Li
         archive.extractall(tmp_path)
     folder = tmp_path / "live-field"
     assert (folder / "images" / "train" / f"{image['id']}.jpg").read_bytes() == PHOTO
-    lines = (folder / "labels" / "train" / f"{image['id']}.txt").read_text().splitlines()
+    lines = (folder / "labels" / "train" / f"{image['id']}.txt").read_text(encoding="utf-8").splitlines()
     assert [line.split()[0] for line in lines] == ["1", "0"]
-    card = yaml.safe_load((folder / "card.yaml").read_text())
+    card = yaml.safe_load((folder / "card.yaml").read_text(encoding="utf-8"))
     assert (card["name"], card["crop"], card["images"], card["counts"]) == (
         "live-field", "onion", 1, {"crop": 1, "weed": 1})
     assert list((root / "tmp").iterdir()) == []  # the zip is streamed, no temporary file
@@ -111,7 +111,7 @@ def test_two_worker_processes_share_one_catalogue(shipped_model: Path, tmp_path:
         assert sorted(set(statuses)) in ([200, 201], [201]) and statuses.count(201) == 6, statuses
         info = live.http.get("/v1/datasets/shared").json()
         assert (info["images"], info["counts"]) == (6, {"crop": 0, "weed": 6})
-        card = yaml.safe_load((data / "shared" / "card.yaml").read_text())
+        card = yaml.safe_load((data / "shared" / "card.yaml").read_text(encoding="utf-8"))
         assert (card["images"], card["counts"]) == (6, {"crop": 0, "weed": 6})
         assert len(list((data / "shared" / "images" / "train").iterdir())) == 6
         assert not [p for p in data.rglob("*") if p.name.endswith(".tmp")]

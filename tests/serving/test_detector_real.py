@@ -108,7 +108,7 @@ def test_a_small_weed_in_a_drone_sized_image_needs_tiling(detector: Detector, sh
     """A weed pasted into a 5000x4000 field is found with tiling and lost without it."""
     label_dir = shared_data / "sesame" / "labels" / "val"
     for path in val_images(shared_data, "sesame", "*.jpeg"):
-        rows = [line.split() for line in (label_dir / f"{path.stem}.txt").read_text().splitlines()]
+        rows = [line.split() for line in (label_dir / f"{path.stem}.txt").read_text(encoding="utf-8").splitlines()]
         weeds = [r for r in rows if r[0] == "1"]
         if len(rows) == 1 and weeds and float(weeds[0][3]) > 0.3:
             photo = cv2.imread(str(path))

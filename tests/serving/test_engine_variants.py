@@ -40,7 +40,7 @@ def model_with_variant(shipped_model: Path, folder: Path, *checks: PrecisionChec
                            weights_file=weights_name, weights_sha256=sha256_of(folder / weights_name),
                            source_sha256=source.sha256)
     card = source.model_copy(update={"name": name, "variants": [variant], "precision_checks": list(checks)})
-    model.with_suffix(".json").write_text(card.model_dump_json())
+    model.with_suffix(".json").write_text(card.model_dump_json(), encoding="utf-8")
     return model
 
 
@@ -87,7 +87,8 @@ def test_a_variant_made_from_another_onnx_is_ignored(tmp_path: Path, shipped_mod
     model = model_with_variant(shipped_model, tmp_path, int8_check(0.003))
     card = load_card(model)
     stale = card.variants[0].model_copy(update={"source_sha256": "0" * 64})
-    model.with_suffix(".json").write_text(card.model_copy(update={"variants": [stale]}).model_dump_json())
+    model.with_suffix(".json").write_text(card.model_copy(update={"variants": [stale]}).model_dump_json(),
+                                          encoding="utf-8")
     assert choose(model).precision == "fp32"
 
 

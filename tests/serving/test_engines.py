@@ -186,7 +186,7 @@ def _without_openvino(tmp_path: Path) -> dict[str, str]:
     """An environment in which `import openvino` fails and find_spec finds nothing."""
     shim = tmp_path / "no-openvino"
     shim.mkdir()
-    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['openvino'] = None\n")
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['openvino'] = None\n", encoding="utf-8")
     repo = Path(__file__).resolve().parents[2]
     return {"PYTHONPATH": f"{shim}:{repo}"}
 
@@ -197,7 +197,7 @@ def _validated_copy(shipped_model: Path, folder: Path) -> Path:
     model = folder / "weedscan.onnx"
     shutil.copyfile(shipped_model, model)
     card = card_with(shipped_model, bf16_check(0.002))
-    model.with_suffix(".json").write_text(card.model_dump_json())
+    model.with_suffix(".json").write_text(card.model_dump_json(), encoding="utf-8")
     return model
 
 

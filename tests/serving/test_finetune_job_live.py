@@ -32,7 +32,7 @@ def test_save_finetune_follow_promote_and_answer(tmp_path: Path) -> None:
         for image in sorted((synthetic / "images" / "train").iterdir()):
             height, width = cv2.imread(str(image)).shape[:2]
             labels = []
-            for line in (synthetic / "labels" / "train" / f"{image.stem}.txt").read_text().split("\n"):
+            for line in (synthetic / "labels" / "train" / f"{image.stem}.txt").read_text(encoding="utf-8").split("\n"):
                 if line.strip():
                     cls, cx, cy, w, h = (float(v) for v in line.split())
                     labels.append({"class_name": ["crop", "weed"][int(cls)], "box": {

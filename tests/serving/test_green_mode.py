@@ -197,7 +197,7 @@ def test_real_field_regions_lie_on_the_labelled_plants(client: TestClient, share
         in_boxes.append(on_labels / area)
         chance.append(inside.mean())
         height, width = photo.shape[:2]
-        for line in (path.parents[2] / "labels" / "val" / f"{path.stem}.txt").read_text().splitlines():
+        for line in (path.parents[2] / "labels" / "val" / f"{path.stem}.txt").read_text(encoding="utf-8").splitlines():
             _, cx, cy, w, h = (float(v) for v in line.split())
             lx1, lx2 = (cx - w / 2) * width, (cx + w / 2) * width
             ly1, ly2 = (cy - h / 2) * height, (cy + h / 2) * height

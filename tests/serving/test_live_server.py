@@ -62,9 +62,9 @@ def test_batch_annotate_models_metrics_over_http(live_server: LiveServer) -> Non
 def test_serve_refuses_a_model_whose_card_does_not_match(shipped_model: Path, tmp_path: Path) -> None:
     model = tmp_path / "tampered.onnx"
     shutil.copyfile(shipped_model, model)
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
     card["sha256"] = "0" * 64
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     done = subprocess.run([sys.executable, "-m", "training.cli", "serve", "--model", str(model),
                            "--port", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0

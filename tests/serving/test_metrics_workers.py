@@ -120,7 +120,7 @@ def test_every_scrape_counts_the_requests_of_all_workers(two_workers: LiveServer
         response = two_workers.http.post("/v1/detect", content=JPEG, headers={"Content-Type": "image/jpeg"})
         assert response.status_code == 200
     pid = two_workers.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="utf-8").split()
     assert len(children) >= 2, "uvicorn should run two worker processes"
     assert metrics_folder(two_workers).is_dir()
     # Every scrape, whichever worker answers it (a new connection each), counts all six.

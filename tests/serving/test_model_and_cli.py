@@ -35,9 +35,9 @@ def test_cpu_is_always_the_fallback_provider(detector: Detector) -> None:
 
 def test_a_card_with_another_sha256_is_refused(shipped_model: Path, tmp_path: Path) -> None:
     model = copy_model(shipped_model, tmp_path)
-    card = json.loads(model.with_suffix(".json").read_text())
+    card = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
     card["sha256"] = "f" * 64
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelCardError, match="sha256"):
         Detector(model)
 
@@ -47,7 +47,7 @@ def test_missing_or_broken_card(shipped_model: Path, tmp_path: Path) -> None:
     model.with_suffix(".json").unlink()
     with pytest.raises(ModelCardError, match="card not found"):
         Detector(model)
-    model.with_suffix(".json").write_text("{not json")
+    model.with_suffix(".json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ModelCardError, match="not valid JSON"):
         Detector(model)
     with pytest.raises(ModelCardError, match="not found"):
@@ -60,9 +60,9 @@ def test_missing_or_broken_card(shipped_model: Path, tmp_path: Path) -> None:
 def test_an_invalid_card_is_refused_naming_the_field(shipped_model: Path, tmp_path: Path,
                                                      change: dict, named: str) -> None:
     model = copy_model(shipped_model, tmp_path)
-    card = json.loads(model.with_suffix(".json").read_text())
+    card = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
     card.update(change)
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelCardError, match=f"invalid: {named}"):
         Detector(model)
 
@@ -74,7 +74,7 @@ def test_the_card_round_trips_through_its_one_writer(shipped_model: Path, tmp_pa
     assert card.thresholds.conf == Detector(shipped_model).default_conf
     written = write_card(tmp_path / "copy.onnx", card)
     assert written == tmp_path / "copy.json"
-    assert ModelCard.model_validate_json(written.read_text()) == card
+    assert ModelCard.model_validate_json(written.read_text(encoding="utf-8")) == card
     with pytest.raises(ValueError, match="classes"):  # the writer refuses what the reader would
         write_card(tmp_path / "bad.onnx", card.model_copy(update={"classes": []}))
     assert not (tmp_path / "bad.json").exists()
@@ -86,7 +86,7 @@ def test_detect_cli_prints_json_lines_and_saves_annotated_images(shipped_model: 
     rotated = tmp_path / "rotated.jpg"
     rotated.write_bytes(images.jpeg_with_orientation(images.field_like(400, 300), 6))
     broken = tmp_path / "broken.jpg"
-    broken.write_text("not an image")
+    broken.write_text("not an image", encoding="utf-8")
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "training.cli", "detect", str(good), str(rotated),
                            str(broken), "--model", str(shipped_model), "--save-dir", str(out),
@@ -232,7 +232,7 @@ def test_cli_doc_documents_every_option_of_every_command() -> None:
 
     from weedscan_cli import TRAINER_COMMANDS, app, trainer_command
 
-    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
     section = doc[:doc.index("## Whole surveys")]
     paragraphs = section.split("\n\n")
     shared = next(p for p in paragraphs if p.startswith("**Detect options**"))

@@ -41,6 +41,7 @@ def test_models_answer_the_active_model_and_each_typed_card(http: TestClient | h
 
 
 def test_api_doc_describes_that_shape() -> None:
-    row = next(line for line in API_DOC.read_text().splitlines() if line.startswith("| `GET /v1/models`"))
+    lines = API_DOC.read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `GET /v1/models`"))
     assert '{"active": NAME, "models": [...]}' in row and "model card" in row and '"providers"' in row
     assert '"state"' in row

@@ -38,7 +38,7 @@ def test_activate_add_remove(tmp_path: Path) -> None:
     elsewhere = add_copy(tmp_path / "runs", "field7")
     done = run("models", "add", str(elsewhere), "--name", "weedscan-field7", "--models-dir", str(folder))
     assert done.exit_code == 0, done.output
-    card = json.loads((folder / "weedscan-field7.json").read_text())
+    card = json.loads((folder / "weedscan-field7.json").read_text(encoding="utf-8"))
     assert card["name"] == "weedscan-field7" and (folder / "weedscan-field7.onnx").read_bytes() == SHIPPED.read_bytes()
     again = run("models", "add", str(elsewhere), "--name", "weedscan-field7", "--models-dir", str(folder))
     assert again.exit_code == 2 and "already" in again.stderr
@@ -84,7 +84,7 @@ def test_detect_takes_a_model_by_name(tmp_path: Path, monkeypatch) -> None:  # n
     done = run("detect", str(image), "--model", "weedscan-b")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["model"]["name"] == "weedscan-b"
-    (folder / ".active.json").write_text(json.dumps({"active": "weedscan-b"}))
+    (folder / ".active.json").write_text(json.dumps({"active": "weedscan-b"}), encoding="utf-8")
     assert json.loads(run("detect", str(image)).stdout)["model"]["name"] == "weedscan-b"
     by_path = run("detect", str(image), "--model", str(folder / "weedscan.onnx"))
     assert json.loads(by_path.stdout)["model"]["name"] == "weedscan"

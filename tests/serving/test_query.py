@@ -76,9 +76,9 @@ def test_openapi_lists_the_query_model(client: TestClient) -> None:
 
 def test_routes_take_dependencies_not_app_state() -> None:
     for module in ROUTES.glob("*.py"):
-        tree = ast.parse(module.read_text())
+        tree = ast.parse(module.read_text(encoding="utf-8"))
         state = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "state"
                  and ((isinstance(n.value, ast.Attribute) and n.value.attr == "app")
                       or (isinstance(n.value, ast.Name) and n.value.id in {"app", "request"}))]
         assert not state, f"{module.name} reads app.state: take a dependency (serving/api/deps.py)"
-        assert '"parameters"' not in module.read_text(), f"{module.name} hand-builds OpenAPI parameters"
+        assert '"parameters"' not in module.read_text(encoding="utf-8"), f"{module.name} hand-builds OpenAPI parameters"

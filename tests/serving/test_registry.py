@@ -152,7 +152,7 @@ def test_the_active_model_survives_a_restart_and_a_pin_wins_at_start(folder: Pat
 def test_a_broken_active_choice_falls_back_to_a_good_model(tmp_path: Path) -> None:
     folder = models_folder(tmp_path)
     add_broken(folder)
-    (folder / ACTIVE_FILE).write_text(json.dumps({"active": "damaged"}))
+    (folder / ACTIVE_FILE).write_text(json.dumps({"active": "damaged"}), encoding="utf-8")
     client = open_client(folder)
     try:
         assert listing(client)["active"] == "weedscan"

@@ -37,7 +37,7 @@ def label_box_mask(image_path: Path, shape: tuple[int, int]) -> np.ndarray:
     label = image_path.parents[2] / "labels" / image_path.parent.name / f"{image_path.stem}.txt"
     height, width = shape
     inside = np.zeros(shape, bool)
-    for line in label.read_text().split("\n"):
+    for line in label.read_text(encoding="utf-8").split("\n"):
         if not line.strip():
             continue
         _, cx, cy, w, h = (float(v) for v in line.split())

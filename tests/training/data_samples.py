@@ -50,7 +50,7 @@ def write_cwfid_release(root: Path, ids: tuple[int, ...] = tuple(range(1, 11)),
         ]
         ann = root / "annotations" / f"{i:03d}_annotation.yaml"
         ann.parent.mkdir(parents=True, exist_ok=True)
-        ann.write_text(yaml.safe_dump({"filename": f"{i:03d}_image.png", "annotation": plants}))
+        ann.write_text(yaml.safe_dump({"filename": f"{i:03d}_image.png", "annotation": plants}), encoding="utf-8")
         if masks:  # crop painted green on 15..25 x 25..35 only: the tight box is smaller
             mask = np.zeros((height, width, 3), np.uint8)
             mask[25:35, 15:25] = (0, 255, 0)
@@ -59,7 +59,7 @@ def write_cwfid_release(root: Path, ids: tuple[int, ...] = tuple(range(1, 11)),
     if split is None:
         split = {"train": [i for i in ids if i % 3], "test": [i for i in ids if i % 3 == 0]}
     if split:
-        (root / "train_test_split.yaml").write_text(yaml.safe_dump(split))
+        (root / "train_test_split.yaml").write_text(yaml.safe_dump(split), encoding="utf-8")
     return root
 
 
@@ -68,13 +68,13 @@ def write_sesame_release(root: Path, bases: int = 3) -> Path:
     photo (as is, flipped, turned), like the real augmented copies."""
     data = root / "dataset" / "agri_data" / "data"
     data.mkdir(parents=True)
-    (root / "dataset" / "classes.txt").write_text("crop\nweed\n")
+    (root / "dataset" / "classes.txt").write_text("crop\nweed\n", encoding="utf-8")
     n = 0
     for b in range(bases):
         base = picture(100 + b, 64, 64)
         for variant in (base, base[:, ::-1], np.rot90(base)):
             write_image(data / f"agri_0_{n}.jpeg", np.ascontiguousarray(variant))
-            (data / f"agri_0_{n}.txt").write_text(f"{b % 2} 0.5 0.5 0.25 0.3\n")
+            (data / f"agri_0_{n}.txt").write_text(f"{b % 2} 0.5 0.5 0.25 0.3\n", encoding="utf-8")
             n += 1
     return root
 
@@ -90,10 +90,10 @@ def write_yolo_dataset(root: Path, counts: dict[str, int] | None = None,
             write_image(root / "images" / split / f"img_{n}.png", picture(n))
             (root / "labels" / split).mkdir(parents=True, exist_ok=True)
             (root / "labels" / split / f"img_{n}.txt").write_text(
-                f"{n % len(names)} 0.5 0.5 0.2 0.2\n{(n + 1) % len(names)} 0.25 0.3 0.1 0.2\n")
+                f"{n % len(names)} 0.5 0.5 0.2 0.2\n{(n + 1) % len(names)} 0.25 0.3 0.1 0.2\n", encoding="utf-8")
             n += 1
     body = {split: f"images/{split}" for split in counts} | {"nc": len(names), "names": names}
-    (root / "data.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    (root / "data.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     return root
 
 
@@ -141,7 +141,7 @@ def write_labelme_release(root: Path, columns: int = 10, rows: int = 2) -> Path:
                     "imageHeight": height, "imageWidth": width}
             for where in (folder, folder.parent / "json_labels"):
                 where.mkdir(parents=True, exist_ok=True)
-                (where / f"{stem}.json").write_text(json.dumps(body))
+                (where / f"{stem}.json").write_text(json.dumps(body), encoding="utf-8")
     return root
 
 
@@ -176,5 +176,5 @@ def write_voc_release(root: Path, videos: tuple[str, ...] = ("X", "X2"), frames:
                             picture(v * 10000 + frame * 2 + half, *VOC_SIZE))
                 xml = root / "data" / split / "annotation" / f"{stem}.xml"
                 xml.parent.mkdir(parents=True, exist_ok=True)
-                xml.write_text(voc_xml(f"{stem}.png"))
+                xml.write_text(voc_xml(f"{stem}.png"), encoding="utf-8")
     return root

@@ -38,10 +38,10 @@ def make_dataset(root: Path, train: int = 8, val: int = 4, size: int = 160) -> P
                     cv2.line(image, (cx, cy - r), (cx, cy + r), (60, 200, 90), 3)
                 lines.append(f"{class_id} {cx / size:.6f} {cy / size:.6f} {2 * r / size:.6f} {2 * r / size:.6f}")
             cv2.imwrite(str(root / "images" / split / f"{split}_{i}.jpg"), image)
-            (root / "labels" / split / f"{split}_{i}.txt").write_text("\n".join(lines) + "\n")
+            (root / "labels" / split / f"{split}_{i}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     data_yaml = root / "data.yaml"
     data_yaml.write_text(yaml.safe_dump({"train": "images/train", "val": "images/val",
-                                         "names": ["crop", "weed"]}))
+                                         "names": ["crop", "weed"]}), encoding="utf-8")
     return data_yaml
 
 
@@ -64,7 +64,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         assert trained.exit_code == 0, trained.output
         weights = tmp_path / "runs" / "chain" / "weights" / "best.pt"
         assert weights.is_file()
-        record = json.loads((tmp_path / "runs" / "chain" / "weedscan_train.json").read_text())
+        record = json.loads((tmp_path / "runs" / "chain" / "weedscan_train.json").read_text(encoding="utf-8"))
         assert record["config"]["imgsz"] == 96 and record["versions"]["ultralytics"]
         # Ultralytics' plots (on by default: test_pretrained.py trains with them)
         assert record["config"]["plots"] is False and not list((tmp_path / "runs" / "chain").glob("*.png"))
@@ -73,12 +73,12 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         exported = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
                                        str(models_dir), "--nms-free", "--no-precision-checks"])
         assert exported.exit_code == 0, exported.output
-        first_card = (models_dir / "tiny.json").read_text()
+        first_card = (models_dir / "tiny.json").read_text(encoding="utf-8")
         assert json.loads(first_card)["precision_checks"] == []
         again = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
                                     str(models_dir), "--nms-free"])
         assert again.exit_code != 0 and "exists" in again.output and "--force" in again.output
-        assert (models_dir / "tiny.json").read_text() == first_card, "a refused export changed nothing"
+        assert (models_dir / "tiny.json").read_text(encoding="utf-8") == first_card, "a refused export changed nothing"
         forced = runner.invoke(app, ["export", str(weights), "--name", "tiny", "--models-dir",
                                      str(models_dir), "--nms-free", "--force"])
         assert forced.exit_code == 0, forced.output
@@ -92,7 +92,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
             on_openvino = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data", str(data_yaml),
                                               "--engine", "openvino", "--report", str(tmp_path / "eval-ov.json")])
             assert on_openvino.exit_code == 0, on_openvino.output
-            assert json.loads((tmp_path / "eval-ov.json").read_text())["model"]["engine"] == "openvino"
+            assert json.loads((tmp_path / "eval-ov.json").read_text(encoding="utf-8"))["model"]["engine"] == "openvino"
         rechecked = runner.invoke(app, ["precision", str(models_dir / "tiny.onnx"), "--data", str(data_yaml)])
         assert rechecked.exit_code == 0 and "auto may use" in rechecked.output, rechecked.output
         wrong = runner.invoke(app, ["eval", str(models_dir / "tiny.onnx"), "--data", str(data_yaml),
@@ -103,8 +103,8 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     # export scored each engine and precision this machine offers into the card
     from serving.engines.cpu import this_cpu
 
-    checks = {(c["engine"], c["precision"]): c for c in json.loads((models_dir / "tiny.json").read_text())[
-        "precision_checks"]}
+    card = json.loads((models_dir / "tiny.json").read_text(encoding="utf-8"))
+    checks = {(c["engine"], c["precision"]): c for c in card["precision_checks"]}
     expected = {("onnxruntime", "fp32")}
     if HAVE_OPENVINO:
         expected |= {("openvino", "fp32")} | ({("openvino", "bf16")} if this_cpu().native_bf16 else set())
@@ -112,7 +112,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
     reference = checks[("onnxruntime", "fp32")]
     assert reference["drop"] == {"tiny": 0.0} and reference["latency_ms"] > 0
 
-    card = json.loads((models_dir / "tiny.json").read_text())
+    card = json.loads((models_dir / "tiny.json").read_text(encoding="utf-8"))
     assert any("tiny val (4 images" in limit for limit in card["limitations"]), card["limitations"]
     for key in ("name", "version", "created", "sha256", "task", "classes", "input_size",
                 "output_layout", "thresholds", "training_data", "training_recipe", "metrics",
@@ -137,7 +137,7 @@ def test_dataset_to_served_model_with_the_network_blocked(tmp_path: Path, shippe
         assert abs(thresholds["conf"] - tiny["max_f1"]["conf"]) <= 0.005
     else:
         assert thresholds["conf"] == 0.25 and tiny["max_f1"]["conf"] is None
-    result = json.loads(report.read_text())["datasets"]["tiny"]
+    result = json.loads(report.read_text(encoding="utf-8"))["datasets"]["tiny"]
     assert result["images"] == 4 and result["instances"] == 12
     assert (tmp_path / "eval-plots" / "tiny" / "confusion_matrix.png").is_file()
     assert list((tmp_path / "eval-plots" / "tiny").glob("*PR_curve*.png"))
@@ -213,12 +213,12 @@ def test_train_refuses_bad_input_with_one_clear_line(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["train", "--data", str(tmp_path / "nowhere.yaml")])
     assert missing.exit_code != 0 and "not found" in missing.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train: [unclosed\n")
+    bad.write_text("train: [unclosed\n", encoding="utf-8")
     malformed = runner.invoke(app, ["train", "--data", str(bad)])
     assert malformed.exit_code != 0 and "not valid YAML" in malformed.output
     wrong = tmp_path / "wrong" / "data.yaml"
     wrong.parent.mkdir()
-    wrong.write_text(yaml.safe_dump({"train": "images/train", "names": ["a", "b", "c"]}))
+    wrong.write_text(yaml.safe_dump({"train": "images/train", "names": ["a", "b", "c"]}), encoding="utf-8")
     classes = runner.invoke(app, ["train", "--data", str(wrong), "--project", str(tmp_path / "runs")])
     assert classes.exit_code != 0 and "canonical" in classes.output
     assert not list((tmp_path / "runs").glob("*")), "a refused run leaves no folder behind"
@@ -242,14 +242,14 @@ def test_eval_overwrites_an_earlier_report_only_with_force(tmp_path: Path, shipp
     (tmp_path / "runs" / "eval").mkdir(parents=True)
     for report, given in ((tmp_path / "runs" / "eval" / "weedscan-val.json", []),  # under runs/, as Ultralytics
                           (tmp_path / "mine.json", ["--report", str(tmp_path / "mine.json")])):
-        report.write_text("an earlier report")
+        report.write_text("an earlier report", encoding="utf-8")
         refused = runner.invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), *given])
         assert refused.exit_code == 2, refused.output
         assert f"{report.name} exists" in refused.output and "--force" in refused.output
-        assert report.read_text() == "an earlier report" and scored == [], "refused before scoring"
+        assert report.read_text(encoding="utf-8") == "an earlier report" and scored == [], "refused before scoring"
         forced = runner.invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), *given, "--force"])
         assert forced.exit_code == 0, forced.output
-        assert json.loads(report.read_text())["conf"] == 0.3
+        assert json.loads(report.read_text(encoding="utf-8"))["conf"] == 0.3
         scored.clear()
 
 
@@ -269,5 +269,5 @@ def test_eval_writes_under_runs_by_default(tmp_path: Path, shipped_model: Path,
     done = CliRunner().invoke(app, ["eval", str(shipped_model), "--data", str(data_yaml), "--plots"])
     assert done.exit_code == 0, done.output
     assert set(tmp_path.iterdir()) - before == {tmp_path / "runs"}
-    assert json.loads((tmp_path / "runs" / "eval" / "weedscan-val.json").read_text())["conf"] == 0.3
+    assert json.loads((tmp_path / "runs" / "eval" / "weedscan-val.json").read_text(encoding="utf-8"))["conf"] == 0.3
     assert plots == [Path("runs/eval/weedscan-val-plots")]

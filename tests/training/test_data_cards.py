@@ -65,11 +65,11 @@ def test_unknown_class_in_data_is_an_error() -> None:
 
 
 def _card_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **changes: object) -> Path:
-    data = yaml.safe_load((REPO / "datasets" / "cwfid.yaml").read_text())
+    data = yaml.safe_load((REPO / "datasets" / "cwfid.yaml").read_text(encoding="utf-8"))
     data.update(changes)
     folder = tmp_path / "cards"
     folder.mkdir()
-    (folder / "cwfid.yaml").write_text(yaml.safe_dump(data))
+    (folder / "cwfid.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     monkeypatch.setenv(CARDS_ENV, str(folder))
     return folder
 
@@ -89,7 +89,7 @@ def test_missing_cards_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_malformed_yaml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _card_dir(tmp_path, monkeypatch)
-    (folder / "cwfid.yaml").write_text("name: cwfid\ntitle: [unclosed\n")
+    (folder / "cwfid.yaml").write_text("name: cwfid\ntitle: [unclosed\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"cwfid.yaml is not valid YAML"):
         load_card("cwfid")
 

@@ -20,7 +20,7 @@ def _messages(report: object, attr: str = "problems") -> list[str]:
 
 def test_clean_dataset_counts_per_split_and_class(tmp_path: Path) -> None:
     root = write_yolo_dataset(tmp_path / "ds", {"train": 3, "val": 2})
-    (root / "labels" / "val" / "img_4.txt").write_text("")  # a background image
+    (root / "labels" / "val" / "img_4.txt").write_text("", encoding="utf-8")  # a background image
     report = check_dataset(root)
     assert report.ok and not report.warnings
     assert report.splits["train"].images == 3 and report.splits["val"].background == 1
@@ -40,7 +40,7 @@ def test_clean_dataset_counts_per_split_and_class(tmp_path: Path) -> None:
 def test_bad_label_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
     root = write_yolo_dataset(tmp_path / "ds")
     label = root / "labels" / "train" / "img_1.txt"
-    label.write_text(f"0 0.5 0.5 0.2 0.2\n\n{line}\n")
+    label.write_text(f"0 0.5 0.5 0.2 0.2\n\n{line}\n", encoding="utf-8")
     report = check_dataset(root)
     assert not report.ok
     assert len(report.problems) == 1
@@ -82,7 +82,7 @@ def test_duplicate_images_within_and_across_splits(tmp_path: Path) -> None:
 def test_missing_labels_and_orphans_are_warnings_unless_strict(tmp_path: Path) -> None:
     root = write_yolo_dataset(tmp_path / "ds", {"train": 2})
     (root / "labels/train/img_0.txt").unlink()
-    (root / "labels/train/ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (root / "labels/train/ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n", encoding="utf-8")
     report = check_dataset(root)
     assert report.ok
     warnings = _messages(report, "warnings")
@@ -94,11 +94,11 @@ def test_missing_labels_and_orphans_are_warnings_unless_strict(tmp_path: Path) -
 
 def test_missing_split_folder_and_list_splits(tmp_path: Path) -> None:
     root = write_yolo_dataset(tmp_path / "ds", {"train": 2})
-    data = yaml.safe_load((root / "data.yaml").read_text())
+    data = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))
     (root / "train.txt").write_text("./images/train/img_0.png\n./images/train/img_0.png\n"
-                                    "./images/train/img_1.png\n./images/train/nope.png\n")
+                                    "./images/train/img_1.png\n./images/train/nope.png\n", encoding="utf-8")
     data.update(train="train.txt", val="images/val")
-    (root / "data.yaml").write_text(yaml.safe_dump(data))
+    (root / "data.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     messages = _messages(check_dataset(root))
     assert f"{root / 'train.txt'}:4: listed image not found: ./images/train/nope.png" in messages
     assert any("'val' points at" in m and m.startswith(str(root / "data.yaml")) for m in messages)
@@ -113,13 +113,13 @@ def test_unusable_dataset_yaml(tmp_path: Path) -> None:
         check_dataset(tmp_path / "empty")
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "data.yaml").write_text("names: [crop, weed\n")
+    (bad / "data.yaml").write_text("names: [crop, weed\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="is not valid YAML"):
         check_dataset(bad)
-    (bad / "data.yaml").write_text("names: 3\ntrain: images/train\n")
+    (bad / "data.yaml").write_text("names: 3\ntrain: images/train\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="is not a YOLO data YAML"):
         check_dataset(bad)
-    (bad / "data.yaml").write_text("names: [crop]\n")
+    (bad / "data.yaml").write_text("names: [crop]\n", encoding="utf-8")
     with pytest.raises(DatasetError, match="no train/val/test split"):
         check_dataset(bad)
 
@@ -141,9 +141,9 @@ def test_corrupted_copy_of_cwfid_fails_naming_the_files(tmp_path: Path) -> None:
     data[100:4000] = b"\x00" * 3900  # smashes the PNG header chunks
     bad_image.write_bytes(bytes(data))
     bad_label = sorted((copy / "labels" / "val").iterdir())[1]
-    lines = bad_label.read_text().splitlines()
+    lines = bad_label.read_text(encoding="utf-8").splitlines()
     lines[1] = "1 0.5 0.5 0.2"
-    bad_label.write_text("\n".join(lines) + "\n")
+    bad_label.write_text("\n".join(lines) + "\n", encoding="utf-8")
     messages = _messages(check_dataset(copy))
     assert f"{bad_label}:2: expected 5 fields (class cx cy w h), got 4" in messages
     assert any(m.startswith(f"{bad_image}: ") for m in messages)

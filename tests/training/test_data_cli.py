@@ -71,11 +71,11 @@ def test_check_corrupted_copy_fails_naming_the_files(tmp_path: Path) -> None:
         shutil.copyfile(image, copy / "images/train" / image.name)
         shutil.copyfile(shared / "labels/train" / f"{image.stem}.txt",
                         copy / "labels/train" / f"{image.stem}.txt")
-    (copy / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n")
+    (copy / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n", encoding="utf-8")
     bad_image = copy / "images/train" / images[1].name
     bad_image.write_bytes(bad_image.read_bytes()[:2000])  # truncated
     bad_label = copy / "labels/train" / f"{images[2].stem}.txt"
-    bad_label.write_text("1 0.5 0.5 0.1 0.1\n7 0.5 0.5 0.1 0.1\n")
+    bad_label.write_text("1 0.5 0.5 0.1 0.1\n7 0.5 0.5 0.1 0.1\n", encoding="utf-8")
     result = _run("check", str(copy))
     assert result.exit_code == 1
     assert f"problem: {bad_image}: image does not decode" in result.stderr
@@ -99,10 +99,10 @@ def test_missing_folder(tmp_path: Path) -> None:
 
 def test_malformed_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "ds").mkdir()
-    (tmp_path / "ds" / "data.yaml").write_text("names: [crop, weed\ntrain: images/train\n")
+    (tmp_path / "ds" / "data.yaml").write_text("names: [crop, weed\ntrain: images/train\n", encoding="utf-8")
     assert "is not valid YAML" in _one_error(_run("check", str(tmp_path / "ds")))
     (tmp_path / "cards").mkdir()
-    (tmp_path / "cards" / "cwfid.yaml").write_text("name: cwfid\n  title: : bad\n")
+    (tmp_path / "cards" / "cwfid.yaml").write_text("name: cwfid\n  title: : bad\n", encoding="utf-8")
     monkeypatch.setenv(CARDS_ENV, str(tmp_path / "cards"))
     assert "cwfid.yaml is not valid YAML" in _one_error(_run("fetch", "cwfid"))
     assert "cwfid.yaml is not valid YAML" in _one_error(_run("list"))
@@ -145,7 +145,7 @@ def test_merge_through_the_cli(tmp_path: Path) -> None:
     result = _run("merge", str(a), str(b), "--out", str(out), "--repeat", "a=4", "--copy")
     assert result.exit_code == 0, result.output
     assert f"merged: {out / 'data.yaml'}" in result.output
-    assert len((out / "train.txt").read_text().split()) == 3 * 4 + 3
+    assert len((out / "train.txt").read_text(encoding="utf-8").split()) == 3 * 4 + 3
     assert _run("check", str(out)).exit_code == 0
     assert "--repeat takes NAME=COUNT" in _one_error(_run("merge", str(a), "--out", str(out),
                                                           "--repeat", "a=0"))

@@ -32,7 +32,7 @@ def cwfid() -> DatasetCard:
 
 
 def _labels(path: Path) -> list[list[float]]:
-    return [[float(v) for v in line.split()] for line in path.read_text().splitlines()]
+    return [[float(v) for v in line.split()] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def _pixels(row: list[float]) -> tuple[int, float, float, float, float]:
@@ -70,7 +70,7 @@ def test_cwfid_mask_tightens_the_box(tmp_path: Path, cwfid: DatasetCard) -> None
 def test_cwfid_bad_annotations_name_the_file(tmp_path: Path, cwfid: DatasetCard, body: str,
                                              message: str) -> None:
     ann = tmp_path / "007_annotation.yaml"
-    ann.write_text(body)
+    ann.write_text(body, encoding="utf-8")
     with pytest.raises(DatasetError, match=message) as info:
         cwfid_boxes(cwfid, ann, CWFID_SIZE)
     assert "007_annotation.yaml" in str(info.value)
@@ -91,7 +91,7 @@ def test_import_cwfid_native_uses_its_split_file(tmp_path: Path, cwfid: DatasetC
     assert image.read_bytes() == (root / "images" / "001_image.png").read_bytes()  # not re-encoded
     assert len(_labels(tmp_path / "out" / "labels" / "train" / "cwfid_001.txt")) == 2
     assert result.boxes == 2 * len(ids)
-    assert "non-commercial" in (tmp_path / "out" / "SOURCE.md").read_text()
+    assert "non-commercial" in (tmp_path / "out" / "SOURCE.md").read_text(encoding="utf-8")
     assert check_dataset(tmp_path / "out").ok
 
 
@@ -124,7 +124,7 @@ def test_import_sesame_native_keeps_near_duplicates_together(tmp_path: Path) -> 
         assert {s // 3 for s in stems} == {s // 3 for s in stems if s % 3 == 0}
         assert len(stems) % 3 == 0
     label = next((out / "labels" / "train").iterdir())
-    assert label.read_text() in ("0 0.500000 0.500000 0.250000 0.300000\n",
+    assert label.read_text(encoding="utf-8") in ("0 0.500000 0.500000 0.250000 0.300000\n",
                                  "1 0.500000 0.500000 0.250000 0.300000\n")
     assert check_dataset(out).ok
 
@@ -132,7 +132,7 @@ def test_import_sesame_native_keeps_near_duplicates_together(tmp_path: Path) -> 
 def test_import_sesame_bad_label_names_file_and_line(tmp_path: Path) -> None:
     root = write_sesame_release(tmp_path / "src", bases=1)
     bad = root / "dataset" / "agri_data" / "data" / "agri_0_1.txt"
-    bad.write_text("0 0.5 0.5 0.2 0.2\n1 0.5 1.5 0.2 0.2\n")
+    bad.write_text("0 0.5 0.5 0.2 0.2\n1 0.5 1.5 0.2 0.2\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"agri_0_1.txt:2: coordinates must lie in \[0, 1\]"):
         import_dataset(load_card("sesame"), root, tmp_path / "out", progress=False)
 
@@ -159,7 +159,7 @@ def test_shared_cwfid_is_detected_as_yolo(cwfid: DatasetCard) -> None:
 
 def test_neither_native_nor_yolo(tmp_path: Path, cwfid: DatasetCard) -> None:
     (tmp_path / "junk").mkdir()
-    (tmp_path / "junk" / "readme.txt").write_text("hi")
+    (tmp_path / "junk" / "readme.txt").write_text("hi", encoding="utf-8")
     with pytest.raises(DatasetError, match="neither a YOLO dataset .* nor a native cwfid release"):
         detect_layout(cwfid, tmp_path / "junk")
     with pytest.raises(DatasetError, match="folder not found"):
@@ -174,13 +174,13 @@ def test_output_never_overwrites_sources_or_other_files(tmp_path: Path, cwfid: D
         import_dataset(cwfid, src, src / "sub", progress=False)
     other = tmp_path / "home"
     other.mkdir()
-    (other / "notes.txt").write_text("keep me")
+    (other / "notes.txt").write_text("keep me", encoding="utf-8")
     with pytest.raises(DatasetError, match="is not a dataset folder"):
         import_dataset(cwfid, src, other, progress=False)
-    assert (other / "notes.txt").read_text() == "keep me"
+    assert (other / "notes.txt").read_text(encoding="utf-8") == "keep me"
     import_dataset(cwfid, src, tmp_path / "out", progress=False)
     import_dataset(cwfid, src, tmp_path / "out", progress=False)  # a previous import is replaced
-    assert yaml.safe_load((tmp_path / "out" / "data.yaml").read_text())["names"] == ["crop", "weed"]
+    assert yaml.safe_load((tmp_path / "out" / "data.yaml").read_text(encoding="utf-8"))["names"] == ["crop", "weed"]
 
 
 def test_group_split_is_seeded_and_keeps_groups() -> None:

@@ -71,10 +71,10 @@ def cwfid_zip(tmp_path: Path, server: _Server) -> tuple[str, str]:
 
 
 def _cards_with_sha(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, sha: str) -> None:
-    data = yaml.safe_load((REPO / "datasets" / "cwfid.yaml").read_text())
+    data = yaml.safe_load((REPO / "datasets" / "cwfid.yaml").read_text(encoding="utf-8"))
     data["download"].update(url=url, sha256=sha)
     (tmp_path / "cards").mkdir()
-    (tmp_path / "cards" / "cwfid.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "cards" / "cwfid.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     monkeypatch.setenv(CARDS_ENV, str(tmp_path / "cards"))
 
 

@@ -65,9 +65,9 @@ def test_new_cards_name_source_licence_and_classes() -> None:
      "split.at 'middle'"),
 ])
 def test_bad_block_split_in_a_card(tmp_path: Path, split: str, message: str) -> None:
-    text = load_card("potato-uav").path.read_text()
+    text = load_card("potato-uav").path.read_text(encoding="utf-8")
     card = tmp_path / "potato-uav.yaml"
-    card.write_text(text[:text.index("\nsplit:")] + f"\nsplit: {split}\n")
+    card.write_text(text[:text.index("\nsplit:")] + f"\nsplit: {split}\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=message):
         load_card_file(card)
 
@@ -115,11 +115,11 @@ def test_labelme_polygons_become_clipped_boxes(tmp_path: Path) -> None:
 def test_labelme_bad_files_name_the_file(tmp_path: Path, shape: dict | None, body: dict | None,
                                          message: str) -> None:
     label = tmp_path / "tile_3_4.json"
-    label.write_text(json.dumps((body or {}) | ({"shapes": [shape]} if shape else {})))
+    label.write_text(json.dumps((body or {}) | ({"shapes": [shape]} if shape else {})), encoding="utf-8")
     with pytest.raises(DatasetError, match=message) as info:
         labelme_boxes(load_card("potato-uav"), label, TILE_SIZE)
     assert "tile_3_4.json" in str(info.value)
-    label.write_text("{not json")
+    label.write_text("{not json", encoding="utf-8")
     with pytest.raises(DatasetError, match="tile_3_4.json is not valid JSON"):
         labelme_boxes(load_card("potato-uav"), label, TILE_SIZE)
 
@@ -137,9 +137,9 @@ def test_import_potato_uav_splits_by_tile_column(tmp_path: Path) -> None:
         assert {split[f"tile_{x}_{y}"] for y in range(2)} == {want}
     image = tmp_path / "out/images/val/tile_8_1.jpg"
     assert image.read_bytes() == (root / "dataset/annotation_json_raw/images/tile_8_1.jpg").read_bytes()
-    lines = (tmp_path / "out/labels/val/tile_8_1.txt").read_text().splitlines()
+    lines = (tmp_path / "out/labels/val/tile_8_1.txt").read_text(encoding="utf-8").splitlines()
     assert lines == ["0 0.250000 0.250000 0.250000 0.333333", "1 0.875000 0.708333 0.250000 0.416667"]
-    assert "MIT" in (tmp_path / "out/SOURCE.md").read_text()
+    assert "MIT" in (tmp_path / "out/SOURCE.md").read_text(encoding="utf-8")
     assert check_dataset(tmp_path / "out", strict=True).ok
 
 
@@ -150,7 +150,7 @@ def test_voc_boxes_read_labelimg_edges(tmp_path: Path) -> None:
     xml.write_text(voc_xml("X-10-0.png", objects=[("sugarbeet", 1, 10, 20, 30),
                                                   ("weed", 40, 1, 70, 20),
                                                   ("weed", 5.5, 50, 5.5, 60),
-                                                  ("weed", 10.5, 20.25, 30, 40)]))
+                                                  ("weed", 10.5, 20.25, 30, 40)]), encoding="utf-8")
     boxes = voc_boxes(load_card("sugarbeet-jmpap"), xml, VOC_SIZE)
     assert [_pixels(b, VOC_SIZE) for b in boxes] == [
         (0, 0.0, 10.0, 20.0, 30.0),    # sugarbeet -> crop; LabelImg's xmin 1 is the edge 0
@@ -167,7 +167,7 @@ def test_voc_boxes_read_labelimg_edges(tmp_path: Path) -> None:
 ])
 def test_voc_bad_files_name_the_file(tmp_path: Path, xml: str, message: str) -> None:
     path = tmp_path / "X3-40-1.xml"
-    path.write_text(xml)
+    path.write_text(xml, encoding="utf-8")
     with pytest.raises(DatasetError, match=message) as info:
         voc_boxes(load_card("sugarbeet-jmpap"), path, VOC_SIZE)
     assert "X3-40-1.xml" in str(info.value)
@@ -196,7 +196,7 @@ def test_import_sugarbeet_keeps_frame_halves_and_neighbours_together(tmp_path: P
             order[v].append(split[f"{v}-{frame}-0"])
     # per video, consecutive frames in contiguous blocks: test (first 2), val (next 2), train
     assert order["X"] == order["X2"] == ["test"] * 2 + ["val"] * 2 + ["train"] * 6
-    lines = (tmp_path / "out/labels/train/X2-190-1.txt").read_text().splitlines()
+    lines = (tmp_path / "out/labels/train/X2-190-1.txt").read_text(encoding="utf-8").splitlines()
     assert lines == ["0 0.156250 0.312500 0.312500 0.312500", "1 0.812500 0.156250 0.375000 0.312500"]
     assert check_dataset(tmp_path / "out", strict=True).ok
 

@@ -19,14 +19,14 @@ def test_merge_links_and_keeps_labels(tmp_path: Path) -> None:
     data_yaml = merge_datasets([a, b], tmp_path / "m", progress=False)
     out = tmp_path / "m"
     assert data_yaml == out / "data.yaml"
-    data = yaml.safe_load(data_yaml.read_text())
+    data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
     assert data == {"train": "images/train", "val": "images/val", "nc": 2, "names": ["crop", "weed"]}
     train = sorted(p.name for p in (out / "images" / "train").iterdir())
     assert train == ["a__img_1000.png", "a__img_1001.png", "b__img_2000.png", "b__img_2001.png",
                      "b__img_2002.png"]
     link = out / "images" / "train" / "a__img_1000.png"
     assert link.is_symlink() and link.resolve() == (a / "images/train/img_1000.png").resolve()
-    assert (out / "labels/train/a__img_1000.txt").read_text() == \
+    assert (out / "labels/train/a__img_1000.txt").read_text(encoding="utf-8") == \
         "0 0.500000 0.500000 0.200000 0.200000\n1 0.250000 0.300000 0.100000 0.200000\n"
     report = check_dataset(out)
     assert report.ok and report.splits["train"].images == 5
@@ -41,12 +41,13 @@ def test_merge_copy_remap_and_repeat(tmp_path: Path) -> None:
     out = tmp_path / "m"
     assert not (out / "images/train/beets__img_1000.png").is_symlink()
     # img_1000: class 1000 % 3 = 1 (weed) then 1001 % 3 = 2 (stone, dropped)
-    assert (out / "labels/train/beets__img_1000.txt").read_text() == "1 0.500000 0.500000 0.200000 0.200000\n"
+    labels = out / "labels/train"
+    assert (labels / "beets__img_1000.txt").read_text(encoding="utf-8") == "1 0.500000 0.500000 0.200000 0.200000\n"
     # img_1001: stone (dropped), then sugarbeet -> crop
-    assert (out / "labels/train/beets__img_1001.txt").read_text() == "0 0.250000 0.300000 0.100000 0.200000\n"
-    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert (labels / "beets__img_1001.txt").read_text(encoding="utf-8") == "0 0.250000 0.300000 0.100000 0.200000\n"
+    data = yaml.safe_load((out / "data.yaml").read_text(encoding="utf-8"))
     assert data["train"] == "train.txt"
-    entries = (out / "train.txt").read_text().split()
+    entries = (out / "train.txt").read_text(encoding="utf-8").split()
     assert len(entries) == 2 * 3 + 3 and entries.count("./images/train/beets__img_1000.png") == 3
     assert check_dataset(out).ok
 
@@ -75,7 +76,7 @@ def test_merge_refuses_foreign_classes_and_name_clashes(tmp_path: Path) -> None:
 
 def test_merge_bad_label_names_file_and_line(tmp_path: Path) -> None:
     a = write_yolo_dataset(tmp_path / "a")
-    (a / "labels/train/img_0.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5\n")
+    (a / "labels/train/img_0.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"img_0.txt:2: expected 5 fields"):
         merge_datasets([a], tmp_path / "m", progress=False)
     assert not (tmp_path / "m").exists() and not (tmp_path / ".m.partial").exists()

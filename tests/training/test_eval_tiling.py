@@ -25,9 +25,9 @@ def one_photo_dataset(root: Path, image: np.ndarray) -> YoloDataset:
     (root / "images" / "val").mkdir(parents=True)
     (root / "labels" / "val").mkdir(parents=True)
     cv2.imwrite(str(root / "images" / "val" / "photo.png"), image)
-    (root / "labels" / "val" / "photo.txt").write_text("1 0.5 0.5 0.1 0.1\n")
+    (root / "labels" / "val" / "photo.txt").write_text("1 0.5 0.5 0.1 0.1\n", encoding="utf-8")
     data_yaml = root / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump({"val": "images/val", "names": ["crop", "weed"]}))
+    data_yaml.write_text(yaml.safe_dump({"val": "images/val", "names": ["crop", "weed"]}), encoding="utf-8")
     return YoloDataset.from_yaml(data_yaml)
 
 

@@ -97,7 +97,7 @@ def test_a_checked_export_replaces_the_model_and_its_card_together(
     assert yamls == [data_yaml] and given is scored
     assert path == models / "weedscan.onnx" and path.read_bytes() == exported.read_bytes()
     assert sorted(p.name for p in models.iterdir()) == ["weedscan.json", "weedscan.onnx"]
-    card = json.loads((models / "weedscan.json").read_text())
+    card = json.loads((models / "weedscan.json").read_text(encoding="utf-8"))
     assert card["sha256"] == sha256_of(path) and card["export_parity"]["images"] == 2
     assert card["thresholds"]["conf"] == 0.3 and card["metrics"]["tiny"]["mAP50"] == 0.5
     assert Detector(path).default_conf == 0.3
@@ -141,7 +141,7 @@ def test_the_card_says_what_this_model_detects_and_names_no_absolute_path(tmp_pa
 def test_the_shipped_card_says_what_the_exporter_would_write(shipped_model: Path) -> None:
     from training.export import intended_use, without_absolute_paths
 
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
     assert card == without_absolute_paths(card)
     assert card["intended_use"] == intended_use(card["classes"], card["training_data"])
 

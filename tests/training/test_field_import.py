@@ -48,7 +48,7 @@ def one_error(result) -> str:  # noqa: ANN001
 
 def labels_of(folder: Path) -> dict[str, list[str]]:
     """split/stem of each label file -> its lines, sorted (ids are sha256 prefixes)."""
-    return {str(p.relative_to(folder / "labels")): sorted(p.read_text().splitlines())
+    return {str(p.relative_to(folder / "labels")): sorted(p.read_text(encoding="utf-8").splitlines())
             for p in sorted((folder / "labels").rglob("*.txt"))}
 
 
@@ -58,7 +58,7 @@ def assert_trainer_reads(folder: Path, splits: dict[str, int]) -> None:
     dataset = YoloDataset.from_yaml(folder)
     assert dataset.names == ["crop", "weed"]
     assert {s: len(dataset.images(s)) for s in dataset.splits} == splits
-    card = yaml.safe_load((folder / "card.yaml").read_text())
+    card = yaml.safe_load((folder / "card.yaml").read_text(encoding="utf-8"))
     assert card["splits"] == splits and card["licence"]
 
 
@@ -143,7 +143,7 @@ def test_label_studio_yolo_export(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     folder = tmp_path / "data" / "ls-field"
     assert_trainer_reads(folder, {"train": 2})
-    assert yaml.safe_load((folder / "card.yaml").read_text())["licence"] == "CC-BY-4.0"
+    assert yaml.safe_load((folder / "card.yaml").read_text(encoding="utf-8"))["licence"] == "CC-BY-4.0"
 
 
 def coco(images_: list[dict], annotations: list[dict], categories: list[dict]) -> str:

@@ -25,7 +25,7 @@ from training.finetune import (
 
 def field_without_val(root: Path, photos: int) -> Path:
     make_dataset(root, train=photos, val=0)
-    (root / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n")
+    (root / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n", encoding="utf-8")
     return root
 
 
@@ -56,11 +56,11 @@ def test_broken_photos_labels_and_classes_are_refused_by_name(tmp_path: Path) ->
     with pytest.raises(FinetuneError, match="train_0.jpg cannot be decoded"):
         split_field(root, seed=0)
     field_without_val(tmp_path / "field2", 6)
-    (tmp_path / "field2" / "labels" / "train" / "train_1.txt").write_text("7 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "field2" / "labels" / "train" / "train_1.txt").write_text("7 0.5 0.5 0.1 0.1\n", encoding="utf-8")
     with pytest.raises(FinetuneError, match=r"train_1.txt:1"):
         split_field(tmp_path / "field2", seed=0)
     field_without_val(tmp_path / "field3", 6)
-    (tmp_path / "field3" / "data.yaml").write_text("train: images/train\nnames: [weed, crop]\n")
+    (tmp_path / "field3" / "data.yaml").write_text("train: images/train\nnames: [weed, crop]\n", encoding="utf-8")
     with pytest.raises(FinetuneError, match="classes"):
         split_field(tmp_path / "field3", seed=0)
 
@@ -70,7 +70,7 @@ def test_the_labels_digest_changes_with_any_label(tmp_path: Path) -> None:
     photos = split.train + split.gate
     before = labels_digest(photos)
     label = next(p.label for p in photos if p.label)
-    label.write_text(label.read_text().replace("1 ", "0 ", 1))
+    label.write_text(label.read_text(encoding="utf-8").replace("1 ", "0 ", 1), encoding="utf-8")
     assert labels_digest(photos) != before
 
 
@@ -79,15 +79,15 @@ def test_the_training_mix_repeats_the_field_beside_a_replay_sample(tmp_path: Pat
     public = make_dataset(tmp_path / "public", train=40, val=2)
     recipe = Recipe(replay_images=32, field_share=0.5)
     data_yaml, gate_yamls = write_training_set(tmp_path / "run", [split], [public], recipe, seed=0)
-    train = (tmp_path / "run" / "train.txt").read_text().split()
-    val = (tmp_path / "run" / "val.txt").read_text().split()
+    train = (tmp_path / "run" / "train.txt").read_text(encoding="utf-8").split()
+    val = (tmp_path / "run" / "val.txt").read_text(encoding="utf-8").split()
     field_rows = [t for t in train if "/fields/" in t]
     assert len(train) == 64 and len(field_rows) == 32
     assert len(set(field_rows)) == 6, "each of the 6 training photos is repeated"
     assert len(set(train) - set(field_rows)) == 32, "32 different public photos"
     small = make_dataset(tmp_path / "small", train=4, val=1)
     write_training_set(tmp_path / "run2", [split], [public, small], recipe, seed=0)
-    mixed = (tmp_path / "run2" / "train.txt").read_text().split()
+    mixed = (tmp_path / "run2" / "train.txt").read_text(encoding="utf-8").split()
     assert sum("/replay/small/" in m for m in mixed) == 16, "a small public set is repeated to its share"
     assert sum("/replay/public/" in m for m in mixed) == 16
     assert len(val) == 2 and not set(val) & set(train), "the gate photos are never trained on"
@@ -128,7 +128,7 @@ def test_replayed_sets_are_found_in_the_given_folders_then_the_cache_then_beside
                           (checkout, ("sesame", "cwfid", "potato-uav"))):
         for name in names:
             (folder / name).mkdir(parents=True)
-            (folder / name / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n")
+            (folder / name / "data.yaml").write_text("train: images/train\nnames: [crop, weed]\n", encoding="utf-8")
     monkeypatch.setenv("WEEDSCAN_PUBLIC_DATA_DIRS", f"{tmp_path / 'nowhere'}{os.pathsep}{given}")
     monkeypatch.setenv("WEEDSCAN_CACHE", str(cache))
     monkeypatch.setattr(finetune, "CHECKOUT_DATA_DIR", checkout)
@@ -173,14 +173,15 @@ def test_the_check_command_makes_a_servable_candidate_offline(tmp_path: Path, sh
     base = load_card(shipped_model)
     assert card.lineage[0].sha256 == base.sha256 and card.lineage[0].relation == "fine-tuned from"
     assert card.lineage[-1].relation == "pretrained start"
-    report = json.loads((models_dir / "myfield.json").read_text())["finetune"]
+    report = json.loads((models_dir / "myfield.json").read_text(encoding="utf-8"))["finetune"]
     assert report["base"]["sha256"] == base.sha256
     assert report["field"][0]["train_photos"] == 6 and report["field"][0]["gate_photos"] == 2
     assert [(row["role"], row["dataset"]) for row in report["gate"]] == [
         ("field", "field"), ("replay", "sesame"), ("replay", "cwfid")], "each replayed set's val split is scored"
     assert report["replay"] == ["sesame", "cwfid"]
     assert report["epochs_completed"] == 2, "two batches: an epoch is one batch of this field and replay mix"
-    trained = json.loads((tmp_path / "runs" / "finetune" / "myfield" / "weedscan_train.json").read_text())
+    record = tmp_path / "runs" / "finetune" / "myfield" / "weedscan_train.json"
+    trained = json.loads(record.read_text(encoding="utf-8"))
     args = trained["ultralytics_args"]
     assert args["nbs"] == args["batch"], "one optimizer step per batch"
     assert "candidate" in result.output and "mAP50" in result.output

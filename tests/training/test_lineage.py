@@ -51,8 +51,8 @@ def test_a_child_of_the_shipped_model_carries_the_whole_chain(shipped_model: Pat
 def test_a_parent_that_does_not_match_its_card_is_refused(shipped_model: Path, tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     model.write_bytes(shipped_model.read_bytes()[:1000])
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
-    model.with_suffix(".json").write_text(json.dumps(card))
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
+    model.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelCardError, match="sha256"):
         lineage_from_parent(model)
     with pytest.raises(ModelCardError, match="not found"):
@@ -62,12 +62,12 @@ def test_a_parent_that_does_not_match_its_card_is_refused(shipped_model: Path, t
 def test_an_old_card_without_lineage_falls_back_to_its_recipe(shipped_model: Path, tmp_path: Path) -> None:
     model = tmp_path / "old.onnx"
     shutil.copy(shipped_model, model)
-    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    card = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))
     card.pop("lineage")
     card["training_recipe"]["pretrained_start"] = {
         "file": "yolov8n-coco-int8.onnx", "sha256": START_SHA, "source": "github.com/x @ 1",
         "licence": "AGPL-3.0 License (https://ultralytics.com/license)"}
-    model.with_suffix(".json").write_text(json.dumps(card))
+    model.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
     chain = lineage_from_parent(model)
     assert [e.relation for e in chain] == ["fine-tuned from", "pretrained start"]
     assert chain[0].sha256 == sha256_of(model) and chain[1].licence == "AGPL-3.0"

@@ -106,7 +106,7 @@ def test_the_shipped_model_is_rebuilt_with_its_wide_class_branch(shared_data: Pa
     assert model.names == {0: "crop", 1: "weed"} and head.nc == 2
     assert origin.architecture == "yolov8n.yaml"
     session = ort.InferenceSession(str(shipped_model), providers=["CPUExecutionProvider"])
-    size = json.loads(shipped_model.with_suffix(".json").read_text())["input_size"]
+    size = json.loads(shipped_model.with_suffix(".json").read_text(encoding="utf-8"))["input_size"]
     compared = 0
     for path in images:
         x = model_input(cv2.imread(str(path)), size)
@@ -220,7 +220,7 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
     data_yaml = make_dataset(tmp_path / "tiny")
     earlier = tmp_path / "runs" / "from-onnx"  # an earlier run's folder: left alone
     earlier.mkdir(parents=True)
-    (earlier / "results.csv").write_text("earlier run\n")
+    (earlier / "results.csv").write_text("earlier run\n", encoding="utf-8")
     runner = CliRunner()
     with guarded(allow_loopback=False) as attempts:
         trained = runner.invoke(app, ["train", "--data", str(data_yaml), "--model", "yolov8n.yaml",
@@ -229,7 +229,8 @@ def test_train_starts_from_an_onnx_export_with_the_network_blocked(tmp_path: Pat
                                       "--name", "from-onnx"])
         assert trained.exit_code == 0, trained.output
         weights = tmp_path / "runs" / "from-onnx-2" / "weights" / "best.pt"
-    assert (earlier / "results.csv").read_text() == "earlier run\n" and len(list(earlier.iterdir())) == 1
+    assert (earlier / "results.csv").read_text(encoding="utf-8") == "earlier run\n"
+    assert len(list(earlier.iterdir())) == 1
     assert attempts == [], f"network attempts: {attempts}"
     assert weights.is_file()
     assert (weights.parent.parent / "results.png").is_file(), "Ultralytics' plots, on by default"

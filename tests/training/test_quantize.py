@@ -40,7 +40,7 @@ def test_quantize_writes_a_close_int8_copy_with_its_card(tmp_path: Path, shipped
     from training.quantize import quantize
 
     out = quantize(model, [data_yaml], tmp_path / "int8.onnx", calib_count=8, evaluate_on=None, ops=ops)
-    card = json.loads(out.with_suffix(".json").read_text())
+    card = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     assert card["sha256"] == sha256_of(out) and card["quantization"]["operators"] == ops
     assert card["quantization"]["source_sha256"] == sha256_of(model)
     assert out.stat().st_size < 0.5 * model.stat().st_size
@@ -95,7 +95,7 @@ def test_quantize_scores_each_engine_against_the_fp32_source_offline(tmp_path: P
                                         "--calib", "8"])
     assert done.exit_code == 0, done.output
     assert attempts == [], f"network attempts: {attempts}"
-    card = json.loads(out.with_suffix(".json").read_text())
+    card = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
     checks = {(c["engine"], c["precision"]): c for c in card["precision_checks"]}
     have_openvino = openvino_available()
     assert set(checks) == {("onnxruntime", "int8"), *([("openvino", "int8")] if have_openvino else [])}
@@ -159,7 +159,7 @@ def test_quantize_makes_the_folder_of_out_and_names_one_it_cannot_make(
     made_folder = CliRunner().invoke(app, ["quantize", str(shipped_model), "--data", str(data_yaml), "--out", str(out)])
     assert made_folder.exit_code == 0 and made == [out] and out.parent.is_dir(), made_folder.output
     blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
+    blocked.write_text("not a folder", encoding="utf-8")
     refused = CliRunner().invoke(app, ["quantize", str(shipped_model), "--data", str(data_yaml),
                                        "--out", str(blocked / "int8.onnx")])
     assert refused.exit_code == 2 and "cannot make the folder" in refused.output and "Traceback" not in refused.output

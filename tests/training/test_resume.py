@@ -46,7 +46,7 @@ def test_resume_finishes_an_interrupted_run(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(bf16, "make_trainer_class", real_make)
     resumed = runner.invoke(app, ["train", "--resume", str(last)])
     assert resumed.exit_code == 0, resumed.output
-    with (tmp_path / "runs" / "r" / "results.csv").open() as handle:
+    with (tmp_path / "runs" / "r" / "results.csv").open(encoding="utf-8") as handle:
         epochs = [int(float(row["epoch"])) for row in csv.DictReader(handle)]
     assert epochs == [1, 2]  # epoch 1 from the first run, epoch 2 after resuming
 
@@ -60,8 +60,9 @@ def test_a_resumed_run_keeps_the_precision_and_threads_it_was_started_with(tmp_p
     last = tmp_path / "run" / "weights" / "last.pt"
     last.parent.mkdir(parents=True)
     assert resumed_precision(last, None, None) == (cpu_has_native_bf16(), None)  # no record
-    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"data": [], "bf16": True, "threads": 1}}))
+    record = json.dumps({"config": {"data": [], "bf16": True, "threads": 1}})
+    (tmp_path / "run" / RUN_RECORD).write_text(record, encoding="utf-8")
     assert resumed_precision(last, None, None) == (True, 1)
     assert resumed_precision(last, False, 2) == (False, 2)  # what the command line says wins
-    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"data": [], "bf16": None}}))
+    (tmp_path / "run" / RUN_RECORD).write_text(json.dumps({"config": {"data": [], "bf16": None}}), encoding="utf-8")
     assert resumed_precision(last, None, None) == (cpu_has_native_bf16(), None)

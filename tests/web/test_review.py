@@ -253,7 +253,7 @@ def test_on_a_phone_a_finger_draws_a_box_and_a_tap_switches_it(browser: Any, ser
 
 def yolo_boxes(label_file: Path, width: int, height: int) -> list[dict[str, Any]]:
     boxes = []
-    for line in label_file.read_text().splitlines():
+    for line in label_file.read_text(encoding="utf-8").splitlines():
         if line.strip():
             cls, cx, cy, w, h = (float(v) for v in line.split())
             boxes.append({"class_name": ["crop", "weed"][int(cls)], "box": {
