@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,12 +16,38 @@ GPS_IFD = 0x8825
 _LAT_REF, _LAT, _LON_REF, _LON = 1, 2, 3, 4
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_exif_chunk(data: bytes) -> bytes | None:
+    """The eXIf chunk of a PNG, found by walking the chunk headers. Pillow's getexif() on a PNG
+    decodes every pixel first (the chunk may follow the image data), which costs a camera frame
+    as much as its detection."""
+    offset = len(PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind == b"eXIf":
+            return data[offset + 8:offset + 8 + length]
+        if kind == b"IEND":
+            return None
+        offset += 12 + length  # length, type, data, CRC
+    return None
+
+
 def read_gps(source: bytes | str | Path) -> GpsFix | None:
     """The GPS position of an image (its bytes or path); None when absent or malformed."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        with Image.open(handle) as im:
-            gps = im.getexif().get_ifd(GPS_IFD)
+        if data.startswith(PNG_SIGNATURE):
+            chunk = png_exif_chunk(data)
+            if chunk is None:
+                return None
+            exif = Image.Exif()
+            exif.load(chunk)
+        else:
+            with Image.open(io.BytesIO(data)) as im:
+                exif = im.getexif()
+        gps = exif.get_ifd(GPS_IFD)
     except Exception:  # noqa: BLE001 - any unreadable header simply has no position
         return None
     return gps_from_ifd(gps)

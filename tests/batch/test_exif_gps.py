@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
+import cv2
 import pytest
-from PIL import TiffImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 from serving.exif_gps import GpsFix, gps_from_ifd, read_gps
-from tests.batch.conftest import GEOTAGGED, geotagged_jpeg
+from tests.batch.conftest import GEOTAGGED, dms, geotagged_jpeg
 from tests.images import encode, field_like
 
 R = TiffImagePlugin.IFDRational
@@ -25,6 +30,30 @@ def test_reads_from_a_path(tmp_path) -> None:  # noqa: ANN001
     path.write_bytes(geotagged_jpeg(-10.5, 20.25))
     fix = read_gps(path)
     assert fix is not None and (fix.lat, fix.lon) == (pytest.approx(-10.5), pytest.approx(20.25))
+
+
+def png_with_exif_after_the_pixels(lat: float, lon: float) -> bytes:
+    """A PNG whose eXIf chunk comes after its image data (as some tools write it)."""
+    plain = cv2.imencode(".png", field_like(320, 240, 3))[1].tobytes()
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)}
+    body = exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    end = plain.rindex(b"IEND") - 4
+    return plain[:end] + chunk + plain[end:]
+
+
+def test_a_png_position_is_read_without_decoding_its_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = png_with_exif_after_the_pixels(52.5, -4.25)
+    with Image.open(io.BytesIO(data)) as im:  # a valid PNG that Pillow reads the same position from
+        assert gps_from_ifd(im.getexif().get_ifd(0x8825)) == GpsFix(lat=52.5, lon=-4.25)
+
+    def no_decoding(self: object) -> None:
+        raise AssertionError("the PNG's pixels were decoded to read its EXIF")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    assert read_gps(data) == GpsFix(lat=52.5, lon=-4.25)
+    assert read_gps(cv2.imencode(".png", field_like(320, 240, 3))[1].tobytes()) is None
 
 
 def test_rationals_as_pairs_bytes_refs_and_decimal_degrees() -> None:
