@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/bench_commits.py --base REV [--rounds 12]
 
+With WEEDSCAN_ENGINE=onnxruntime WEEDSCAN_PRECISION=fp32 set, both servers run the same engine
+even against a commit from before the engine choice: the HTTP path alone is compared.
+
 The earlier commit is checked out into a temporary git worktree; both servers load the same model
 file (this checkout's, by default) and answer the same val images, requests alternating between
 them in small steps with the order flipping each round, so a slow spell of this shared machine
@@ -107,7 +110,10 @@ def main() -> None:
     lines = ["## This checkout's server vs an earlier commit's (`benchmarks/bench_commits.py`)", "", header, "",
              f"Base `{base_rev}` vs this checkout, both serving `{args.model.name}`, {args.threads} inference "
              f"threads each, {len(bodies)} val images x {args.rounds} rounds, interleaved (order flipping "
-             "each round), one keep-alive client on loopback, `POST /v1/detect` raw body.", "",
+             "each round), one keep-alive client on loopback, `POST /v1/detect` raw body. "
+             f"Engine settings (a commit without engines ignores them): WEEDSCAN_ENGINE="
+             f"{os.environ.get('WEEDSCAN_ENGINE', 'auto')}, WEEDSCAN_PRECISION="
+             f"{os.environ.get('WEEDSCAN_PRECISION', 'auto')}.", "",
              "| image | base median ms | this median ms | this / base |", "|---|---|---|---|"]
     ratios = []
     for name, _, _ in bodies:

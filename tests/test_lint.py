@@ -53,6 +53,8 @@ def text_calls_without_encoding(source: str) -> list[int]:
             continue
         if any(keyword.arg == "encoding" for keyword in node.keywords):
             continue
+        if node.func.attr == "read_text" and node.args:  # read_text("utf-8"): named by position
+            continue
         if node.func.attr == "open":
             first = node.args[0] if node.args else None
             mode = next((k.value for k in node.keywords if k.arg == "mode"), first)
@@ -74,5 +76,6 @@ def test_text_files_name_their_encoding() -> None:
 
 def test_the_encoding_check_sees_each_form() -> None:
     source = ('p.read_text()\np.write_text("x")\np.open("w")\np.open()\n'
-              'p.read_text(encoding="utf-8")\np.open("rb")\nzipped.open(name)\nos.open(x, 1)\n')
+              'p.read_text(encoding="utf-8")\np.open("rb")\nzipped.open(name)\nos.open(x, 1)\n'
+              'p.read_text("utf-8")\n')
     assert text_calls_without_encoding(source) == [1, 2, 3, 4]

@@ -325,7 +325,7 @@ def test_csv_download_has_one_row_per_photo_with_the_page_numbers(session: Sessi
     with page.expect_download() as download:
         page.get_by_role("button", name="Download table (CSV)").click()
     assert download.value.suggested_filename.endswith(".csv")
-    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8", encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
     assert rows[0] == CSV_HEADER
     table = {row[0]: dict(zip(CSV_HEADER, row)) for row in rows[1:]}
     assert list(table) == [*(u.name for u in session.uploads), BROKEN], "one row per photo, in order"
@@ -356,7 +356,7 @@ def test_json_and_png_downloads(session: Session) -> None:
     wait_covers(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download detections (JSON)").click()
-    exported = json.loads(Path(download.value.path()).read_text("utf-8", encoding="utf-8"))
+    exported = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert exported["min_confidence"] == pytest.approx(session.middle)
     by_file = {p["file"]: p for p in exported["photos"]}
     assert "error" in by_file[BROKEN]
@@ -634,7 +634,7 @@ def test_exif_gps_position_is_shown_where_the_photo_has_one(browser: Any, web_se
     wait_covers(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download table (CSV)").click()
-    rows = {r[0]: r for r in csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8", encoding="utf-8")))}
+    rows = {r[0]: r for r in csv.reader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8")))}
     assert [float(v) for v in rows["gps.jpg"][-3:-1]] == pytest.approx([-33.8651432, 151.2099123], abs=1e-6)
     assert rows["no-gps.jpg"][-3:] == ["", "", ""]
     own = web_server.url + "/"

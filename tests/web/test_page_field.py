@@ -258,7 +258,7 @@ def test_geojson_download_of_the_geotagged_photos(walk: Walk) -> None:
     with page.expect_download() as download:
         page.get_by_role("button", name="Download map (GeoJSON)").click()
     assert download.value.suggested_filename.endswith(".geojson")
-    collection = json.loads(Path(download.value.path()).read_text("utf-8", encoding="utf-8"))
+    collection = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert collection["type"] == "FeatureCollection"
     features = {f["properties"]["file"]: f for f in collection["features"]}
     assert set(features) == set(FIXES), "only the photos with a GPS fix, each once"
