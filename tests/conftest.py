@@ -27,6 +27,9 @@ TRAINING = ("tests/training/",)
 # cores, spinning threads take the CPU the others need. Speed only; results are the same.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("KMP_BLOCKTIME", "0")
+# Servers and apps of the suite run one inference thread (their default: every core): several
+# test processes share the cores already, and 2 threads per server beside them only contend.
+os.environ.setdefault("WEEDSCAN_THREADS", "1")
 ENGINE_CACHE = pytest.StashKey[str]()
 
 
