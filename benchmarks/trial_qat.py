@@ -90,7 +90,7 @@ class TrialResult(BaseModel):
     attempts: list[Attempt]
 
 
-def rebuilt_model(model_path: Path, calibration: list[Path]) -> Any:  # noqa: ANN401 - DetectionModel
+def rebuilt_model(model_path: Path, calibration: list[Path]) -> Any:
     from training.pretrained import rebuild_from_onnx
 
     model, _ = rebuild_from_onnx(model_path, calibration)
@@ -101,7 +101,7 @@ def rebuilt_model(model_path: Path, calibration: list[Path]) -> Any:  # noqa: AN
     return model
 
 
-def float_scope(model: Any, nncf: Any, keep: str) -> Any:  # noqa: ANN401
+def float_scope(model: Any, nncf: Any, keep: str) -> Any:
     """The layers left in float: the head's decoding (every operation traced after the head's
     last convolution), and with keep == 'stem' every operation of /model.0/-/model.2/ (traced
     before /model.3/'s convolution, the third top-level `conv/conv2d`). NNCF's PyTorch graph
@@ -120,7 +120,7 @@ def float_scope(model: Any, nncf: Any, keep: str) -> Any:  # noqa: ANN401
     return nncf.IgnoredScope(names=ignored, validate=False)
 
 
-def export_variant(model: Any, folder: Path, name: str, label: str) -> None:  # noqa: ANN401
+def export_variant(model: Any, folder: Path, name: str, label: str) -> None:
     """The fake-quantized model as an OpenVINO IR int8 variant of folder/name.onnx (card updated)."""
     import openvino as ov
     import torch
@@ -153,7 +153,7 @@ def score_variant(folder: Path, name: str, data: list[Path], threads: int, refer
                    worst=min(change.values()), latency_ms=check.latency_ms)
 
 
-def train_loader(data: list[Path], out_dir: Path, batch: int, imgsz: int) -> tuple[Any, Any]:  # noqa: ANN401
+def train_loader(data: list[Path], out_dir: Path, batch: int, imgsz: int) -> tuple[Any, Any]:
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
@@ -166,7 +166,7 @@ def train_loader(data: list[Path], out_dir: Path, batch: int, imgsz: int) -> tup
     return cfg, build_dataloader(dataset, batch, workers=0, shuffle=True)
 
 
-def train_epoch(model: Any, loader: Any, optimizer: Any, max_batches: int | None) -> tuple[float, int]:  # noqa: ANN401
+def train_epoch(model: Any, loader: Any, optimizer: Any, max_batches: int | None) -> tuple[float, int]:
     model.train()
     losses = []
     for index, batch in enumerate(loader):

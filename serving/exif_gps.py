@@ -36,8 +36,8 @@ def png_exif_chunk(data: bytes) -> bytes | None:
 
 def read_gps(source: bytes | str | Path) -> GpsFix | None:
     """The GPS position of an image (its bytes or path); None when absent or malformed."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
         if data.startswith(PNG_SIGNATURE):
             chunk = png_exif_chunk(data)
             if chunk is None:
