@@ -16,7 +16,9 @@
      growth over 10 % is flagged.
 
 Every attempt that ends in a reset or an EOF instead of an answer is counted (`resets / EOFs`),
-and so are the server's warning lines per phase. Any 5xx other than 503, a reset or EOF, or a
+and so are the server's warning lines per phase. A pooled connection is checked before reuse, as
+HTTP client libraries do: one the server closed while it sat idle is replaced, and counted apart
+(`closed while idle`), not as a reset. Any 5xx other than 503, a reset or EOF, or a
 flagged memory growth makes the script exit 1 (after writing results).
 
     .venv/bin/python benchmarks/load_test.py [--model models/weedscan.onnx] [--duration 20]
@@ -87,6 +89,7 @@ class Phase:
     missing_retry_after: int = 0
     transport_errors: int = 0  # attempts answered by a reset or an EOF instead of a status
     other_errors: int = 0  # attempts that failed otherwise (connect refused, timeouts)
+    closed_while_idle: int = 0  # pooled connections the server had closed, not reused
     warnings: int = 0  # WARNING lines the server logged during the phase
     server_cores: float = 0.0  # CPU used over the phase, in cores: the server shares the machine
     client_cores: float = 0.0  # with this load generator
@@ -118,6 +121,7 @@ class RawClient:
         assert parsed.host in ("127.0.0.1", "localhost", "::1"), url  # loopback only
         self.host, self.port = parsed.host, parsed.port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.closed_while_idle = 0  # pooled connections found closed by the server, not reused
 
     def request(self, path: str, body: bytes, media: str) -> bytes:
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {media}\r\n"
@@ -127,10 +131,15 @@ class RawClient:
     async def send(self, request: bytes, new_connection: bool = False) -> tuple[int, dict[bytes, bytes]]:
         """Status and headers of the answer (the body is read and dropped). `new_connection`:
         on a connection of its own, closed after the answer."""
-        if self.idle and not new_connection:
+        pooled = None
+        while self.idle and not new_connection and pooled is None:
             reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            if reader.at_eof():  # the server closed it while it sat idle: HTTP clients check this
+                writer.close()   # before reusing a pooled connection (urllib3, httpcore) too
+                self.closed_while_idle += 1
+            else:
+                pooled = reader, writer
+        reader, writer = pooled or await asyncio.open_connection(self.host, self.port)
         try:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -227,6 +236,7 @@ async def closed_loop(url: str, image: tuple[str, bytes, str], phase: Phase, *, 
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.wall_s = time.perf_counter() - start
+    phase.closed_while_idle = http.closed_while_idle
     await http.close()
     return phase
 
@@ -251,6 +261,7 @@ async def open_loop(url: str, image: tuple[str, bytes, str], phase: Phase, rate:
         next_at += rng.expovariate(rate)
     await asyncio.gather(*tasks)
     phase.wall_s = time.perf_counter() - start
+    phase.closed_while_idle = http.closed_while_idle
     await http.close()
     return phase
 
@@ -288,15 +299,15 @@ def raise_own_file_limit() -> None:
 def table(phases: list[Phase], capacity: float, peak: float) -> list[str]:
     lines = [("| phase | offered req/s | client requests | goodput 200/s | x 1-client capacity "
               "| x peak capacity | p50 ms | p99 ms | attempts by status | gave up | resets / EOFs "
-              "| other errors | server warnings | phase s | server / load generator cores |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| closed while idle | other errors | server warnings | phase s | server / load generator cores |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in phases:
         offered = f"{p.offered_rps:.1f}" if p.offered_rps else "closed loop"
         statuses = ", ".join(f"{s}: {n}" for s, n in sorted(p.statuses.items()))
         lines.append(f"| {p.name} | {offered} | {p.requests} | {p.throughput:.2f} | "
                      f"{p.throughput / capacity:.2f} | {p.throughput / peak:.2f} | {p.percentile(50):.0f} "
                      f"| {p.percentile(99):.0f} | {statuses} | {p.gave_up} | {p.transport_errors} "
-                     f"| {p.other_errors} | {p.warnings} "
+                     f"| {p.closed_while_idle} | {p.other_errors} | {p.warnings} "
                      f"| {p.wall_s:.1f} | {p.server_cores:.2f} / {p.client_cores:.2f} |")
     return lines
 
@@ -357,7 +368,8 @@ def main() -> None:
             print(f"{label}: {phase.throughput:.2f} 200/s ({phase.throughput / peak:.2f}x peak), "
                   f"p50 {phase.percentile(50):.0f} ms, p99 {phase.percentile(99):.0f} ms, "
                   f"{dict(phase.statuses)}, gave up {phase.gave_up}, resets/EOFs "
-                  f"{phase.transport_errors}, warnings {phase.warnings}", flush=True)
+                  f"{phase.transport_errors}, closed while idle {phase.closed_while_idle}, warnings {phase.warnings}",
+                  flush=True)
             time.sleep(2)  # the last retries drain before the next phase
 
         for m in args.multipliers:
@@ -372,7 +384,8 @@ def main() -> None:
                     seconds=args.duration, concurrency=clients, give_up_s=args.give_up, manners=manners))
                 phases.append(phase)
                 print(f"{phase.name}: {phase.throughput:.2f} 200/s, {dict(phase.statuses)}, "
-                      f"resets/EOFs {phase.transport_errors}", flush=True)
+                      f"resets/EOFs {phase.transport_errors}, closed while idle {phase.closed_while_idle}",
+                      flush=True)
                 time.sleep(2)
         # Memory: the server has served the warm-up and all phases above; let retries drain first.
         time.sleep(2)
@@ -418,7 +431,10 @@ def main() -> None:
         "included. Goodput: the 200s that came within the arrival window, per second of it (the "
         "phase then runs on until every client has its answer or gave up: `phase s`), as a ratio "
         "to the 1-client and to the peak capacity of this run. `resets / EOFs`: attempts that "
-        "got no answer. The load generator (a lean keep-alive client over raw sockets) runs on "
+        "got no answer. `closed while idle`: pooled keep-alive connections the server had closed "
+        "(to make room at the connection cap) while their client slept through Retry-After, "
+        "found closed before reuse and replaced, as HTTP client libraries do. The load generator "
+        "(a lean keep-alive client over raw sockets) runs on "
         "the same cores as the server: the last column shows how the CPU was shared. `N clients "
         f"retrying at once`: N clients back to back for {args.duration:g} s."), "",
         *table(phases, rate, peak), "",
