@@ -90,6 +90,7 @@ class Phase:
     transport_errors: int = 0  # attempts answered by a reset or an EOF instead of a status
     other_errors: int = 0  # attempts that failed otherwise (connect refused, timeouts)
     closed_while_idle: int = 0  # pooled connections the server had closed, not reused
+    transport_kinds: Counter = field(default_factory=Counter)  # "error, pooled or new connection"
     warnings: int = 0  # WARNING lines the server logged during the phase
     server_cores: float = 0.0  # CPU used over the phase, in cores: the server shares the machine
     client_cores: float = 0.0  # with this load generator
@@ -122,6 +123,7 @@ class RawClient:
         self.host, self.port = parsed.host, parsed.port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.closed_while_idle = 0  # pooled connections found closed by the server, not reused
+        self.last_was_pooled = False  # whether the last attempt went out on a pooled connection
 
     def request(self, path: str, body: bytes, media: str) -> bytes:
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {media}\r\n"
@@ -140,6 +142,7 @@ class RawClient:
             else:
                 pooled = reader, writer
         reader, writer = pooled or await asyncio.open_connection(self.host, self.port)
+        self.last_was_pooled = pooled is not None
         try:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -187,8 +190,10 @@ async def send_until_answered(http: RawClient, request: bytes, phase: Phase, giv
     while True:
         try:
             status, headers = await http.send(request, manners.new_connection)
-        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
+        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
             phase.transport_errors += 1
+            phase.transport_kinds[f"{type(exc).__name__} on a {'pooled' if http.last_was_pooled else 'new'} "
+                                  "connection"] += 1
             phase.gave_up += 1
             return
         except (OSError, ValueError):
@@ -415,7 +420,9 @@ def main() -> None:
     if missing_retry_after:
         flags.append(f"{missing_retry_after} 503 answers without Retry-After")
     if resets:
-        flags.append(f"{resets} attempts ended in a reset or EOF")
+        kinds = sum((p.transport_kinds for p in phases), Counter())
+        flags.append(f"{resets} attempts ended in a reset or EOF ("
+                     + ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common()) + ")")
 
     name, data, _ = image
     lines = [
