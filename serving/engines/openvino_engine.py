@@ -21,6 +21,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
+
 from serving.engines.base import EngineName, Precision
 from serving.engines.cpu import this_cpu
 
@@ -57,6 +62,7 @@ def import_openvino() -> ModuleType:
 
 
 CACHE_ENV = "WEEDSCAN_ENGINE_CACHE"
+COMPILE_LOCK = ".compile.lock"  # in the cache folder: one compile at a time across processes
 _LOCALE_SWITCHING_CALLS = threading.Lock()
 
 
@@ -76,6 +82,24 @@ def locale_kept() -> Iterator[None]:
                 locale.setlocale(locale.LC_ALL, before)
 
 
+@contextlib.contextmanager
+def compiling(cache: Path | None) -> Iterator[None]:
+    """Around compile_model: locale_kept, and with a compile cache, an exclusive lock on its
+    folder. OpenVINO maps a cached model from its file while another process may still be
+    writing that file (workers starting together, a CLI run beside the server): the reader then
+    dies of SIGBUS. The lock makes the second compile wait and load the finished file."""
+    with locale_kept():
+        if cache is None or fcntl is None:  # no cache, or no flock (Windows)
+            yield
+            return
+        with open(cache / COMPILE_LOCK, "ab") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def compile_cache_dir() -> Path | None:
     """Where OpenVINO keeps what it compiled ($WEEDSCAN_ENGINE_CACHE), so that a restarted
     server, another worker or the next CLI run loads a model and its input shapes instead of
@@ -87,6 +111,8 @@ def compile_cache_dir() -> Path | None:
     folder = Path(value).expanduser().resolve()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
     except OSError as exc:
         log.warning("%s=%s cannot be used (%s): OpenVINO compiles without a cache", CACHE_ENV, value, exc)
         return None
@@ -115,9 +141,9 @@ class OpenVinoEngine:
 
         self.precision: Precision = precision
         self._core = ov.Core()
-        cache = compile_cache_dir()
-        if cache is not None:
-            self._core.set_property({"CACHE_DIR": str(cache)})
+        self._cache = compile_cache_dir()
+        if self._cache is not None:
+            self._core.set_property({"CACHE_DIR": str(self._cache)})
         with locale_kept():
             model = (self._core.read_model(model_path, weights_path) if weights_path
                      else self._core.read_model(model_path))
@@ -128,7 +154,7 @@ class OpenVinoEngine:
             "PERFORMANCE_HINT": "LATENCY",
         }
         self._model = model
-        with locale_kept():
+        with compiling(self._cache):
             self.compiled = self._core.compile_model(model, "CPU", self._config)
         del idle_spin  # OpenVINO's threads sleep between runs already
         self.input_name: str = model.inputs[0].get_any_name()
@@ -156,7 +182,7 @@ class OpenVinoEngine:
         try:
             model = self._model.clone()
             model.reshape({0: list(shape)})
-            with locale_kept():
+            with compiling(self._cache):
                 request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
         except RuntimeError as exc:  # that shape keeps running on the dynamic model
             log.warning("OpenVINO could not compile input shape %s (%s); it runs on the dynamic model", shape, exc)

@@ -4,9 +4,12 @@ compiled models are written; unset, nothing is) and the process locale (kept as 
 
 from __future__ import annotations
 
+import fcntl
 import locale
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.engines.openvino_engine import CACHE_ENV, OpenVinoEngine, locale_kept
+from serving.engines.openvino_engine import CACHE_ENV, COMPILE_LOCK, OpenVinoEngine, locale_kept
 from tests.serving.test_engines import needs_openvino
 
 pytestmark = needs_openvino
@@ -39,9 +42,10 @@ def test_a_second_engine_loads_the_compiled_model_and_shapes_and_answers_the_sam
     first = OpenVinoEngine(str(shipped_model), "fp32", threads=1, idle_spin=False)
     first_outputs = outputs_of(first)
     written = files_under(cache)
-    # The dynamic model and one model per fixed shape, nothing else (no image, no log).
-    assert len(written) == 1 + len(SHAPES)
-    assert {path.suffix for path in written} == {".blob"}
+    blobs = [path for path in written if path.name != COMPILE_LOCK]
+    # The dynamic model and one model per fixed shape, and the lock; nothing else (no image, no log).
+    assert len(blobs) == 1 + len(SHAPES) and (cache / COMPILE_LOCK) in written
+    assert {path.suffix for path in blobs} == {".blob"}
     assert oct(cache.stat().st_mode & 0o777) == oct(0o700)
 
     second = OpenVinoEngine(str(shipped_model), "fp32", threads=1, idle_spin=False)
@@ -105,3 +109,41 @@ def test_openvino_calls_take_turns() -> None:
     for thread in threads:
         thread.join()
     assert overlaps == []
+
+
+def test_a_compile_waits_while_another_process_compiles_into_the_same_cache(
+        shipped_model: Path, tmp_path: Path) -> None:
+    """A cached model is mapped from its file: one process must not load it while another is
+    still writing it (workers starting together died of SIGBUS). Here the test holds the lock as
+    a compiling process would; the engine of another process waits for it, then compiles."""
+    cache = tmp_path / "engine-cache"
+    cache.mkdir()
+    script = ("from serving.engines.openvino_engine import OpenVinoEngine; "
+              f"OpenVinoEngine({str(shipped_model)!r}, 'fp32', threads=1, idle_spin=False); print('compiled')")
+    env = {**os.environ, CACHE_ENV: str(cache)}
+    with open(cache / COMPILE_LOCK, "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        other = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                other.wait(timeout=8)  # imports and reads the model, then waits for the lock
+            assert not [path for path in cache.iterdir() if path.suffix == ".blob"]
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    out, _ = other.communicate(timeout=120)
+    assert other.returncode == 0 and out.strip() == "compiled"
+    assert [path for path in cache.iterdir() if path.suffix == ".blob"]
+
+
+def test_an_unwritable_cache_folder_is_not_used(shipped_model: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "read-only"
+    cache.mkdir()
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a read-only mount answers (root writes anyway)
+    with caplog.at_level(logging.WARNING, logger="weedscan.engines"):
+        engine = OpenVinoEngine(str(shipped_model), "fp32", threads=1, idle_spin=False)
+    assert "cannot be used (not writable)" in caplog.text
+    assert outputs_of(engine)[0].shape[0] == 1
+    assert list(cache.iterdir()) == []
