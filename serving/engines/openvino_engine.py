@@ -82,6 +82,14 @@ def locale_kept() -> Iterator[None]:
                 locale.setlocale(locale.LC_ALL, before)
 
 
+def compile_lock(cache: Path) -> Path:
+    """The cache folder's lock file, made if missing (touching an existing one would change it)."""
+    lock = cache / COMPILE_LOCK
+    if not lock.exists():
+        lock.touch()
+    return lock
+
+
 @contextlib.contextmanager
 def compiling(cache: Path | None) -> Iterator[None]:
     """Around compile_model: locale_kept, and with a compile cache, an exclusive lock on its
@@ -92,7 +100,7 @@ def compiling(cache: Path | None) -> Iterator[None]:
         if cache is None or fcntl is None:  # no cache, or no flock (Windows)
             yield
             return
-        with open(cache / COMPILE_LOCK, "ab") as handle:
+        with open(compile_lock(cache), "rb") as handle:  # flock needs no write access
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -113,6 +121,7 @@ def compile_cache_dir() -> Path | None:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise PermissionError("not writable")
+        compile_lock(folder)
     except OSError as exc:
         log.warning("%s=%s cannot be used (%s): OpenVINO compiles without a cache", CACHE_ENV, value, exc)
         return None

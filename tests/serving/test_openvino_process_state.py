@@ -1,6 +1,7 @@
 """What the OpenVINO engine leaves behind in the process and on disk: its compile cache
 (WEEDSCAN_ENGINE_CACHE: a second engine loads what the first compiled and answers the same; only
-compiled models are written; unset, nothing is) and the process locale (kept as it was)."""
+compiled models and a lock are written; processes compiling into one folder take turns; unset,
+nothing is written) and the process locale (kept as it was)."""
 
 from __future__ import annotations
 
