@@ -110,6 +110,14 @@ class Phase:
         return float(np.percentile(np.asarray(self.latencies) * 1000, q)) if self.latencies else float("nan")
 
 
+class NoAnswer(Exception):
+    """A reset or EOF instead of an answer, named with the kind of connection it came on (the
+    client is shared by concurrent requests, so this travels with the exception)."""
+
+    def __init__(self, error: BaseException, pooled: bool) -> None:
+        super().__init__(f"{type(error).__name__} on a {'pooled' if pooled else 'new'} connection")
+
+
 class RawClient:
     """A lean HTTP/1.1 keep-alive client for the load generator (loopback only): a request is a
     prebuilt byte string, an answer is read by its Content-Length. With httpx the generator took
@@ -123,7 +131,6 @@ class RawClient:
         self.host, self.port = parsed.host, parsed.port
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.closed_while_idle = 0  # pooled connections found closed by the server, not reused
-        self.last_was_pooled = False  # whether the last attempt went out on a pooled connection
 
     def request(self, path: str, body: bytes, media: str) -> bytes:
         head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: {media}\r\n"
@@ -142,7 +149,6 @@ class RawClient:
             else:
                 pooled = reader, writer
         reader, writer = pooled or await asyncio.open_connection(self.host, self.port)
-        self.last_was_pooled = pooled is not None
         try:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -150,6 +156,9 @@ class RawClient:
             status = int(lines[0].split(b" ", 2)[1])
             headers = dict(line.lower().split(b": ", 1) for line in lines[1:] if b": " in line)
             await reader.readexactly(int(headers.get(b"content-length", b"0")))
+        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+            writer.close()
+            raise NoAnswer(exc, pooled=pooled is not None) from exc
         except BaseException:
             writer.close()
             raise
@@ -190,10 +199,9 @@ async def send_until_answered(http: RawClient, request: bytes, phase: Phase, giv
     while True:
         try:
             status, headers = await http.send(request, manners.new_connection)
-        except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+        except (NoAnswer, ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
             phase.transport_errors += 1
-            phase.transport_kinds[f"{type(exc).__name__} on a {'pooled' if http.last_was_pooled else 'new'} "
-                                  "connection"] += 1
+            phase.transport_kinds[str(exc) if isinstance(exc, NoAnswer) else f"{type(exc).__name__} on connect"] += 1
             phase.gave_up += 1
             return
         except (OSError, ValueError):

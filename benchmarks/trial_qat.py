@@ -57,11 +57,9 @@ from serving.detector import Detector
 from serving.engines.cpu import this_cpu
 from serving.model_card import ModelVariant, load_card, sha256_of, variant_file_names, write_card
 from training.evaluate import evaluate
-from training.precision import check_precisions, map50_of
+from training.precision import check_precisions, forward_latency_ms, map50_of
 from training.quantize_openvino import calibration_images, import_nncf, served_inputs
 from training.trainset import build_training_set
-
-RECIPE_REPEATS = {"cwfid": 8, "potato-uav": 3, "sugarbeet-jmpap": 3}
 
 
 class Attempt(BaseModel):
@@ -144,21 +142,32 @@ def export_variant(model: Any, folder: Path, name: str, label: str) -> None:
     write_card(model_path, card.model_copy(update={"variants": [variant], "precision_checks": []}))
 
 
-def score_variant(folder: Path, name: str, data: list[Path], threads: int, reference: dict[str, float],
+def score_variant(model_path: Path, data: list[Path], threads: int, reference: dict[str, float],
                   label: str, epochs: int) -> Attempt:
-    check = check_precisions(folder / f"{name}.onnx", data, "val", threads, reference_map50=reference,
+    """The model's int8 variant scored and timed as `weedscan precision` checks one."""
+    check = check_precisions(model_path, data, "val", threads, reference_map50=reference,
                              combinations=[("openvino", "int8")])[0]
     change = {split: round(check.map50[split] - reference[split], 4) for split in check.map50}
     return Attempt(label=label, epochs=epochs, map50=check.map50, change=change,
                    worst=min(change.values()), latency_ms=check.latency_ms)
 
 
-def train_loader(data: list[Path], out_dir: Path, batch: int, imgsz: int) -> tuple[Any, Any]:
+def export_and_score(model: Any, folder: Path, name: str, out_dir: Path, data: list[Path], threads: int,
+                     reference: dict[str, float], label: str, epochs: int) -> Attempt:
+    """Export the fake-quantized model as the variant of folder/name.onnx, keep a copy of the
+    folder as out_dir/epoch-N, and score it."""
+    export_variant(model, folder, name, f"epoch {epochs}")
+    shutil.copytree(folder, out_dir / f"epoch-{epochs}")
+    return score_variant(folder / f"{name}.onnx", data, threads, reference, label, epochs)
+
+
+def train_loader(data: list[Path], out_dir: Path, batch: int, imgsz: int,
+                 repeats: dict[str, int]) -> tuple[Any, Any]:
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
-    data_yaml = build_training_set(data, out_dir / "trainset", repeats=RECIPE_REPEATS)
+    data_yaml = build_training_set(data, out_dir / "trainset", repeats=repeats)
     cfg = get_cfg(overrides={"imgsz": imgsz, "batch": batch, "workers": 0, "mosaic": 0.5,
                              "flipud": 0.5, "fliplr": 0.5, "hsv_s": 0.6, "degrees": 0.0})
     dataset_info = check_det_dataset(str(data_yaml))
@@ -208,8 +217,6 @@ def latency_side_by_side(models: dict[str, Path], threads: int, rounds: int) -> 
     """Median forward pass of each int8 variant (forced, so unvalidated ones run too) and of
     ONNX Runtime fp32 of the first model, measured in interleaved rounds so a busy spell of the
     machine hits all of them alike. A markdown table."""
-    from training.precision import forward_latency_ms
-
     first = next(iter(models.values()))
     detectors = {"ONNX Runtime fp32": Detector(first, threads=threads, engine="onnxruntime", precision="fp32")}
     for label, model in models.items():
@@ -277,15 +284,9 @@ def main() -> None:
     reference_detector = Detector(args.model, threads=args.threads, engine="onnxruntime", precision="fp32")
     reference = map50_of(evaluate(args.model, args.data, "val", threads=args.threads,
                                   engine="onnxruntime", precision="fp32"))
-    from training.precision import forward_latency_ms
-
     reference_latency = forward_latency_ms(reference_detector)
-    shipped = check_precisions(args.model, args.data, "val", args.threads, reference_map50=reference,
-                               combinations=[("openvino", "int8")])[0]
-    shipped_change = {s: round(shipped.map50[s] - reference[s], 4) for s in shipped.map50}
-    shipped_attempt = Attempt(label="shipped variant (post-training, accuracy control)", epochs=0,
-                              map50=shipped.map50, change=shipped_change, worst=min(shipped_change.values()),
-                              latency_ms=shipped.latency_ms)
+    shipped_attempt = score_variant(args.model, args.data, args.threads, reference,
+                                    "shipped variant (post-training, accuracy control)", 0)
     print(f"reference and shipped variant scored in {time.perf_counter() - started:.0f} s", flush=True)
 
     train_images = calibration_images(args.data, args.calib)
@@ -293,13 +294,13 @@ def main() -> None:
     calibration = [torch.from_numpy(blob) for blob in served_inputs(reference_detector, train_images)]
     quantized = nncf.quantize(model, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
                               subset_size=len(calibration), ignored_scope=float_scope(model, nncf, args.keep))
-    export_variant(quantized, folder, name, "epoch 0")
-    shutil.copytree(folder, args.out_dir / "epoch-0")
-    attempts = [score_variant(folder, name, args.data, args.threads, reference,
-                              "PyTorch post-training int8, not trained", 0)]
+    attempts = [export_and_score(quantized, folder, name, args.out_dir, args.data, args.threads, reference,
+                                 "PyTorch post-training int8, not trained", 0)]
     print(attempts[-1].model_dump_json(), flush=True)
 
-    cfg, loader = train_loader(args.data, args.out_dir, args.batch, 416)
+    # The shipped model's own recipe: each field repeated as it was trained.
+    repeats = load_card(args.model).training_recipe.get("repeats", {})
+    cfg, loader = train_loader(args.data, args.out_dir, args.batch, 416, repeats)
     quantized.args = cfg
     optimizer = torch.optim.Adam([p for p in quantized.parameters() if p.requires_grad], lr=args.lr)
     batches = 0
@@ -307,10 +308,8 @@ def main() -> None:
         began = time.perf_counter()
         mean_loss, batches = train_epoch(quantized, loader, optimizer, args.max_batches)
         took = time.perf_counter() - began
-        export_variant(quantized, folder, name, f"epoch {epoch}")
-        shutil.copytree(folder, args.out_dir / f"epoch-{epoch}")
-        attempt = score_variant(folder, name, args.data, args.threads, reference,
-                                f"quantization-aware, {epoch} epoch{'s' if epoch > 1 else ''}", epoch)
+        attempt = export_and_score(quantized, folder, name, args.out_dir, args.data, args.threads, reference,
+                                   f"quantization-aware, {epoch} epoch{'s' if epoch > 1 else ''}", epoch)
         attempts.append(attempt.model_copy(update={"train_seconds": round(took, 1), "mean_loss": mean_loss}))
         print(attempts[-1].model_dump_json(), flush=True)
 

@@ -41,6 +41,8 @@ def precision_hint(precision: Precision) -> str:
     if precision == "int8" and this_cpu().native_bf16:
         return "bf16"
     return _PRECISION_HINTS[precision]
+
+
 # `import openvino` imports its model converter, which sends a Google Analytics event unless a
 # consent file in the user's home says no. Its own fallback when the telemetry package cannot be
 # imported is a stub that sends nothing; a None entry in sys.modules makes that import fail.
