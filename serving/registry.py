@@ -96,6 +96,9 @@ class ModelRegistry:
         self._slots: dict[str, ModelSlot] = {}
         self._pinned_name: str | None = None
         self._lock = threading.Lock()
+        # Held while the active choice is written and switched to: a reader of the folder's
+        # choice on another thread must not act on what it read before such a switch.
+        self._choosing = threading.Lock()
         self._disk_key: DiskKey | None = None
 
     # --- reads (any thread) ---------------------------------------------------------------------
@@ -287,27 +290,37 @@ class ModelRegistry:
         """Load and warm `name`, record the choice in the folder (every worker follows it), then
         switch. OSError when the folder cannot be written: nothing switches then."""
         self.load(name)
-        if persist:
-            write_active(self.models_dir, name)
-            self._disk_key = self._disk_state()  # our own write: nothing to refresh
-        if self.active != name:
-            log.info("model %s is now the active model (was %s)", name, self.active)
-        return self._switch(name)
+        with self._choosing:
+            if persist:
+                write_active(self.models_dir, name)
+                self._disk_key = self._disk_state()  # our own write: nothing to refresh
+            if self.active != name:
+                log.info("model %s is now the active model (was %s)", name, self.active)
+            return self._switch(name)
 
     def follow_loaded(self) -> None:
         """When the folder's active choice is a model already loaded here, switch at once (a
         pointer move, no load: safe on the event loop); `refresh` does the rest."""
-        chosen = read_active(self.models_dir)
-        slot = self.slot(chosen) if chosen and chosen != self.active else None
-        if slot is not None and slot.detector is not None and slot.error is None:
-            self.active = chosen
-            self._on_active(slot.detector)
-            log.info("model %s is now the active model (the models folder says so)", chosen)
+        if not self._choosing.acquire(blocking=False):
+            return  # a switch is under way on the loader thread; its refresh comes after it
+        try:
+            chosen = read_active(self.models_dir)
+            slot = self.slot(chosen) if chosen and chosen != self.active else None
+            if slot is not None and slot.detector is not None and slot.error is None:
+                self.active = chosen
+                self._on_active(slot.detector)
+                log.info("model %s is now the active model (the models folder says so)", chosen)
+        finally:
+            self._choosing.release()
 
     def refresh(self) -> None:
         """The folder changed (another worker or `weedscan models` wrote it): rescan, and follow
         its active choice when it names a good model."""
         self.scan()
+        with self._choosing:
+            self._follow_choice()
+
+    def _follow_choice(self) -> None:
         chosen = read_active(self.models_dir)
         if chosen is None or chosen == self.active:
             return

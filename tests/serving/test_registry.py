@@ -5,6 +5,7 @@ folder when another process changes it, and per-model metrics."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -12,9 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.api.app import create_app
+from serving import registry as registry_module
 from serving.api.schemas import ModelsAnswer
 from serving.config import Settings
+from serving.detector import Detector
 from serving.models_dir import ACTIVE_FILE, read_active, write_active
+from serving.registry import ModelRegistry
 from tests import images
 from tests.serving.conftest import wait_ready
 from tests.serving.registry_helpers import add_broken, add_copy, models_folder
@@ -244,3 +248,30 @@ def test_a_model_written_a_moment_ago_can_be_activated_at_once(tmp_path: Path,
         answer = client.post("/v1/models/fresh/activate")
         assert answer.status_code == 200, answer.text
         assert answer.json()["active"] == "fresh"
+
+
+def test_a_reader_of_the_folder_never_undoes_a_switch_made_while_it_read(folder: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request following the folder reads its choice while the loader thread switches to
+    another model: what it read before the switch must not win after it."""
+    registry = ModelRegistry(folder, lambda path: Detector(path, threads=1, engine="onnxruntime"),
+                             max_loaded=3)
+    registry.start()
+    registry.load("weedscan-b")
+    registry.activate("weedscan-b")
+    switcher = threading.Thread(target=registry.activate, args=("weedscan",))
+    read_choice = registry_module.read_active
+
+    def read_then_let_the_loader_switch(models_dir: Path) -> str | None:
+        chosen = read_choice(models_dir)
+        if threading.current_thread() is threading.main_thread() and not switcher.is_alive():
+            switcher.start()  # the swap lands between this read and what the reader does with it
+            switcher.join(timeout=1)
+        return chosen
+
+    monkeypatch.setattr(registry_module, "read_active", read_then_let_the_loader_switch)
+    registry.follow_loaded()
+    switcher.join(timeout=30)
+    assert not switcher.is_alive()
+    assert read_active(folder) == "weedscan"
+    assert registry.active == "weedscan"
