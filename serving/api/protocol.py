@@ -9,7 +9,9 @@ headers of any size and number. This subclass adds, per connection:
 - a limit on the head's size and on its number of headers: 431;
 - a cap on open connections: over it, the longest-idle connection that never completed a request
   is closed (else the longest idle one), else the upload that has sent least of its body gets
-  a 503, else the newcomer does. A request whose body is all in is never dropped for room;
+  a 503, else the newcomer does. A request whose body is all in is never dropped for room, nor
+  is a connection whose next request is already in its socket, unread (closing it then would
+  reset the client mid-request);
 - a refusal written here (400, 408, 431, 503) is followed by a lingering close, as nginx does:
   the server stops sending, then reads and drops what the client still sends for up to
   LINGER_S before it closes, so that the client reads its answer instead of a reset;
@@ -22,8 +24,11 @@ headers of any size and number. This subclass adds, per connection:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import logging
+import struct
+import termios
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -341,6 +346,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return (not self.transport.is_closing() and not self._lingering
                 and (self.cycle is None or self.cycle.response_complete))
 
+    def _request_waiting(self) -> bool:
+        """Bytes the client sent that the event loop has not read yet: on an idle connection, its
+        next request on its way in (a busy loop reads it a turn later)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            unread = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return struct.unpack("i", unread)[0] > 0
+
     def _uploading(self) -> bool:
         """Its request's head is in and its body still coming, unanswered."""
         return (not self.transport.is_closing() and not self._lingering and not self._in_head
@@ -355,9 +372,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         one has a whole request in (being answered, or held by the load shedder)."""
         others = [c for c in self.connections
                   if c is not self and isinstance(c, GuardedHttpToolsProtocol)]
-        idle = [c for c in others if c._idle()]
-        if idle:
-            victim = min(idle, key=lambda c: (c._completed > 0, c._last_active))
+        idle = sorted((c for c in others if c._idle()), key=lambda c: (c._completed > 0, c._last_active))
+        victim = next((c for c in idle if not c._request_waiting()), None)
+        if victim is not None:
             victim._cancel_head_timer()
             victim.transport.close()
             return

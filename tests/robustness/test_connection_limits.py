@@ -1,6 +1,6 @@
 """Over real HTTP: silent and slowloris connections are closed (head deadline),
-open connections are capped (the longest-idle one makes room), oversized or countless headers
-get 431, and the server keeps answering everyone else."""
+open connections are capped (the longest-idle one makes room, never one whose next request is
+already in), oversized or countless headers get 431, and the server keeps answering everyone else."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
-from tests.robustness.rawhttp import open_socket, read_until_closed, request_head, status_of
+from serving.api.protocol import GuardedHttpToolsProtocol
+from tests.robustness.rawhttp import open_socket, poll, read_response, read_until_closed, request_head, status_of
 from tests.serving.conftest import LiveServer, free_port, wait_ready
 
 HEAD_TIMEOUT_S = "1"
@@ -137,3 +141,57 @@ def test_an_idle_flood_past_the_file_limit_does_not_lock_out_new_clients(
     text = log_path.read_text(encoding="utf-8")
     assert "open-file limit" in text and "Traceback" not in text, text[-3000:]
     assert "accept" not in text.lower(), text[-3000:]  # no "socket.accept() out of resources"
+
+
+async def answer_ok(scope: dict, receive: Callable, send: Callable) -> None:
+    """The smallest app: reads the request, answers 200 (the protocol under test is in front)."""
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture()
+def guarded_in_process() -> Iterator[tuple[uvicorn.Server, int]]:
+    """`weedscan serve`'s protocol under uvicorn in this process (its connections inspectable)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(answer_ok, host="127.0.0.1", port=port, lifespan="off",
+                                           http=GuardedHttpToolsProtocol, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    assert poll(lambda: server.started, attempts=200, pause=0.05)
+    yield server, port
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_connection_whose_next_request_is_in_its_socket_is_not_closed_for_room(
+        guarded_in_process: tuple[uvicorn.Server, int]) -> None:
+    """A keep-alive client sends its next request as a newcomer over the cap arrives, and the
+    event loop reads the newcomer first (a busy loop reads the request a turn later): the
+    connection is no longer idle, so the newcomer gets the 503, and the request its answer
+    rather than a reset."""
+    server, port = guarded_in_process
+    keep_alive = open_socket(port)
+    keep_alive.sendall(request_head("/first", {}, method="GET"))
+    assert status_of(read_response(keep_alive)) == 200
+    newcomer = open_socket(port)
+    assert poll(lambda: len(server.server_state.connections) == 2, pause=0.05)
+    arrived = next(c for c in server.server_state.connections if c._completed == 0)
+    on_loop, request_sent = threading.Event(), threading.Event()
+
+    def over_the_cap() -> None:  # on the server's event loop, which reads nothing meanwhile
+        on_loop.set()
+        request_sent.wait(10)
+        arrived._make_room()  # what a connection over the cap does when it arrives
+
+    arrived.loop.call_soon_threadsafe(over_the_cap)
+    assert on_loop.wait(10)
+    keep_alive.sendall(request_head("/next", {}, method="GET"))
+    time.sleep(0.2)  # in the server's socket, unread
+    request_sent.set()
+    assert status_of(read_response(keep_alive)) == 200
+    refusal = read_until_closed(newcomer)
+    assert status_of(refusal) == 503 and b'"code":"overloaded"' in refusal, refusal[:300]
+    keep_alive.close()

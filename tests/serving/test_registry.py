@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.api.app import create_app
 from serving import registry as registry_module
+from serving.api.app import create_app
 from serving.api.schemas import ModelsAnswer
 from serving.config import Settings
 from serving.detector import Detector
