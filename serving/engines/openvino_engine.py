@@ -165,8 +165,6 @@ class OpenVinoEngine:
             "PERFORMANCE_HINT": "LATENCY",
         }
         self._model = model
-        with compiling(self._cache):
-            self.compiled = self._core.compile_model(model, "CPU", self._config)
         del idle_spin  # OpenVINO's threads sleep between runs already
         self.input_name: str = model.inputs[0].get_any_name()
         self.input_shape = _dims(model.inputs[0].get_partial_shape())
@@ -174,9 +172,13 @@ class OpenVinoEngine:
         # The ONNX file's metadata (Ultralytics writes the stride there) is under "framework".
         has_stride = model.has_rt_info(["framework", "stride"])
         self.stride = int(model.get_rt_info(["framework", "stride"]).astype(str)) if has_stride else 32
-        self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one run at a time: runs from several threads take turns
         self._by_shape: dict[tuple[int, ...], Any] = {}  # input shape -> the request of its own compile
+        # The model as read (any input shape where the file leaves it open), compiled when first
+        # needed: a model with open shapes runs each shape met on a compile of its own.
+        self._any_shape: Any | None = None
+        if all(d is not None for d in self.input_shape):
+            self._any_shape_request()  # the only compile a fixed-shape model gets: now, not mid-request
 
     def run(self, blob: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -189,7 +191,7 @@ class OpenVinoEngine:
         if request is not None:
             return request
         if all(d is not None for d in self.input_shape) or len(self._by_shape) >= self.STATIC_SHAPES:
-            return self._request
+            return self._any_shape_request()
         try:
             model = self._model.clone()
             model.reshape({0: list(shape)})
@@ -197,9 +199,15 @@ class OpenVinoEngine:
                 request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
         except RuntimeError as exc:  # that shape keeps running on the dynamic model
             log.warning("OpenVINO could not compile input shape %s (%s); it runs on the dynamic model", shape, exc)
-            request = self._request
+            request = self._any_shape_request()
         self._by_shape[shape] = request
         return request
+
+    def _any_shape_request(self) -> Any:  # noqa: ANN401 - an openvino InferRequest
+        if self._any_shape is None:
+            with compiling(self._cache):
+                self._any_shape = self._core.compile_model(self._model, "CPU", self._config).create_infer_request()
+        return self._any_shape
 
     def providers(self) -> list[str]:
         return ["OpenVINO CPU"]

@@ -221,7 +221,7 @@ def test_openvino_compiles_each_new_shape_once_up_to_its_cap_then_runs_dynamic(s
     for a, b in zip(first, again):  # the same input gives the same output whatever ran before
         assert np.array_equal(a, b)
     # a static compile computes what the dynamic model computes, up to float rounding
-    dynamic = np.array(engine._request.infer({0: blobs[0]})[0])
+    dynamic = np.array(engine._any_shape_request().infer({0: blobs[0]})[0])
     assert np.allclose(dynamic, first[0], atol=0.05)
 
 
@@ -230,10 +230,11 @@ def test_a_shape_openvino_cannot_compile_runs_on_the_dynamic_model(shipped_model
     from serving.engines.openvino_engine import OpenVinoEngine
 
     engine = OpenVinoEngine(str(shipped_model), "fp32", threads=2, idle_spin=False)
+    any_shape = engine._any_shape_request()  # compiled when first needed: here, before the refusals
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no kernel for this shape")
 
     monkeypatch.setattr(engine._core, "compile_model", refuse)
     output = engine.run(np.zeros((1, 3, 320, 416), np.float32))
-    assert output.shape[:2] == (1, 6) and engine._by_shape[(1, 3, 320, 416)] is engine._request
+    assert output.shape[:2] == (1, 6) and engine._by_shape[(1, 3, 320, 416)] is any_shape
