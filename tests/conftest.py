@@ -107,4 +107,4 @@ def detector(shipped_model: Path) -> Detector:
 
     # The reference, ONNX Runtime fp32: what the comparisons with Ultralytics rest on (auto may run
     # the card's int8 variant on OpenVINO; tests/serving/test_engine*.py cover the other engines).
-    return Detector(shipped_model, threads=2, engine="onnxruntime", precision="fp32")
+    return Detector(shipped_model, threads=1, engine="onnxruntime", precision="fp32")

@@ -38,7 +38,7 @@ def wait_ready(get: Callable[[str], Any], timeout: float = 60.0, alive: Callable
 
 
 def make_client(model: Path, **settings: object) -> TestClient:
-    app = create_app(Settings(model=model, threads=2, **settings))
+    app = create_app(Settings(model=model, **settings))
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -68,13 +68,15 @@ class LiveServer:
                  log_path: Path | None = None, args: list[str] | None = None) -> None:
         """`model` None: the server's own choice (the models folder's active model); `args`:
         more `weedscan serve` options (`--models-dir DIR`, `--workers N`)."""
+        self._own_log = log_path is None  # a temporary file, removed once the server stops
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="weedscan-server-", suffix=".log")
             os.close(handle)
             log_path = Path(name)
         self.log_path = log_path
+        self._final_log: str | None = None
         command = [*SERVE, *(["--model", str(model)] if model is not None else []), *(args or [])]
-        env = {**os.environ, "WEEDSCAN_THREADS": "2", **(env or {})}
+        env = {**os.environ, **(env or {})}
         # A free port can be taken by another test process between asking and binding: try again.
         for attempt in range(PORT_ATTEMPTS):
             self._start(command, env)
@@ -92,17 +94,22 @@ class LiveServer:
     def _start(self, command: list[str], env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._final_log = None
         self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen([*command, "--host", "127.0.0.1", "--port", str(self.port)],
                                         env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True)
         self.http = httpx.Client(base_url=self.url, timeout=60)
 
     def log(self) -> str:
+        if self._final_log is not None:
+            return self._final_log
         self._log.flush()
         return self.log_path.read_text(errors="replace", encoding="utf-8")
 
     def stop(self) -> str:
-        """Stop the server; returns everything it logged."""
+        """Stop the server (again: nothing more to do); returns everything it logged."""
+        if self._final_log is not None:
+            return self._final_log
         self.http.close()
         if self.process.poll() is None:
             self.process.terminate()
@@ -112,7 +119,10 @@ class LiveServer:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-        return self.log_path.read_text(errors="replace", encoding="utf-8")
+        self._final_log = self.log_path.read_text(errors="replace", encoding="utf-8")
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
+        return self._final_log
 
 
 @pytest.fixture(scope="session")

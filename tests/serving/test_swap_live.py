@@ -110,7 +110,7 @@ def test_ten_swaps_under_load_fail_no_request(folder: Path, loaded: str) -> None
                     answer = admin.post(f"/v1/models/{name}/activate")
                     assert answer.status_code == 200 and answer.json()["active"] == name, answer.text
                     swaps.append((asked, time.monotonic(), name))
-                    time.sleep(0.8)
+                    time.sleep(0.4)
 
         busy = drive(server.url, 0, during=swap_ten_times)
         log = server.stop()
