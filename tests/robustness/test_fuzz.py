@@ -10,6 +10,7 @@ CI runs a bounded number of examples per operation; for a long run:
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -41,7 +42,9 @@ schemathesis.serializer.alias(["image/bmp", "image/tiff"], "application/octet-st
 
 # schemathesis.pytest.from_fixture() would build the app lazily, but schemathesis 4.32 sets
 # `request.node._nodeid`, which pytest 9 no longer has (AttributeError); so the app and its schema
-# are built at import. from_asgi() starts the app's lifespan, which loads the model in the background.
+# are built at import, in every test process that collects this file. The schema is the app's own
+# (what GET /openapi.json serves), built without starting the app, whose lifespan would load the
+# model then; it loads on the first call instead.
 # Field datasets the fuzzer creates go to a folder of its own, removed at exit.
 DATA_DIR = Path(tempfile.mkdtemp(prefix="weedscan-fuzz-data-"))
 atexit.register(shutil.rmtree, DATA_DIR, True)
@@ -52,7 +55,8 @@ atexit.register(shutil.rmtree, MODELS_DIR, True)
 (MODELS_DIR / SHIPPED_MODEL.name).symlink_to(SHIPPED_MODEL)
 shutil.copyfile(SHIPPED_MODEL.with_suffix(".json"), MODELS_DIR / SHIPPED_MODEL.with_suffix(".json").name)
 APP = create_app(Settings(models_dir=MODELS_DIR, threads=1, data_dir=DATA_DIR))
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+schema = schemathesis.openapi.from_dict(json.loads(json.dumps(APP.openapi())))
+schema.app, schema.location = APP, "/openapi.json"
 
 
 def wait_until_ready(timeout: float = 60) -> None:
