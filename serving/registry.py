@@ -27,7 +27,7 @@ from typing import Literal
 from serving.detector import Detector
 from serving.errors import ModelCardError
 from serving.memory import return_memory
-from serving.model_card import ModelCard, load_card
+from serving.model_card import ModelCard, card_path_for, load_card
 from serving.models_dir import (
     ACTIVE_FILE,
     check_model,
@@ -42,6 +42,14 @@ log = logging.getLogger("weedscan")
 
 State = Literal["loaded", "available", "broken"]
 DiskKey = tuple[object, ...]
+FileKey = tuple[int, int, int] | None
+ModelKey = tuple[FileKey, FileKey]
+
+
+def model_key(path: Path) -> ModelKey:
+    """The model file's identity and its card's: either written anew (a card copied after its
+    model, as a plain copy does) makes the slot read again."""
+    return file_key(path), file_key(card_path_for(path))
 
 
 def model_load_error(path: Path, exc: BaseException) -> str:
@@ -61,7 +69,7 @@ class ModelUnavailable(ModelCardError):
 class ModelSlot:
     name: str
     path: Path
-    key: tuple[int, int, int] | None  # the file's identity when its card was read
+    key: ModelKey  # the identity of the model's file and its card's when the card was read
     card: ModelCard | None = None
     checked: bool = False  # sha256 and an ONNX Runtime session verified (not only the card read)
     error: str | None = None
@@ -188,7 +196,7 @@ class ModelRegistry:
             name = card.name
         except Exception:  # noqa: BLE001 - its load gives the reason
             card, name = None, path.stem
-        slot = ModelSlot(name, path, file_key(path), card, checked=detector is not None,
+        slot = ModelSlot(name, path, model_key(path), card, checked=detector is not None,
                          detector=detector)
         with self._lock:
             self._slots[name] = slot
@@ -204,7 +212,7 @@ class ModelRegistry:
                 slot = self._slots.get(name)
                 if name == self._pinned_name or name == self.active and slot and slot.detector:
                     continue  # what is served is never replaced under a request
-                key = file_key(path)
+                key = model_key(path)
                 if slot is None or slot.path != path or slot.key != key:
                     self._slots[name] = self._read(name, path, key)
             for name in [n for n in self._slots if n not in files]:
@@ -213,7 +221,7 @@ class ModelRegistry:
         if check:
             self.check_all()
 
-    def _read(self, name: str, path: Path, key: tuple[int, int, int] | None) -> ModelSlot:
+    def _read(self, name: str, path: Path, key: ModelKey) -> ModelSlot:
         """A slot with the card read (cheap); the sha256 and session are checked later."""
         slot = ModelSlot(name, path, key)
         try:

@@ -275,3 +275,19 @@ def test_a_reader_of_the_folder_never_undoes_a_switch_made_while_it_read(folder:
     assert not switcher.is_alive()
     assert read_active(folder) == "weedscan"
     assert registry.active == "weedscan"
+
+
+def test_a_card_written_after_its_model_is_read_when_it_arrives(folder: Path) -> None:
+    """A plain copy writes the model, then its card: a look at the folder in between finds no
+    card; once the card is there, the model is offered."""
+    (folder / "late.onnx").write_bytes((folder / "weedscan.onnx").read_bytes())
+    registry = ModelRegistry(folder, lambda path: Detector(path, threads=1, engine="onnxruntime"),
+                             max_loaded=2)
+    registry.start()
+    early = registry.slot("late")
+    assert early is not None and "card" in (early.error or ""), early
+    card = json.loads((folder / "weedscan.json").read_text(encoding="utf-8"))
+    (folder / "late.json").write_text(json.dumps({**card, "name": "late"}), encoding="utf-8")
+    registry.scan()
+    assert registry.usable("late").error is None
+    assert registry.load("late").model_card.name == "late"
