@@ -8,7 +8,8 @@ headers of any size and number. This subclass adds, per connection:
   a silent connection is closed, a slow head gets 408;
 - a limit on the head's size and on its number of headers: 431;
 - a cap on open connections: over it, the longest-idle connection that never completed a request
-  is closed (else the longest idle one), else the upload that has sent least of its body gets
+  is closed after a 503 (its client may be just about to send; else the longest idle one is
+  closed), else the upload that has sent least of its body gets
   a 503, else the newcomer does. A request whose body is all in is never dropped for room, nor
   is a connection whose next request is already in its socket, unread (closing it then would
   reset the client mid-request);
@@ -27,6 +28,7 @@ import asyncio
 import fcntl
 import itertools
 import logging
+import resource
 import struct
 import termios
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ class HeadLimits:
     max_count: int
     max_connections: int
     retry_after_s: int
+    max_lingering: int  # connections lingering at once (beyond: the oldest is closed); not in the cap
 
 
 @lru_cache(maxsize=1)
@@ -60,7 +63,16 @@ def limits_from_env() -> HeadLimits:
     """Read once per process: worker processes get the settings through the environment."""
     s = Settings()
     return HeadLimits(s.header_timeout_s, s.max_header_bytes, s.max_headers, s.max_connections,
-                      s.retry_after_s)
+                      s.retry_after_s, lingering_room(s.max_connections))
+
+
+def lingering_room(max_connections: int) -> int:
+    """MAX_LINGERING, or fewer where the open-file limit leaves less beside the connection cap
+    (`weedscan serve` warns of such a limit): at the limit, accept() fails and new clients are reset."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_LINGERING
+    return max(0, min(MAX_LINGERING, soft - max_connections - FILES_BESIDE_CONNECTIONS))
 
 
 # The app's security headers (serving/api/headers.py), on the refusals written here too.
@@ -71,7 +83,9 @@ _REFUSAL_HEADERS = [b"content-type: application/json",
 
 LINGER_S = 2.0  # after a refusal, what the client still sends is read and dropped this long
 LINGER_MAX_BYTES = 1 << 20  # ... up to this much (a frame or two)
-MAX_LINGERING = 128  # connections lingering at once (beyond: the oldest is closed); not counted in the cap
+VICTIM_TRIES = 8  # idle connections looked at for one to close (those with a request waiting are passed over)
+MAX_LINGERING = 128  # connections lingering at once, where the open-file limit allows it
+FILES_BESIDE_CONNECTIONS = 64  # open files a server needs besides its connections (model, pipes, logs)
 _refusal_warning = ThrottledWarning()  # a connection refused at the cap
 _invalid_warning = ThrottledWarning()  # a request that is not HTTP
 
@@ -366,17 +380,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _make_room(self) -> None:
         """Over the cap (lingering connections aside): close the connection idle longest
-        (preferring those that never completed a request), else answer the upload that
-        has sent least of its body with a 503 (a flood of bodies that never come must not shut
-        out new clients, a liveness probe included), or refuse this new one when every other
-        one has a whole request in (being answered, or held by the load shedder)."""
+        (preferring those that never completed a request, which get a 503 first), else answer
+        the upload that has sent least of its body with a 503 (a flood of bodies that never come
+        must not shut out new clients, a liveness probe included), or refuse this new one when
+        every other one has a whole request in (being answered, or held by the load shedder)."""
         others = [c for c in self.connections
                   if c is not self and isinstance(c, GuardedHttpToolsProtocol)]
-        idle = sorted((c for c in others if c._idle()), key=lambda c: (c._completed > 0, c._last_active))
-        victim = next((c for c in idle if not c._request_waiting()), None)
-        if victim is not None:
-            victim._cancel_head_timer()
-            victim.transport.close()
+        idle = [c for c in others if c._idle()]
+        for _ in range(VICTIM_TRIES):
+            if not idle:
+                break
+            victim = min(idle, key=lambda c: (c._completed > 0, c._last_active))
+            if victim._request_waiting():
+                idle.remove(victim)
+                continue
+            if victim._completed:  # between requests: closed, as an idle keep-alive timeout does
+                victim._cancel_head_timer()
+                victim.transport.close()
+            else:  # its client may be about to send its first request: it reads why, not an EOF
+                victim._refuse(HeadRefused(503, "overloaded", "too many open connections: this one had "
+                                           "sent no request yet and made room; retry after the seconds "
+                                           "in Retry-After"))
             return
         uploading = [c for c in others if c._uploading()]
         if not uploading:
@@ -425,8 +449,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self._lingering = True
+        if self.limits.max_lingering == 0:  # no file to spare: closed once the answer is written
+            self.transport.close()
+            return
         self.lingering[self] = None
-        if len(self.lingering) > MAX_LINGERING:
+        if len(self.lingering) > self.limits.max_lingering:
             oldest = next(iter(self.lingering))
             del self.lingering[oldest]
             oldest.transport.close()

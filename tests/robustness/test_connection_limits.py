@@ -5,6 +5,7 @@ already in), oversized or countless headers get 431, and the server keeps answer
 from __future__ import annotations
 
 import os
+import re
 import select
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
+from serving.api import protocol
 from serving.api.protocol import GuardedHttpToolsProtocol
 from tests.robustness.rawhttp import open_socket, poll, read_response, read_until_closed, request_head, status_of
 from tests.serving.conftest import LiveServer, free_port, wait_ready
@@ -195,3 +197,42 @@ def test_a_connection_whose_next_request_is_in_its_socket_is_not_closed_for_room
     refusal = read_until_closed(newcomer)
     assert status_of(refusal) == 503 and b'"code":"overloaded"' in refusal, refusal[:300]
     keep_alive.close()
+
+
+def test_a_connection_closed_for_room_before_its_first_request_reads_a_503(
+        guarded_in_process: tuple[uvicorn.Server, int]) -> None:
+    """A client that has connected but not yet sent its request when its connection makes room
+    (many clients opening connections at once) reads a 503 with Retry-After, not an EOF."""
+    server, port = guarded_in_process
+    quiet = open_socket(port)
+    newcomer = open_socket(port)
+    assert poll(lambda: len(server.server_state.connections) == 2, pause=0.05)
+    quiet_protocol, arrived = sorted(server.server_state.connections, key=lambda c: c._last_active)
+    room_made = threading.Event()
+
+    def over_the_cap() -> None:
+        arrived._make_room()  # what a connection over the cap does when it arrives
+        room_made.set()
+
+    arrived.loop.call_soon_threadsafe(over_the_cap)
+    assert room_made.wait(10)
+    try:
+        quiet.sendall(request_head("/late", {}, method="GET"))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the answer is already in the socket
+    answer = read_until_closed(quiet)
+    assert status_of(answer) == 503 and b'"code":"overloaded"' in answer, answer[:300]
+    assert re.search(rb"(?i)\r\nretry-after: \d+", answer), answer[:300]
+    newcomer.sendall(request_head("/first", {}, method="GET"))
+    assert status_of(read_response(newcomer)) == 200  # the newcomer got the room
+    quiet.close()
+    newcomer.close()
+
+
+@pytest.mark.parametrize(("soft_limit", "room"), [(300, 36), (250, 0), (100_000, 128)])
+def test_lingering_connections_keep_within_the_open_file_limit(monkeypatch: pytest.MonkeyPatch,
+                                                               soft_limit: int, room: int) -> None:
+    """Connections answered with a refusal linger beside the cap's: only as many as the file
+    limit leaves room for (200 connections and the server's own files), never over MAX_LINGERING."""
+    monkeypatch.setattr(protocol.resource, "getrlimit", lambda _: (soft_limit, soft_limit))
+    assert protocol.lingering_room(200) == room
