@@ -8,11 +8,10 @@ headers of any size and number. This subclass adds, per connection:
   a silent connection is closed, a slow head gets 408;
 - a limit on the head's size and on its number of headers: 431;
 - a cap on open connections: over it, the longest-idle connection that never completed a request
-  is closed after a 503 (its client may be just about to send; else the longest idle one is
-  closed), else the upload that has sent least of its body gets
-  a 503, else the newcomer does. A request whose body is all in is never dropped for room, nor
-  is a connection whose next request is already in its socket, unread (closing it then would
-  reset the client mid-request);
+  is closed after a 503 (its client may be just about to send), else the longest idle one is
+  closed, else the upload that has sent least of its body gets a 503, else the newcomer does.
+  A request whose body is all in is never dropped for room, nor is a connection whose next
+  request is already in its socket, unread (closing it then would reset the client mid-request);
 - a refusal written here (400, 408, 431, 503) is followed by a lingering close, as nginx does:
   the server stops sending, then reads and drops what the client still sends for up to
   LINGER_S before it closes, so that the client reads its answer instead of a reset;
