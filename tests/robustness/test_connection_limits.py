@@ -197,6 +197,7 @@ def test_a_connection_whose_next_request_is_in_its_socket_is_not_closed_for_room
     refusal = read_until_closed(newcomer)
     assert status_of(refusal) == 503 and b'"code":"overloaded"' in refusal, refusal[:300]
     keep_alive.close()
+    newcomer.close()
 
 
 def test_a_connection_closed_for_room_before_its_first_request_reads_a_503(
@@ -207,7 +208,7 @@ def test_a_connection_closed_for_room_before_its_first_request_reads_a_503(
     quiet = open_socket(port)
     newcomer = open_socket(port)
     assert poll(lambda: len(server.server_state.connections) == 2, pause=0.05)
-    quiet_protocol, arrived = sorted(server.server_state.connections, key=lambda c: c._last_active)
+    _, arrived = sorted(server.server_state.connections, key=lambda c: c._last_active)  # the quiet one first
     room_made = threading.Event()
 
     def over_the_cap() -> None:
