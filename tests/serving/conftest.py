@@ -67,7 +67,8 @@ class LiveServer:
     def __init__(self, model: Path | None, env: dict[str, str] | None = None,
                  log_path: Path | None = None, args: list[str] | None = None) -> None:
         """`model` None: the server's own choice (the models folder's active model); `args`:
-        more `weedscan serve` options (`--models-dir DIR`, `--workers N`)."""
+        more `weedscan serve` options (`--models-dir DIR`, `--workers N`). The environment is
+        the caller's (in the suite, one inference thread), then `env`."""
         self._own_log = log_path is None  # a temporary file, removed once the server stops
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="weedscan-server-", suffix=".log")
