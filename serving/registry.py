@@ -326,15 +326,12 @@ class ModelRegistry:
         its active choice when it names a good model."""
         self.scan()
         with self._choosing:
-            self._follow_choice()
-
-    def _follow_choice(self) -> None:
-        chosen = read_active(self.models_dir)
-        if chosen is None or chosen == self.active:
-            return
-        try:
-            self._switch(chosen)
-            log.info("model %s is now the active model (the models folder says so)", chosen)
-        except Exception as exc:  # noqa: BLE001 - the old model stays active
-            log.error("error: the models folder names %s as active, but it cannot be served (%s); "
-                      "%s stays active", chosen, exc, self.active)
+            chosen = read_active(self.models_dir)
+            if chosen is None or chosen == self.active:
+                return
+            try:
+                self._switch(chosen)
+                log.info("model %s is now the active model (the models folder says so)", chosen)
+            except Exception as exc:  # noqa: BLE001 - the old model stays active
+                log.error("error: the models folder names %s as active, but it cannot be served (%s); "
+                          "%s stays active", chosen, exc, self.active)

@@ -177,7 +177,8 @@ class OpenVinoEngine:
         # The model as read (any input shape where the file leaves it open), compiled when first
         # needed: a model with open shapes runs each shape met on a compile of its own.
         self._any_shape: Any | None = None
-        if all(d is not None for d in self.input_shape):
+        self._fixed_shape = all(d is not None for d in self.input_shape)
+        if self._fixed_shape:
             self._any_shape_request()  # the only compile a fixed-shape model gets: now, not mid-request
 
     def run(self, blob: np.ndarray) -> np.ndarray:
@@ -190,7 +191,7 @@ class OpenVinoEngine:
         request = self._by_shape.get(shape)
         if request is not None:
             return request
-        if all(d is not None for d in self.input_shape) or len(self._by_shape) >= self.STATIC_SHAPES:
+        if self._fixed_shape or len(self._by_shape) >= self.STATIC_SHAPES:
             return self._any_shape_request()
         try:
             model = self._model.clone()
