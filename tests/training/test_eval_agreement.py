@@ -1,5 +1,8 @@
 """`weedscan eval` (the ONNX model through the serving detector) agrees with Ultralytics' `val`
-on the same ONNX file within 0.04 mAP50 (see below), on the real val splits."""
+on the same ONNX file within 0.02 mAP50 (see below), on real val photos: all of CWFID's, every
+third of sesame's (in name order, so the same photos each run). The whole splits are
+benchmarks/check_eval_agreement.py's; here the agreement is what is checked, per photo scored the
+same way on both sides, so a fixed part of the bigger split checks it as well."""
 
 from __future__ import annotations
 
@@ -10,11 +13,31 @@ import pytest
 from training.agreement import ultralytics_val
 from training.evaluate import evaluate
 
+EVERY_NTH = {"sesame": 3, "cwfid": 1}
+
+
+def val_sample(dataset: Path, every_nth: int, root: Path) -> Path:
+    """A dataset folder of links to every `every_nth` val photo (and its labels) of `dataset`,
+    with the same data.yaml; its train split is one linked photo, which loaders require."""
+    for split in ("train", "val"):
+        for kind in ("images", "labels"):
+            (root / kind / split).mkdir(parents=True)
+    photos = sorted((dataset / "images" / "val").iterdir())[::every_nth]
+    first_train = sorted((dataset / "images" / "train").iterdir())[0]
+    for split, chosen in (("val", photos), ("train", [first_train])):
+        for photo in chosen:
+            (root / "images" / split / photo.name).symlink_to(photo)
+            label = dataset / "labels" / split / f"{photo.stem}.txt"
+            if label.is_file():
+                (root / "labels" / split / label.name).symlink_to(label)
+    (root / "data.yaml").write_text((dataset / "data.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    return root / "data.yaml"
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["sesame", "cwfid"])
-def test_eval_agrees_with_yolo_val(shipped_model: Path, shared_data: Path, dataset: str) -> None:
-    data_yaml = shared_data / dataset / "data.yaml"
+def test_eval_agrees_with_yolo_val(shipped_model: Path, shared_data: Path, dataset: str, tmp_path: Path) -> None:
+    data_yaml = val_sample(shared_data / dataset, EVERY_NTH[dataset], tmp_path / dataset)
     # The file itself on both sides: ONNX Runtime fp32, not the int8 variant `auto` would serve.
     ours = evaluate(shipped_model, [data_yaml], engine="onnxruntime", precision="fp32").card_metrics()[dataset]
     from serving.detector import Detector
