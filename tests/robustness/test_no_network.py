@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,25 +55,57 @@ def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     return env, log
 
 
-def run_offline(tmp_path: Path, shipped_model: Path, command: str, *, linger: float = 0.0,
-                trace: Path | None = None, engine: str = "auto") -> tuple[dict, list[dict], list[dict]]:
-    env, log = guarded_env(tmp_path)
+# Native telemetry uploaders start on a timer some seconds after start-up: a server is kept up
+# this long after its first requests.
+LINGER_S = 15.0
+TRACED = bool(STRACE and NETNS)  # strace only where the command cannot reach anything anyway
+
+
+@dataclass
+class Offline:
+    """One command of offline_run.py, started: in its own folder (its TMPDIR), under the Python
+    guard, under strace where TRACED."""
+    folder: Path
+    process: subprocess.Popen[str]
+    guard_log: Path
+    trace: Path | None
+
+    def finish(self) -> tuple[dict, list[dict], list[dict], list[str]]:
+        """What the command's requests got, the guard's installs and attempts, and the traced
+        syscalls that address anything but loopback."""
+        try:
+            stdout, stderr = self.process.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            stdout, stderr = self.process.communicate()
+        assert self.process.returncode == 0, stdout[-2000:] + stderr[-4000:]
+        installed, attempts = netguard.read_log(self.guard_log)
+        outbound = outbound_syscalls(self.trace) if self.trace is not None else []
+        return json.loads(stdout.strip().splitlines()[-1]), installed, attempts, outbound
+
+    def leftovers(self) -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir() if p.name.startswith("."))
+
+
+def start_offline(folder: Path, shipped_model: Path, command: str, *, engine: str,
+                  linger: float = 0.0) -> Offline:
+    folder.mkdir(parents=True)
+    env, log = guarded_env(folder)
     env["WEEDSCAN_ENGINE"] = engine
-    image = tmp_path / "field.jpg"
+    image = folder / "field.jpg"
     image.write_bytes(images.encode(images.field_like(640, 480), ".jpg"))
     argv = [sys.executable, "-m", "tests.robustness.offline_run", command, str(shipped_model), str(image),
             "--linger", str(linger)]
     if NETNS:
         argv += ["--netns"]
+    trace = folder / "strace.txt" if TRACED else None
     if trace is not None:
         argv = [STRACE, "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto,sendmsg",
                 "-o", str(trace), *argv]
     if NETNS:
         argv = ["unshare", "-n", *argv]
-    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    installed, attempts = netguard.read_log(log)
-    return json.loads(done.stdout.strip().splitlines()[-1]), installed, attempts
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return Offline(folder, process, log, trace)
 
 
 _INET = re.compile(r"(connect|sendto|sendmsg)\(.*sa_family=AF_INET6?,.*?"
@@ -138,73 +171,48 @@ def test_in_process_app_and_detector_make_no_attempt(shipped_model: Path) -> Non
     assert attempts == []
 
 
-# --- the commands, through Python's socket layer -------------------------------------------------
+# --- the commands: Python's socket layer, and the syscalls (native code included) -------------
 
-# Each command also with the OpenVINO engine (its converter sends an event on import unless kept
-# from loading its telemetry: serving/engines/openvino_engine.py).
-ENGINES = ["auto", "onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
-    not openvino_available(), reason="the openvino extra is not installed"))]
+# Each command with every engine (OpenVINO's converter sends an event on import unless kept from
+# loading its telemetry: serving/engines/openvino_engine.py); `auto` runs the card's int8 variant
+# on OpenVINO where it is installed (engine_that_runs).
+ENGINES = ["auto", "onnxruntime", *(["openvino"] if openvino_available() else [])]
 
 
 def engine_that_runs(shipped_model: Path, engine: str) -> str:
-    """The engine a command asked for `engine` runs the shipped model on (auto: the card's int8
-    variant on OpenVINO where it is installed)."""
+    """The engine a command asked for `engine` runs the shipped model on."""
     from serving.engines.choose import choose_engine
     from serving.model_card import load_card
 
     return choose_engine(load_card(shipped_model), engine, model_path=shipped_model).engine  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_weedscan_serve_makes_no_outbound_attempt(tmp_path: Path, shipped_model: Path, engine: str) -> None:
-    result, installed, attempts = run_offline(tmp_path, shipped_model, "serve", engine=engine)
-    assert set(result["statuses"].values()) == {200}, result
-    assert result["engine"] == engine_that_runs(shipped_model, engine)
-    commands = {" ".join(i["argv"]) for i in installed}
-    assert any("serve" in c for c in commands), f"the guard did not reach the server: {commands}"
-    assert attempts == [], attempts
+def test_weedscan_serve_makes_no_outbound_attempt_on_any_engine(tmp_path: Path, shipped_model: Path) -> None:
+    """A server per engine, side by side: start, ready, requests, then up for LINGER_S."""
+    runs = {engine: start_offline(tmp_path / engine, shipped_model, "serve", engine=engine, linger=LINGER_S)
+            for engine in ENGINES}
+    for engine, run in runs.items():
+        result, installed, attempts, outbound = run.finish()
+        assert set(result["statuses"].values()) == {200}, (engine, result)
+        assert result["engine"] == engine_that_runs(shipped_model, engine)
+        commands = {" ".join(i["argv"]) for i in installed}
+        assert any("serve" in c for c in commands), f"the guard did not reach the server: {commands}"
+        assert attempts == [], (engine, attempts)
+        assert outbound == [], f"{engine}: outbound network syscalls:\n" + "\n".join(outbound[:10])
+        assert run.leftovers() == [], f"{engine}: files left in TMPDIR: {run.leftovers()}"
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_weedscan_detect_makes_no_outbound_attempt(tmp_path: Path, shipped_model: Path, engine: str) -> None:
-    result, installed, attempts = run_offline(tmp_path, shipped_model, "detect", engine=engine)
-    assert result["returncode"] == 0, result
-    line = json.loads(result["stdout"].splitlines()[0])
-    assert line["image"] == {"width": 640, "height": 480}
-    assert line["model"]["engine"] == engine_that_runs(shipped_model, engine)
-    assert any("detect" in " ".join(i["argv"]) for i in installed)
-    assert attempts == [], attempts
-
-
-# --- the commands, at the syscall level (native code included) -----------------------------------
-
-needs_trace = pytest.mark.skipif(not (STRACE and NETNS),
-                                 reason="needs strace and `unshare -n` (root) to trace native code safely")
-
-
-# Traced, `auto` stands for OpenVINO: it runs the card's int8 variant there where the extra is
-# installed (engine_that_runs), so the two cover both engines' native code.
-@needs_trace
-@pytest.mark.parametrize("engine", ["auto", "onnxruntime"])
-def test_weedscan_serve_makes_no_outbound_syscall(tmp_path: Path, shipped_model: Path, engine: str) -> None:
-    # Native telemetry uploaders start on a timer some seconds after start-up: keep the server
-    # up for a while after the first requests.
-    trace = tmp_path / "strace.txt"
-    result, _, _ = run_offline(tmp_path, shipped_model, "serve", linger=15, trace=trace, engine=engine)
-    assert set(result["statuses"].values()) == {200}, result
-    outbound = outbound_syscalls(trace)
-    assert outbound == [], "outbound network syscalls:\n" + "\n".join(outbound[:10])
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
-    assert leftovers == [], f"files left in TMPDIR: {leftovers}"
-
-
-@needs_trace
-def test_weedscan_detect_makes_no_outbound_syscall(tmp_path: Path, shipped_model: Path) -> None:
-    trace = tmp_path / "strace.txt"
-    result, _, _ = run_offline(tmp_path, shipped_model, "detect", trace=trace)
-    assert result["returncode"] == 0, result
-    outbound = outbound_syscalls(trace)
-    assert outbound == [], "outbound network syscalls:\n" + "\n".join(outbound[:10])
+def test_weedscan_detect_makes_no_outbound_attempt_on_any_engine(tmp_path: Path, shipped_model: Path) -> None:
+    runs = {engine: start_offline(tmp_path / engine, shipped_model, "detect", engine=engine) for engine in ENGINES}
+    for engine, run in runs.items():
+        result, installed, attempts, outbound = run.finish()
+        assert result["returncode"] == 0, (engine, result)
+        line = json.loads(result["stdout"].splitlines()[0])
+        assert line["image"] == {"width": 640, "height": 480}
+        assert line["model"]["engine"] == engine_that_runs(shipped_model, engine)
+        assert any("detect" in " ".join(i["argv"]) for i in installed)
+        assert attempts == [], (engine, attempts)
+        assert outbound == [], f"{engine}: outbound network syscalls:\n" + "\n".join(outbound[:10])
 
 
 def test_outbound_syscalls_are_recognised(tmp_path: Path) -> None:

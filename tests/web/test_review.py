@@ -3,8 +3,9 @@ server with a data folder of its own: correct a photo's boxes (draw, switch, del
 it to a new field dataset, reload, find exactly those boxes stored (on the page and through the
 API), relabel and delete a saved photo. The teach test runs the whole loop with a real fine-tuning
 job (a few batches, WEEDSCAN_FINETUNE_MAX_BATCHES, replaying small stand-ins for the public sets):
-correct -> save -> fine-tune with progress -> compare -> promote -> the next photo is answered by
-the new model."""
+correct -> save -> fine-tune with progress (on the page and through GET /v1/jobs/{id}) -> compare
+-> the candidate listed with its lineage, not served -> promote -> the next photo is answered by
+the new model, on the page and through POST /v1/detect."""
 
 from __future__ import annotations
 
@@ -315,7 +316,7 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         page.get_by_role("button", name="Teach weedscan this field").click()
         job = page.locator("#job")
         expect(job).to_be_visible()
-        seen, deadline = set(), time.monotonic() + 600
+        seen, api_saw_an_eta, deadline = set(), False, time.monotonic() + 600
         while job.get_attribute("data-state") in ("queued", "running"):
             # one look at the panel: the job may end between two reads
             status, value, cancel = page.evaluate(
@@ -325,6 +326,8 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
             if status.startswith("Epoch"):
                 seen.add((status, value))
                 assert cancel, "a running job can be cancelled"
+            progress = http.get(f"/v1/jobs/{job.get_attribute('data-id')}").json()["progress"]
+            api_saw_an_eta |= progress.get("stage") == "training" and "eta_seconds" in progress
             assert time.monotonic() < deadline, status
             page.wait_for_timeout(500)
         assert job.get_attribute("data-state") == "done", (page.locator("#job-status").text_content(),
@@ -341,7 +344,9 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         expect(field_row).to_have_count(1)
         for public in ("sesame", "cwfid"):  # what the candidate may have forgotten
             expect(compare.locator(f'tr[data-role="replay"][data-dataset="{public}"]')).to_have_count(1)
+        assert api_saw_an_eta, "GET /v1/jobs/{id} reported an epoch with its ETA"
         result = http.get(f"/v1/jobs/{job.get_attribute('data-id')}").json()["result"]
+        assert result["model"] == "discs-1" and result["base"]["name"] == "weedscan" and not result["promoted"]
         gate = next(g for g in result["gate"] if g["role"] == "field")
         for who in ("base", "candidate"):
             for key in ("mAP50", "weed_AP50"):
@@ -352,7 +357,17 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         for who, model in (("base", "weedscan"), ("candidate", "discs-1")):
             expect(page.locator(f'#job-photos figure[data-who="{who}"][data-model="{model}"]')
                    ).to_have_count(len(held_out))
-        assert http.get("/v1/models").json()["active"] == "weedscan", "not served before it is promoted"
+        # the server follows its models folder, not the job: the candidate is listed, not served
+        deadline = time.monotonic() + 60
+        while True:
+            listing = http.get("/v1/models").json()
+            candidate = next((m for m in listing["models"] if m["name"] == "discs-1"), None)
+            if candidate is not None and candidate.get("state") != "broken":
+                break
+            assert time.monotonic() < deadline, listing
+            time.sleep(0.5)
+        assert candidate["lineage"][0]["name"] == "weedscan", candidate
+        assert listing["active"] == "weedscan", "not served before it is promoted"
 
         # promote: the selector shows it active, and the next photo is answered by it
         page.get_by_role("button", name="Promote discs-1").click()
@@ -363,6 +378,8 @@ def test_teach_the_field_from_the_page_and_promote_the_candidate(browser: Any, s
         add_photo(page, "next.jpg", photos[0].read_bytes())
         expect(page.locator('li.photo[data-file="next.jpg"] .photo-model')).to_contain_text(
             "Answered by discs-1")
+        answer = http.post("/v1/detect", content=photos[0].read_bytes(), headers={"Content-Type": "image/jpeg"})
+        assert answer.status_code == 200 and answer.json()["model"]["name"] == "discs-1"
         page.screenshot(path="/tmp/page-shots/teach.png", full_page=True)
         assert not errors, errors
     finally:
