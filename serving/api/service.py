@@ -6,13 +6,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from serving.api.admission import Admission, BodyHold, Slot, Upload
 from serving.api.batcher import FrameBatcher
@@ -231,10 +231,12 @@ class InferenceService:
 
     async def detect_bytes(self, data: bytes, options: DetectOptions,
                            green: VegetationOptions | None = None,
-                           model: Detector | None = None) -> tuple[DetectionResult, np.ndarray]:
+                           model: Detector | None = None,
+                           gone: Callable[[], Awaitable[bool]] | None = None) -> tuple[DetectionResult, np.ndarray]:
         """Decode and detect one image with `model` (default: the active one); the caller holds
         an admission. With `green`, no model runs: the vegetation regions are the detections
-        (green-on-brown)."""
+        (green-on-brown). `gone` (the request's is_disconnected): a tiled image whose client has
+        left stops after the current run, with ClientDisconnect."""
         detector: Detector | GreenDetector = model or self.require_ready()
         if green is not None:
             detector = GreenDetector(green)
@@ -253,7 +255,7 @@ class InferenceService:
             else:  # decoded beside the inference lane, tiles run in steps: frames do not wait
                 image = await asyncio.to_thread(decode_image, data, self.settings.max_pixels)
                 decode_s = time.perf_counter() - start
-                result = await self._detect_in_steps(detector, image, options)
+                result = await self._detect_in_steps(detector, image, options, gone)
         done = time.perf_counter()
         inference_s = result.timing_ms["inference"] / 1000
         self.metrics.decode.observe(decode_s)
@@ -303,9 +305,11 @@ class InferenceService:
                 loop.call_soon(loop.run_in_executor, None, return_memory)
 
     async def _detect_in_steps(self, detector: Detector | GreenDetector, image: np.ndarray,
-                               options: DetectOptions) -> DetectionResult:
+                               options: DetectOptions,
+                               gone: Callable[[], Awaitable[bool]] | None) -> DetectionResult:
         """A big image's detection, one lane job per ONNX Runtime run of its tiles: frames that
-        arrive meanwhile are queued behind the current run only, not behind the whole image."""
+        arrive meanwhile are queued behind the current run only, not behind the whole image;
+        nothing more runs once its client has gone (a retry would run it all again)."""
         loop = asyncio.get_running_loop()
         if isinstance(detector, GreenDetector):  # no model runs: one job
             return await loop.run_in_executor(self._executor, detector.detect, image, options)
@@ -314,6 +318,9 @@ class InferenceService:
             finished, result = await loop.run_in_executor(self._executor, _next_step, steps)
             if finished and result is not None:
                 return result
+            if gone is not None and await gone():
+                steps.close()
+                raise ClientDisconnect()
 
 
 def _next_step(steps: Generator[None, None, DetectionResult]) -> tuple[bool, DetectionResult | None]:

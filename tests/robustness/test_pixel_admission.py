@@ -1,6 +1,7 @@
 """Over real HTTP: admission by cost. A 1 KB RLE BMP declares 36 MP; big images in
 flight share a pixel budget (WEEDSCAN_MAX_INFLIGHT_PIXELS), so a flood of them gets 503 while a
-normal frame is still admitted; and a batch whose client has gone stops after the current item."""
+normal frame is still admitted; a batch whose client has gone stops after the current item, and a
+big photo's tiles stop after the current run."""
 
 from __future__ import annotations
 
@@ -87,6 +88,31 @@ def test_a_batch_stops_when_its_client_leaves(shipped_model: Path) -> None:
         assert metric(text, "weedscan_decode_seconds_count") <= 2 < count  # not all six
         assert metric(text, "weedscan_inflight_requests") == 0
         assert metric(text, "weedscan_inflight_pixels") == 0
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log and "internal_error" not in log, log[-4000:]
+
+
+def test_a_big_photo_stops_when_its_client_leaves(shipped_model: Path) -> None:
+    """Its tiles run in steps: a client that gives up (a robot's timeout, a closed tab) leaves
+    no orphan work behind, which a retry would double."""
+    server = LiveServer(shipped_model, env={"WEEDSCAN_THREADS": "1"})
+    try:
+        photo = post_raw(server, "/v1/detect", rle_bmp(8000, 8000), "image/bmp")
+        assert poll(lambda: pixels_in_flight(server) >= 8000 * 8000, attempts=400, pause=0.02)
+        photo.close()  # the client gives up during the first tiles
+
+        def answered(status: str, text: str) -> float:
+            return metric(text, "weedscan_requests_total", route="/v1/detect", status=status)
+
+        assert poll(lambda: any(answered(s, server.http.get("/metrics").text) for s in ("200", "499")),
+                    attempts=300), server.http.get("/metrics").text
+        text = server.http.get("/metrics").text
+        assert (answered("499", text), answered("200", text)) == (1, 0), "the photo ran to its end"
+        assert metric(text, "weedscan_inflight_requests") == 0
+        assert metric(text, "weedscan_inflight_pixels") == 0
+        frame = server.http.post("/v1/detect", content=FRAME, headers={"Content-Type": "image/jpeg"})
+        assert frame.status_code == 200
     finally:
         log = server.stop()
     assert "Traceback" not in log and "internal_error" not in log, log[-4000:]

@@ -97,7 +97,8 @@ async def detect(tags: RequestTagsDep, request: Request, service: ServiceDep,
         model = await _model(request, service, query)
         data = await upload.image()
         with upload.slot():
-            result, _ = await service.detect_bytes(data, query.options, query.green, model)
+            result, _ = await service.detect_bytes(data, query.options, query.green, model,
+                                                   gone=request.is_disconnected)
     refs = _tags(tags, query)
     fix = read_gps(data)   # where the photo was taken, when its EXIF says (the page maps it)
     if fix:
@@ -123,7 +124,7 @@ async def detect_batch(tags: RequestTagsDep, request: Request, service: ServiceD
                         raise PayloadTooLarge(f"{part.filename or 'this file'} is over the per-image "
                                               f"limit of {size_text(service.settings.max_upload_bytes)}")
                     result, _ = await service.detect_bytes(bytes(part.data), query.options,
-                                                           query.green, model)
+                                                           query.green, model, gone=request.is_disconnected)
                     results.append(result.answer(query.lanes, BatchItem, query.vegetation_mask,
                                                  index=index, filename=part.filename))
                 except ClientError as exc:
@@ -142,7 +143,8 @@ async def annotate_image(request: Request, service: ServiceDep, query: AnnotateQ
         model = await _model(request, service, query)
         data = await upload.image()
         with upload.slot():
-            result, image = await service.detect_bytes(data, query.options, query.green, model)
+            result, image = await service.detect_bytes(data, query.options, query.green, model,
+                                                       gone=request.is_disconnected)
             fmt = annotate.output_format(image, query.format)  # PNG when JPEG cannot hold it
             drawn = await asyncio.to_thread(lambda: annotate.encode(annotate.draw(image, result), fmt))
     return Response(drawn, media_type=f"image/{fmt}")
