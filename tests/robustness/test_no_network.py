@@ -83,6 +83,15 @@ class Offline:
         outbound = outbound_syscalls(self.trace) if self.trace is not None else []
         return json.loads(stdout.strip().splitlines()[-1]), installed, attempts, outbound
 
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    def traced_loopback(self) -> bool:
+        """Whether the trace saw the command's own loopback connections: that it traced at all."""
+        return self.trace is not None and '"127.0.0.1"' in self.trace.read_text(encoding="utf-8")
+
     def leftovers(self) -> list[str]:
         return sorted(p.name for p in self.folder.iterdir() if p.name.startswith("."))
 
@@ -191,28 +200,37 @@ def test_weedscan_serve_makes_no_outbound_attempt_on_any_engine(tmp_path: Path, 
     """A server per engine, side by side: start, ready, requests, then up for LINGER_S."""
     runs = {engine: start_offline(tmp_path / engine, shipped_model, "serve", engine=engine, linger=LINGER_S)
             for engine in ENGINES}
-    for engine, run in runs.items():
-        result, installed, attempts, outbound = run.finish()
-        assert set(result["statuses"].values()) == {200}, (engine, result)
-        assert result["engine"] == engine_that_runs(shipped_model, engine)
-        commands = {" ".join(i["argv"]) for i in installed}
-        assert any("serve" in c for c in commands), f"the guard did not reach the server: {commands}"
-        assert attempts == [], (engine, attempts)
-        assert outbound == [], f"{engine}: outbound network syscalls:\n" + "\n".join(outbound[:10])
-        assert run.leftovers() == [], f"{engine}: files left in TMPDIR: {run.leftovers()}"
+    try:
+        for engine, run in runs.items():
+            result, installed, attempts, outbound = run.finish()
+            assert set(result["statuses"].values()) == {200}, (engine, result)
+            assert result["engine"] == engine_that_runs(shipped_model, engine)
+            commands = {" ".join(i["argv"]) for i in installed}
+            assert any("serve" in c for c in commands), f"the guard did not reach the server: {commands}"
+            assert attempts == [], (engine, attempts)
+            assert outbound == [], f"{engine}: outbound network syscalls:\n" + "\n".join(outbound[:10])
+            assert run.traced_loopback() == TRACED, f"{engine}: strace saw none of the requests"
+            assert run.leftovers() == [], f"{engine}: files left in TMPDIR: {run.leftovers()}"
+    finally:
+        for run in runs.values():
+            run.stop()
 
 
 def test_weedscan_detect_makes_no_outbound_attempt_on_any_engine(tmp_path: Path, shipped_model: Path) -> None:
     runs = {engine: start_offline(tmp_path / engine, shipped_model, "detect", engine=engine) for engine in ENGINES}
-    for engine, run in runs.items():
-        result, installed, attempts, outbound = run.finish()
-        assert result["returncode"] == 0, (engine, result)
-        line = json.loads(result["stdout"].splitlines()[0])
-        assert line["image"] == {"width": 640, "height": 480}
-        assert line["model"]["engine"] == engine_that_runs(shipped_model, engine)
-        assert any("detect" in " ".join(i["argv"]) for i in installed)
-        assert attempts == [], (engine, attempts)
-        assert outbound == [], f"{engine}: outbound network syscalls:\n" + "\n".join(outbound[:10])
+    try:
+        for engine, run in runs.items():
+            result, installed, attempts, outbound = run.finish()
+            assert result["returncode"] == 0, (engine, result)
+            line = json.loads(result["stdout"].splitlines()[0])
+            assert line["image"] == {"width": 640, "height": 480}
+            assert line["model"]["engine"] == engine_that_runs(shipped_model, engine)
+            assert any("detect" in " ".join(i["argv"]) for i in installed)
+            assert attempts == [], (engine, attempts)
+            assert outbound == [], f"{engine}: outbound network syscalls:\n" + "\n".join(outbound[:10])
+    finally:
+        for run in runs.values():
+            run.stop()
 
 
 def test_outbound_syscalls_are_recognised(tmp_path: Path) -> None:
