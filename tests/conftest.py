@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from serving.detector import Detector
+    from tests.serving.conftest import LiveServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -99,6 +101,17 @@ def shared_data() -> Path:
 def shipped_model() -> Path:
     assert SHIPPED_MODEL.is_file(), f"the shipped model {SHIPPED_MODEL} is missing"
     return SHIPPED_MODEL
+
+
+@pytest.fixture(scope="session")
+def live_server(shipped_model: Path) -> Iterator[LiveServer]:
+    """One real `weedscan serve` with the default settings, shared by the tests of a test process
+    (the serving and web ones) that do not change its state."""
+    from tests.serving.conftest import LiveServer
+
+    server = LiveServer(shipped_model)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -126,15 +126,6 @@ class LiveServer:
         return self._final_log
 
 
-@pytest.fixture(scope="session")
-def live_server(shipped_model: Path) -> Iterator[LiveServer]:
-    """One real server with the default settings, shared by the tests (of a test process) that do
-    not change its state."""
-    server = LiveServer(shipped_model)
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["in-process", "live-server"])
 def http(request: pytest.FixtureRequest) -> TestClient | httpx.Client:
     """The same checks twice: in process (TestClient) and through a real server over HTTP."""

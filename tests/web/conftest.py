@@ -38,8 +38,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def web_server(browser: object, shipped_model: Path) -> Iterator[LiveServer]:
-    """An open server (no API keys) for one test module; started only when a browser is there."""
-    server = LiveServer(shipped_model)
-    yield server
-    server.stop()
+def web_server(browser: object, live_server: LiveServer) -> LiveServer:
+    """An open server (no API keys): the test process's default one, started only when a browser
+    is there."""
+    return live_server
