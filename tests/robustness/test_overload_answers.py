@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests import images
-from tests.robustness.rawhttp import metric, open_socket, poll, request_head, status_of
+from tests.robustness.rawhttp import metric, nothing_received, open_socket, poll, request_head, status_of
 from tests.robustness.test_pixel_admission import post_raw, rle_bmp
 from tests.serving.conftest import LiveServer
 
@@ -38,6 +38,15 @@ def answer_of(sock: socket.socket) -> bytes | str:
             data += chunk
     except ConnectionResetError:
         return "reset"
+
+
+def not_dropped(holder: socket.socket) -> bool:
+    """The holder's image is still being inferred (nothing came back), or came back a 200. Closing
+    the holder afterwards stops its remaining work: no test waits for a 64 MP image."""
+    if nothing_received(holder):
+        return True
+    answer = answer_of(holder)
+    return isinstance(answer, bytes) and status_of(answer) == 200
 
 
 def busy_server(shipped_model: Path, holders: int, **env: str) -> tuple[LiveServer, list[socket.socket]]:
@@ -71,8 +80,7 @@ def test_early_comers_near_the_connection_cap_all_get_answers(shipped_model: Pat
             sock.sendall(ASK)  # at once, Retry-After ignored: held by the shedder
             held.append(sock)
         answers += [answer_of(sock) for sock in held]
-        finished = [answer_of(sock) for sock in holders]  # never dropped to make room
-        assert all(isinstance(a, bytes) and status_of(a) == 200 for a in finished), finished
+        assert all(not_dropped(sock) for sock in holders), "an image in flight was dropped to make room"
         failed = [a for a in answers if not isinstance(a, bytes)]
         assert not failed, f"{len(failed)} of {len(answers)} attempts got no answer: {failed}"
         for answer in answers:
@@ -112,8 +120,7 @@ def test_a_refusal_at_the_cap_is_read_not_reset(shipped_model: Path) -> None:
         assert isinstance(answer, bytes), answer
         assert status_of(answer) == 503 and b"too many open connections" in answer, answer[:300]
         assert re.search(rb"(?i)\r\nretry-after: \d+", answer), answer[:300]
-        finished = [answer_of(sock) for sock in holders]
-        assert all(isinstance(a, bytes) and status_of(a) == 200 for a in finished), finished
+        assert all(not_dropped(sock) for sock in holders), "an image in flight was dropped to make room"
     finally:
         for sock in holders:
             sock.close()
